@@ -1,0 +1,42 @@
+# The README's commands. Every target creates the environment it needs from the lock file.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(BIN)/uv
+STAMP := $(VENV)/.installed
+
+.PHONY: venv quickstart test lint typecheck unit bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
+	$(UV) pip install -q --python $(BIN)/python -r requirements.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/python examples/quickstart.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+# Regenerate the lock file from pyproject.toml (needs network to PyPI).
+lock: $(STAMP)
+	$(UV) pip compile pyproject.toml --extra postgres --extra s3 --extra pandas --extra polars --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
