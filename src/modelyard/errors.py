@@ -115,3 +115,22 @@ def error_from_dict(status: int, body: dict[str, Any]) -> ModelyardError:
         if cls.status == status:
             return cls(message, details=details)
     return ModelyardError(message, details=details)
+
+
+def describe_validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, str]]]:
+    """A one-line message and a list of ``{field, problem}`` from pydantic-style errors."""
+    problems = []
+    for err in errors:
+        loc = ".".join(
+            str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "payload")
+        )
+        problems.append({"field": loc, "problem": str(err.get("msg", "invalid"))})
+    summary = "; ".join(f"{p['field'] or 'request'}: {p['problem']}" for p in problems[:5])
+    return f"invalid request: {summary}", problems
+
+
+def invalid_input_from(exc: Exception) -> InvalidInput:
+    """Turn a pydantic ``ValidationError`` raised while building a request into InvalidInput."""
+    errors = exc.errors() if hasattr(exc, "errors") else []
+    message, problems = describe_validation_errors(list(errors))
+    return InvalidInput(message, details={"problems": problems})

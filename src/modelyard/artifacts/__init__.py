@@ -1,0 +1,1 @@
+"""Raw artifact upload and download over the operation layer."""

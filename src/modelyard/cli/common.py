@@ -1,0 +1,71 @@
+"""Helpers shared by the CLI's command groups: the client, output, error reporting."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from modelyard.client.sdk import Client, connect
+from modelyard.errors import ModelyardError, invalid_input_from
+
+console = Console()
+err_console = Console(stderr=True)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_state: dict[str, Any] = {"url": None, "token": None, "home": None, "json": False}
+
+
+def configure(url: str | None, token: str | None, home: str | None, as_json: bool) -> None:
+    _state.update(url=url, token=token, home=home, json=as_json)
+
+
+def client() -> Client:
+    return connect(_state["url"], token=_state["token"], home=_state["home"])
+
+
+def as_json() -> bool:
+    return bool(_state["json"])
+
+
+def emit(model: BaseModel | dict[str, Any], render: Callable[[], None] | None = None) -> None:
+    """Print JSON with --json (or when there is no table renderer), else the table."""
+    if as_json() or render is None:
+        data = model.model_dump(mode="json") if isinstance(model, BaseModel) else model
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render()
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c)
+    for row in rows:
+        t.add_row(*["" if v is None else str(v) for v in row])
+    console.print(t)
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn a modelyard error into a one-line message and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ModelyardError as exc:
+            err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
+            raise typer.Exit(1) from exc
+        except ValidationError as exc:
+            message = invalid_input_from(exc).message
+            err_console.print(f"[red]error[/red] (invalid_input): {message}", highlight=False)
+            raise typer.Exit(1) from exc
+
+    return wrapper

@@ -1,0 +1,1 @@
+"""The SDK's transports (embedded and remote) and its per-domain wrappers."""

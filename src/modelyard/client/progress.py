@@ -1,0 +1,68 @@
+"""Rich progress bars for long SDK and CLI work (shown on a terminal, silent otherwise)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+from modelyard.core.operations import Progress as ProgressEvent
+from modelyard.core.operations import ProgressFn, _no_progress
+
+
+def wanted(show: bool | None) -> bool:
+    return sys.stderr.isatty() if show is None else show
+
+
+@contextmanager
+def task_progress(description: str, show: bool | None = None) -> Iterator[ProgressFn]:
+    """A callback for :class:`~modelyard.core.operations.Progress` events, drawn as a bar."""
+    if not wanted(show):
+        yield _no_progress
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def report(event: ProgressEvent) -> None:
+            bar.update(task, description=event.task, completed=event.done, total=event.total)
+
+        yield report
+
+
+@contextmanager
+def transfer_progress(
+    description: str, total: int, show: bool | None = None
+) -> Iterator[ProgressFn]:
+    """Bytes transferred out of ``total``."""
+    if not wanted(show):
+        yield _no_progress
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+
+        def report(event: ProgressEvent) -> None:
+            bar.update(task, completed=event.done)
+
+        yield report

@@ -1,0 +1,73 @@
+"""The SDK entry point: ``modelyard.connect()``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+from modelyard.client.artifacts import ArtifactsAPI
+from modelyard.client.datasets import DatasetsAPI
+from modelyard.client.security import AuditAPI, TokensAPI, UsersAPI
+from modelyard.client.transport import EmbeddedTransport, RemoteTransport, Transport
+from modelyard.config import Settings
+from modelyard.runtime import Runtime
+from modelyard.security.service import local_principal
+
+
+class Client:
+    """One connection to modelyard, embedded or remote; the same API either way."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.artifacts = ArtifactsAPI(transport)
+        self.datasets = DatasetsAPI(transport, self.artifacts)
+        self.users = UsersAPI(transport)
+        self.tokens = TokensAPI(transport)
+        self.audit = AuditAPI(transport)
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.transport, RemoteTransport)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def connect(
+    url: str | None = None,
+    *,
+    token: str | None = None,
+    home: str | os.PathLike[str] | None = None,
+    db: str | None = None,
+    artifacts: str | None = None,
+) -> Client:
+    """Connect to modelyard.
+
+    With a ``url`` (or ``MODELYARD_URL`` set) the client talks HTTP to a server, sending
+    ``token`` (or ``MODELYARD_TOKEN``). Otherwise it is embedded: operations run in this
+    process on the stores under ``home`` (default ``MODELYARD_HOME`` or ``~/.modelyard``),
+    or on ``db``/``artifacts`` URLs. An embedded client acts as the local admin unless a
+    token is given, in which case it acts as that token's user.
+    """
+    url = url or os.environ.get("MODELYARD_URL") or None
+    token = token or os.environ.get("MODELYARD_TOKEN") or None
+    if url:
+        return Client(RemoteTransport(url, token))
+    settings = Settings.from_env(
+        home=Path(home) if home is not None else None, db_url=db, artifacts_url=artifacts
+    )
+    runtime = Runtime(settings)
+    principal = runtime.principal(token) if token else local_principal()
+    return Client(EmbeddedTransport(runtime, principal))

@@ -1,0 +1,163 @@
+"""Two transports for the same operations: in-process and HTTP.
+
+Both take an operation name and its input model and return its output model, raising
+the same :mod:`modelyard.errors` classes. The embedded transport round-trips input and
+output through JSON exactly as the HTTP one does, so a value that cannot cross the wire
+fails in embedded mode too (the local backend is not a shortcut).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from modelyard.core.operations import Operation, Principal, ProgressFn, StreamResult, _no_progress
+from modelyard.domains import operations
+from modelyard.errors import ModelyardError, ServiceUnavailable, error_from_dict
+
+T = TypeVar("T")
+
+
+class Transport(abc.ABC):
+    """Calls operations by name."""
+
+    def operation(self, name: str) -> Operation[Any, Any]:
+        return operations()[name]
+
+    @abc.abstractmethod
+    def call(
+        self,
+        name: str,
+        req: BaseModel,
+        *,
+        stream: BinaryIO | None = None,
+        progress: ProgressFn = _no_progress,
+    ) -> Any:
+        """Run operation ``name``; a ``stream_out`` operation returns a :class:`StreamResult`."""
+
+    def close(self) -> None:
+        return None
+
+
+def _roundtrip(value: Any, output: Any) -> Any:
+    if isinstance(value, BaseModel):
+        adapter: TypeAdapter[Any] = TypeAdapter(output)
+        return adapter.validate_json(value.model_dump_json())
+    return value
+
+
+class EmbeddedTransport(Transport):
+    """Runs operations in this process against the local stores."""
+
+    def __init__(self, runtime: Any, principal: Principal) -> None:
+        # ``runtime`` is a modelyard.runtime.Runtime (typed loosely to keep this module
+        # importable without opening any store).
+        self.runtime = runtime
+        self.principal = principal
+
+    def call(
+        self,
+        name: str,
+        req: BaseModel,
+        *,
+        stream: BinaryIO | None = None,
+        progress: ProgressFn = _no_progress,
+    ) -> Any:
+        op = self.operation(name)
+        wire_req = op.input.model_validate_json(req.model_dump_json())
+        result = self.runtime.execute(
+            op, wire_req, self.principal, origin="embedded", stream=stream, progress=progress
+        )
+        if op.stream_out:
+            return result
+        return _roundtrip(result, op.output)
+
+    def close(self) -> None:
+        self.runtime.close()
+
+
+class RemoteTransport(Transport):
+    """Calls a modelyard server over HTTP(S)."""
+
+    def __init__(self, url: str, token: str | None = None, *, timeout: float = 300.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"user-agent": "modelyard-sdk"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def _raise_for(self, response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"message": f"HTTP {response.status_code}: {response.text[:200]}"}
+        if not isinstance(body, dict):
+            body = {"message": f"HTTP {response.status_code}"}
+        raise error_from_dict(response.status_code, body)
+
+    def call(
+        self,
+        name: str,
+        req: BaseModel,
+        *,
+        stream: BinaryIO | None = None,
+        progress: ProgressFn = _no_progress,
+    ) -> Any:
+        op = self.operation(name)
+        path_values, query, body = op.split(req)
+        path = op.path
+        for key, value in path_values.items():
+            path = path.replace("{" + key + "}", quote(str(value), safe=""))
+        url = "/api/v1" + path
+        kwargs: dict[str, Any] = {"params": query}
+        if op.stream_in:
+            kwargs["content"] = _iter_file(stream) if stream is not None else b""
+            kwargs["headers"] = {"content-type": "application/octet-stream"}
+        elif op.body_in_json:
+            kwargs["json"] = body
+        try:
+            if op.stream_out:
+                response = self.http.send(
+                    self.http.build_request(op.method, url, **kwargs), stream=True
+                )
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response)
+                return StreamResult(
+                    chunks=_iter_response(response),
+                    size=int(response.headers["content-length"])
+                    if "content-length" in response.headers
+                    else None,
+                    media_type=response.headers.get("content-type", "application/octet-stream"),
+                    headers=dict(response.headers),
+                )
+            response = self.http.request(op.method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(f"cannot reach modelyard at {self.url}: {exc}") from exc
+        self._raise_for(response)
+        adapter: TypeAdapter[Any] = TypeAdapter(op.output)
+        return adapter.validate_json(response.content)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _iter_file(stream: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := stream.read(chunk_size):
+        yield chunk
+
+
+def _iter_response(response: httpx.Response) -> Iterator[bytes]:
+    try:
+        yield from response.iter_bytes(1 << 20)
+    except httpx.HTTPError as exc:
+        raise ModelyardError(f"download broke off: {exc}") from exc
+    finally:
+        response.close()

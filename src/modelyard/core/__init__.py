@@ -1,0 +1,1 @@
+"""Plumbing every domain stands on: database, artifact store, operations, events, ids."""

@@ -1,0 +1,1 @@
+"""Versioned datasets: registration, schemas, profiles, data-quality checks and diffs."""

@@ -1,0 +1,138 @@
+"""Request and response types of the datasets domain."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from modelyard.artifacts.schemas import DIGEST_PATTERN
+from modelyard.data.diff import DatasetDiff
+from modelyard.data.formats import ColumnSchema
+from modelyard.data.profiling import DatasetProfile
+from modelyard.data.quality import QualityReport, Rule
+from modelyard.errors import Conflict
+
+DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
+Format = Literal["parquet", "csv", "jsonl"]
+
+__all__ = ["ColumnSchema", "DatasetDiff", "DatasetProfile", "QualityReport", "Rule"]
+
+
+class DatasetFile(BaseModel):
+    path: str = Field(min_length=1, max_length=1024, description="Relative path in the dataset.")
+    digest: str = Field(pattern=DIGEST_PATTERN, description="SHA-256 of an uploaded artifact.")
+
+
+class StoredFile(DatasetFile):
+    size: int
+
+
+class RegisterVersion(BaseModel):
+    name: str = Field(pattern=DATASET_NAME)
+    files: list[DatasetFile] = Field(min_length=1, max_length=100_000)
+    format: Format | None = Field(None, description="Detected from names/content if omitted.")
+    description: str = Field("", max_length=10_000)
+    profile: bool = Field(True, description="Compute the profile now (a full scan).")
+
+
+class DatasetVersion(BaseModel):
+    id: str
+    dataset: str
+    version: int
+    format: Format
+    files: list[StoredFile]
+    size_bytes: int
+    row_count: int
+    columns: list[ColumnSchema]
+    profile: DatasetProfile | None
+    description: str
+    created_at: dt.datetime
+    created_by: str
+
+
+class VersionSummary(BaseModel):
+    version: int
+    format: Format
+    row_count: int
+    size_bytes: int
+    column_count: int
+    created_at: dt.datetime
+    created_by: str
+
+
+class Dataset(BaseModel):
+    name: str
+    description: str
+    latest_version: int
+    created_at: dt.datetime
+    created_by: str
+    updated_at: dt.datetime
+
+
+class DatasetDetail(Dataset):
+    versions: list[VersionSummary]
+
+
+class ListDatasets(BaseModel):
+    prefix: str | None = Field(None, max_length=200)
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class DatasetList(BaseModel):
+    datasets: list[Dataset]
+    total: int
+
+
+class GetDataset(BaseModel):
+    name: str = Field(pattern=DATASET_NAME)
+
+
+class GetVersion(BaseModel):
+    name: str = Field(pattern=DATASET_NAME)
+    version: int = Field(ge=1, le=2**31 - 1)
+
+
+class DiffVersions(BaseModel):
+    name: str = Field(pattern=DATASET_NAME)
+    base: int = Field(ge=1, le=2**31 - 1, description="The version to compare from.")
+    other: int = Field(ge=1, le=2**31 - 1, description="The version to compare to.")
+
+
+class CheckVersion(BaseModel):
+    name: str = Field(pattern=DATASET_NAME)
+    version: int = Field(ge=1, le=2**31 - 1)
+    rules: list[Rule] = Field(min_length=1, max_length=1000)
+
+
+class QualityGateFailed(Conflict):
+    """A data-quality report failed where a passing one was required."""
+
+    code = "quality_gate_failed"
+
+
+class StoredReport(BaseModel):
+    id: str
+    dataset: str
+    version: int
+    passed: bool
+    report: QualityReport
+    created_at: dt.datetime
+    created_by: str
+
+    def raise_if_failed(self) -> StoredReport:
+        """Gate a later step on this report: raise :class:`QualityGateFailed` if it failed."""
+        if not self.passed:
+            failing = [r.name for r in self.report.results if not r.passed]
+            raise QualityGateFailed(
+                f"data-quality check {self.id} on {self.dataset} v{self.version} failed: "
+                f"{', '.join(failing)}",
+                details={"report_id": self.id, "failing": failing},
+            )
+        return self
+
+
+class ReportList(BaseModel):
+    reports: list[StoredReport]

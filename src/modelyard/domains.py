@@ -1,0 +1,32 @@
+"""The list of domains. Adding a domain: write its package, then add it here.
+
+Each entry is a module exposing ``ops`` (an :class:`OperationSet`); importing it also
+registers its tables with the shared metadata, which the migrations compare against.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from typing import Any
+
+from modelyard.core.operations import Operation
+
+SERVICE_MODULES = (
+    "modelyard.security.service",
+    "modelyard.artifacts.service",
+    "modelyard.data.service",
+)
+
+
+@cache
+def operations() -> dict[str, Operation[Any, Any]]:
+    """Every declared operation by name (imports the domains on first call)."""
+    found: dict[str, Operation[Any, Any]] = {}
+    for module_name in SERVICE_MODULES:
+        module = importlib.import_module(module_name)
+        for op in module.ops.operations:
+            if op.name in found:
+                raise RuntimeError(f"operation {op.name} declared twice")
+            found[op.name] = op
+    return found

@@ -1,0 +1,157 @@
+"""The runtime: opens the stores and executes operations with auth and audit.
+
+Both transports end here. The embedded client calls :meth:`Runtime.execute` in-process;
+the HTTP server calls it from a route derived from the same operation. So the rules that
+matter — permission checks, one transaction per operation, an audit event for every
+mutation (including refused and failed ones) — are enforced in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from typing import Any, BinaryIO
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from modelyard.config import Settings
+from modelyard.core.artifacts import ArtifactStore, open_store
+from modelyard.core.db import Database
+from modelyard.core.events import write_events
+from modelyard.core.ids import new_id
+from modelyard.core.operations import Context, Operation, Principal, ProgressFn, _no_progress
+from modelyard.domains import operations
+from modelyard.errors import ModelyardError, NotFound, PermissionDenied, Unauthenticated
+from modelyard.migrations import upgrade
+from modelyard.security.service import authenticate, local_principal, record_audit
+
+log = logging.getLogger("modelyard")
+
+
+class Runtime:
+    """Open stores for one settings object. Thread-safe; share one per process."""
+
+    def __init__(self, settings: Settings, *, migrate: bool = True) -> None:
+        self.settings = settings
+        self.db = Database(settings.db_url)
+        if migrate:
+            upgrade(self.db.engine)
+        self.artifacts: ArtifactStore = open_store(settings.artifacts_url)
+        self.operations = operations()
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def operation(self, name: str) -> Operation[Any, Any]:
+        try:
+            return self.operations[name]
+        except KeyError:
+            raise NotFound(f"no operation named {name!r}") from None
+
+    def principal(self, token: str | None) -> Principal:
+        """Resolve a bearer token. Without auth, no token means the local admin user."""
+        if token:
+            with self.db.transaction(write=False) as session:
+                return authenticate(session, token)
+        if self.settings.auth:
+            raise Unauthenticated(
+                "this server requires an API token: send 'Authorization: Bearer <token>' "
+                "(create one with 'modelyard tokens create')"
+            )
+        return local_principal()
+
+    def execute(
+        self,
+        op: Operation[Any, Any],
+        req: BaseModel,
+        principal: Principal,
+        *,
+        origin: str,
+        request_id: str | None = None,
+        stream: BinaryIO | None = None,
+        progress: ProgressFn = _no_progress,
+    ) -> Any:
+        """Run ``op`` as ``principal`` in one transaction; audit it if it mutates."""
+        request_id = request_id or new_id("req")
+        if not principal.can(op.permission):
+            error = PermissionDenied(
+                f"{principal.user!r} (role {principal.role}) may not call {op.name}: "
+                f"it needs {op.permission!r}"
+            )
+            self._audit_failure(op, principal, origin, request_id, None, "permission_denied")
+            raise error
+        ctx: Context | None = None
+        try:
+            # Leaving this block commits the operation's transaction; an exception
+            # raised inside it (or by the commit itself) rolls it back.
+            with ExitStack() as stack:
+                session: Session | None = None
+
+                def open_session() -> Session:
+                    nonlocal session
+                    if session is None:
+                        session = stack.enter_context(self.db.transaction(write=op.mutating))
+                    return session
+
+                ctx = Context(
+                    principal=principal,
+                    artifacts=self.artifacts,
+                    settings=self.settings,
+                    origin=origin,
+                    request_id=request_id,
+                    open_session=open_session,
+                    open_read=lambda: self.db.transaction(write=False),
+                    progress=progress,
+                )
+                result = op.call(ctx, req, stream)
+                if op.mutating:
+                    record_audit(
+                        open_session(),
+                        principal=principal,
+                        operation=op.name,
+                        target=ctx.audit_target,
+                        origin=origin,
+                        result="ok",
+                        request_id=request_id,
+                    )
+                if ctx.events:
+                    write_events(open_session(), principal.user, ctx.events)
+            return result
+        except ModelyardError as exc:
+            target = ctx.audit_target if ctx else None
+            self._audit_failure(op, principal, origin, request_id, target, exc.code, exc.message)
+            raise
+        except Exception as exc:
+            target = ctx.audit_target if ctx else None
+            self._audit_failure(
+                op, principal, origin, request_id, target, "internal_error", repr(exc)
+            )
+            raise
+
+    def _audit_failure(
+        self,
+        op: Operation[Any, Any],
+        principal: Principal,
+        origin: str,
+        request_id: str,
+        target: str | None,
+        result: str,
+        message: str | None = None,
+    ) -> None:
+        if not op.mutating:
+            return
+        try:
+            with self.db.transaction() as session:
+                record_audit(
+                    session,
+                    principal=principal,
+                    operation=op.name,
+                    target=target,
+                    origin=origin,
+                    result=result,
+                    request_id=request_id,
+                    detail={"message": message} if message else {},
+                )
+        except Exception:  # the original error matters more than a failed audit write
+            log.exception("could not write the audit event for %s", op.name)

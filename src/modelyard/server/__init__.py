@@ -1,0 +1,1 @@
+"""The HTTP server: routes derived from operations, middleware, health checks."""

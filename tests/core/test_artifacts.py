@@ -1,0 +1,557 @@
+"""The artifact store conformance suite, run against the local folder and real S3.
+
+The S3 half talks to a SeaweedFS server started once per session (``fixtures.seaweed``).
+Damage is done through the store's own fsspec handle (``store.filesystem`` and
+``store.object_location``), so the same test body corrupts a local file or an S3 object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelyard.core.artifacts import (
+    ArtifactStore,
+    LocalArtifactStore,
+    ObjectInfo,
+    S3ArtifactStore,
+    open_store,
+    validate_digest,
+)
+from modelyard.errors import ArtifactCorrupted, ConfigurationError, InvalidInput, NotFound
+
+MIB = 1 << 20
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    """Deterministic, incompressible-looking bytes (fast: hash-chained blocks)."""
+    out = bytearray()
+    block = hashlib.sha512(seed.to_bytes(8, "big")).digest()
+    while len(out) < size:
+        block = hashlib.sha512(block).digest()
+        out += block * 64
+    return bytes(out[:size])
+
+
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.s3)])
+def store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ArtifactStore:
+    """Every backend, opened by URL as the platform does. Temp files go to ``spool/``."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    # The S3 backend spools through tempfile; pointing it here lets tests see leftovers.
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    if request.param == "file":
+        return open_store(str(tmp_path / "store"))
+    url: str = request.getfixturevalue("s3_store_url")
+    return open_store(url)
+
+
+def stored_objects(store: ArtifactStore) -> list[str]:
+    """Every object path in the store, via its fsspec handle."""
+    fs, prefix = store.fsspec()
+    if not fs.exists(prefix):
+        return []
+    return sorted(fs.find(prefix))
+
+
+def leftover_temp_files(store: ArtifactStore, tmp_path: Path) -> list[str]:
+    """Files left in the local store's tmp/ or in the S3 spool directory."""
+    dirs = [tmp_path / "spool"]
+    if isinstance(store, LocalArtifactStore):
+        dirs.append(store.root / "tmp")
+    return sorted(str(p) for d in dirs for p in d.iterdir())
+
+
+def overwrite_object(
+    store: ArtifactStore, digest: str, data: bytes, *, keep_metadata: bool = False
+) -> None:
+    """Replace an object's bytes behind the store's back (bit rot, truncation, tampering).
+
+    ``keep_metadata`` (S3): keep the user metadata written with the original object, as a
+    partial overwrite by a misbehaving tool would.
+    """
+    fs = store.filesystem
+    location = store.object_location(digest)
+    if isinstance(store, LocalArtifactStore):
+        os.chmod(location, 0o644)  # objects are read-only; the test is the attacker here
+        Path(location).write_bytes(data)
+        return
+    extra: dict[str, Any] = {}
+    if keep_metadata:
+        extra["Metadata"] = fs.metadata(location)
+    fs.pipe_file(location, data, **extra)
+
+
+class GeneratorStream(io.RawIOBase):
+    """A readable stream backed by a generator of byte chunks (e.g. an HTTP body)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = chunk
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+class ReadOnlyStream:
+    """Duck-typed: only ``read``, returning short reads of odd sizes."""
+
+    def __init__(self, data: bytes, step: int = 777_777) -> None:
+        self._data = data
+        self._pos = 0
+        self._step = step
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._step if n < 0 else min(n, self._step)
+        chunk = self._data[self._pos : self._pos + n]
+        self._pos += len(chunk)
+        return chunk
+
+
+def failing_chunks(good: int, chunk: int = 256 * 1024) -> Iterator[bytes]:
+    sent = 0
+    while sent < good:
+        yield payload(chunk, seed=sent)
+        sent += chunk
+    raise ConnectionResetError("client went away mid-upload")
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def test_roundtrip_bytes(store: ArtifactStore) -> None:
+    data = b"hello, artifacts\n" * 1000
+    info = store.put_bytes(data)
+    assert info == ObjectInfo(sha(data), len(data))
+    assert store.exists(info.digest)
+    assert store.stat(info.digest) == info
+    assert store.read_bytes(info.digest) == data
+    assert b"".join(store.iter_chunks(info.digest, chunk_size=1000)) == data
+    assert store.verify(info.digest) == info
+
+
+def test_chunks_respect_chunk_size(store: ArtifactStore) -> None:
+    data = payload(10_000)
+    info = store.put_bytes(data)
+    sizes = [len(c) for c in store.iter_chunks(info.digest, chunk_size=3000)]
+    assert sum(sizes) == len(data)
+    assert max(sizes) <= 3000
+
+
+def test_empty_object(store: ArtifactStore) -> None:
+    info = store.put_bytes(b"")
+    assert info == ObjectInfo(sha(b""), 0)
+    assert store.read_bytes(info.digest) == b""
+    assert list(store.iter_chunks(info.digest)) == []
+    assert store.verify(info.digest) == info
+
+
+def test_digest_matches_hashlib_for_every_put_flavour(store: ArtifactStore, tmp_path: Path) -> None:
+    data = payload(3 * MIB + 12_345, seed=1)
+    expected = ObjectInfo(sha(data), len(data))
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    assert store.put_file(source) == expected
+    assert store.put_file(str(source)) == expected
+    assert store.put_bytes(data) == expected
+    assert store.put_bytes(bytearray(data)) == expected
+    assert store.put_stream(io.BytesIO(data)) == expected
+    assert store.put_stream(ReadOnlyStream(data)) == expected  # type: ignore[arg-type]
+    with source.open("rb") as f:
+        assert store.put_stream(f) == expected
+    assert store.read_bytes(expected.digest) == data
+
+
+def test_dedup_stores_one_copy(store: ArtifactStore, tmp_path: Path) -> None:
+    data = payload(100_000, seed=2)
+    first = store.put_bytes(data)
+    second = store.put_stream(io.BytesIO(data))
+    assert first == second
+    other = store.put_bytes(data + b"!")
+    assert stored_objects(store) == sorted(
+        [store.object_location(first.digest), store.object_location(other.digest)]
+    )
+    assert leftover_temp_files(store, tmp_path) == []
+
+
+def test_layout_is_sha256_fanout(store: ArtifactStore) -> None:
+    info = store.put_bytes(b"layout")
+    d = info.digest
+    location = store.object_location(d)
+    assert location.endswith(f"/objects/sha256/{d[:2]}/{d[2:4]}/{d}")
+    fs, prefix = store.fsspec()
+    assert location.startswith(prefix + "/")
+    with fs.open(location, "rb") as f:  # readable in place, e.g. by pyarrow or DuckDB
+        assert f.read() == b"layout"
+    assert store.object_url(d).endswith(location)
+    assert store.object_url(d).split("://")[0] in {"file", "s3"}
+
+
+def test_streamed_put_of_many_megabytes(store: ArtifactStore) -> None:
+    """A generator-backed stream of odd-sized chunks, bigger than several copy chunks."""
+    chunks = [payload(1_234_567, seed=i) for i in range(10)]  # ~11.8 MiB
+    data = b"".join(chunks)
+    info = store.put_stream(GeneratorStream(iter(chunks)))
+    assert info == ObjectInfo(sha(data), len(data))
+    digest = hashlib.sha256()
+    for chunk in store.iter_chunks(info.digest):
+        assert len(chunk) <= MIB
+        digest.update(chunk)
+    assert digest.hexdigest() == info.digest
+
+
+def test_failing_stream_leaves_nothing(store: ArtifactStore, tmp_path: Path) -> None:
+    with pytest.raises(ConnectionResetError):
+        store.put_stream(GeneratorStream(failing_chunks(5 * MIB)))
+    assert stored_objects(store) == []
+    assert leftover_temp_files(store, tmp_path) == []
+
+
+def test_failing_stream_does_not_disturb_existing_objects(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    kept = store.put_bytes(b"kept")
+    with pytest.raises(ConnectionResetError):
+        store.put_stream(GeneratorStream(failing_chunks(MIB)))
+    assert stored_objects(store) == [store.object_location(kept.digest)]
+    assert store.read_bytes(kept.digest) == b"kept"
+    assert leftover_temp_files(store, tmp_path) == []
+
+
+def test_text_stream_is_refused(store: ArtifactStore, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="binary"):
+        store.put_stream(io.StringIO("text"))  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput):
+        store.put_bytes("text")  # type: ignore[arg-type]
+    assert stored_objects(store) == []
+    assert leftover_temp_files(store, tmp_path) == []
+
+
+def test_put_file_errors(store: ArtifactStore, tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="missing.bin"):
+        store.put_file(tmp_path / "missing.bin")
+    with pytest.raises(InvalidInput, match="directory"):
+        store.put_file(tmp_path)
+
+
+# -- reading: missing and invalid -------------------------------------------------------------
+
+ABSENT = sha(b"never stored")
+
+
+def test_missing_object(store: ArtifactStore, tmp_path: Path) -> None:
+    assert not store.exists(ABSENT)
+    with pytest.raises(NotFound, match=ABSENT):
+        store.stat(ABSENT)
+    # Raised by the call itself, before iteration, so a server can answer 404 up front.
+    with pytest.raises(NotFound):
+        store.iter_chunks(ABSENT)
+    with pytest.raises(NotFound):
+        store.read_bytes(ABSENT)
+    with pytest.raises(NotFound):
+        store.verify(ABSENT)
+    dest = tmp_path / "out" / "model.bin"
+    with pytest.raises(NotFound):
+        store.get_to_path(ABSENT, dest)
+    assert not dest.exists()
+    if isinstance(store, LocalArtifactStore):
+        with pytest.raises(NotFound):
+            store.local_path(ABSENT)
+
+
+BAD_DIGESTS = [
+    "../x",
+    "../../etc/passwd",
+    ABSENT.upper(),
+    "sha256:" + ABSENT,
+    ABSENT[:63],
+    ABSENT + "0",
+    ABSENT[:62] + "/x",
+    ABSENT[:63] + "\n",
+    "",
+    "g" * 64,
+]
+
+
+@pytest.mark.parametrize("bad", BAD_DIGESTS)
+def test_invalid_digest_strings(store: ArtifactStore, bad: str, tmp_path: Path) -> None:
+    calls = [
+        lambda: store.exists(bad),
+        lambda: store.stat(bad),
+        lambda: store.iter_chunks(bad),
+        lambda: store.read_bytes(bad),
+        lambda: store.verify(bad),
+        lambda: store.get_to_path(bad, tmp_path / "dest"),
+        lambda: store.local_path(bad),
+        lambda: store.object_location(bad),
+        lambda: store.object_url(bad),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidInput) as info:
+            call()
+        assert repr(bad)[:50] in info.value.message
+    assert not (tmp_path / "dest").exists()
+
+
+def test_validate_digest() -> None:
+    assert validate_digest(ABSENT) == ABSENT
+    for bad in BAD_DIGESTS:
+        with pytest.raises(InvalidInput):
+            validate_digest(bad)
+    with pytest.raises(InvalidInput):
+        validate_digest(None)  # type: ignore[arg-type]
+
+
+def test_invalid_chunk_size(store: ArtifactStore) -> None:
+    info = store.put_bytes(b"x")
+    for bad in (0, -1):
+        with pytest.raises(InvalidInput):
+            store.iter_chunks(info.digest, chunk_size=bad)
+
+
+# -- reading: damage is detected ----------------------------------------------------------------
+
+
+def _flip_one_byte(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
+
+
+def assert_every_read_refuses(store: ArtifactStore, digest: str, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactCorrupted, match=digest):
+        for _ in store.iter_chunks(digest):
+            pass
+    with pytest.raises(ArtifactCorrupted):
+        store.read_bytes(digest)
+    with pytest.raises(ArtifactCorrupted):
+        store.verify(digest)
+    # get_to_path leaves an existing destination exactly as it was, and no temp files.
+    dest_dir = tmp_path / "downloads"
+    dest_dir.mkdir(exist_ok=True)
+    dest = dest_dir / "model.bin"
+    dest.write_bytes(b"previous version")
+    with pytest.raises(ArtifactCorrupted):
+        store.get_to_path(digest, dest)
+    assert dest.read_bytes() == b"previous version"
+    assert sorted(p.name for p in dest_dir.iterdir()) == ["model.bin"]
+    fresh = dest_dir / "fresh.bin"
+    with pytest.raises(ArtifactCorrupted):
+        store.get_to_path(digest, fresh)
+    assert not fresh.exists()
+    assert sorted(p.name for p in dest_dir.iterdir()) == ["model.bin"]
+    if isinstance(store, LocalArtifactStore):
+        with pytest.raises(ArtifactCorrupted):
+            store.local_path(digest)
+
+
+def test_flipped_byte_is_detected(store: ArtifactStore, tmp_path: Path) -> None:
+    data = payload(2 * MIB + 5, seed=3)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, _flip_one_byte(data), keep_metadata=True)
+    assert_every_read_refuses(store, info.digest, tmp_path)
+
+
+def test_replaced_object_is_detected(store: ArtifactStore, tmp_path: Path) -> None:
+    """Different bytes of the same length, without the original metadata."""
+    data = payload(300_000, seed=4)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, payload(300_000, seed=5))
+    assert_every_read_refuses(store, info.digest, tmp_path)
+
+
+def test_corrupted_chunks_are_streamed_but_iteration_fails_at_the_end(
+    store: ArtifactStore,
+) -> None:
+    """Consumers that buffer then commit never accept it: the last step raises."""
+    data = payload(3 * MIB, seed=6)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, _flip_one_byte(data), keep_metadata=True)
+    received = bytearray()
+    with pytest.raises(ArtifactCorrupted):
+        for chunk in store.iter_chunks(info.digest):
+            received += chunk
+    assert len(received) == len(data)
+
+
+@pytest.mark.parametrize("keep_metadata", [False, True])
+def test_truncated_object_is_detected(
+    store: ArtifactStore, tmp_path: Path, keep_metadata: bool
+) -> None:
+    data = payload(MIB + 17, seed=7)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, data[: len(data) // 2], keep_metadata=keep_metadata)
+    assert_every_read_refuses(store, info.digest, tmp_path)
+
+
+def test_truncation_is_detected_up_front_where_size_is_recorded(store: ArtifactStore) -> None:
+    if not isinstance(store, S3ArtifactStore):
+        pytest.skip("the local backend records no size apart from the file itself")
+    data = payload(MIB, seed=8)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, data[:1000], keep_metadata=True)
+    with pytest.raises(ArtifactCorrupted, match="1000 bytes long"):
+        store.iter_chunks(info.digest)  # no iteration needed
+    with pytest.raises(ArtifactCorrupted):
+        store.stat(info.digest)
+
+
+def test_object_copied_under_wrong_key_is_detected(store: ArtifactStore, tmp_path: Path) -> None:
+    a = store.put_bytes(b"object a")
+    b = store.put_bytes(b"object b")
+    fs = store.filesystem
+    if isinstance(store, LocalArtifactStore):
+        os.chmod(store.object_location(a.digest), 0o644)
+    fs.copy(store.object_location(b.digest), store.object_location(a.digest))
+    assert_every_read_refuses(store, a.digest, tmp_path)
+
+
+def test_put_again_repairs_a_truncated_object(store: ArtifactStore) -> None:
+    data = payload(200_000, seed=9)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, data[:5])
+    assert store.put_bytes(data) == info
+    assert store.read_bytes(info.digest) == data
+
+
+# -- get_to_path and local_path -------------------------------------------------------------
+
+
+def test_get_to_path(store: ArtifactStore, tmp_path: Path) -> None:
+    data = payload(5 * MIB + 3, seed=10)
+    info = store.put_bytes(data)
+    dest = tmp_path / "a" / "b" / "model.bin"
+    assert store.get_to_path(info.digest, dest) == info
+    assert dest.read_bytes() == data
+    # Overwrites an existing file atomically.
+    dest.write_bytes(b"old")
+    assert store.get_to_path(info.digest, str(dest)) == info
+    assert dest.read_bytes() == data
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["model.bin"]
+
+
+def test_local_path(store: ArtifactStore) -> None:
+    info = store.put_bytes(b"weights")
+    path = store.local_path(info.digest)
+    if isinstance(store, LocalArtifactStore):
+        assert path is not None
+        assert path.read_bytes() == b"weights"
+        assert not os.access(path, os.W_OK) or os.geteuid() == 0
+        assert path.stat().st_mode & 0o222 == 0  # read-only for everyone
+    else:
+        assert path is None
+
+
+# -- open_store ---------------------------------------------------------------------------------
+
+
+def test_open_store_plain_path_and_file_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plain = open_store(str(tmp_path / "s1"))
+    assert isinstance(plain, LocalArtifactStore)
+    assert plain.root == tmp_path / "s1"
+    assert (tmp_path / "s1" / "objects" / "sha256").is_dir()
+    assert (tmp_path / "s1" / "tmp").is_dir()
+    assert plain.url == (tmp_path / "s1").as_uri()
+
+    by_url = open_store((tmp_path / "s1").as_uri())
+    assert isinstance(by_url, LocalArtifactStore) and by_url.root == plain.root
+    assert open_store(f"file://localhost{tmp_path / 's1'}").url == plain.url
+    digest = plain.put_bytes(b"shared").digest
+    assert by_url.read_bytes(digest) == b"shared"
+
+    monkeypatch.chdir(tmp_path)
+    relative = open_store("rel/store")
+    assert isinstance(relative, LocalArtifactStore)
+    assert relative.root == tmp_path / "rel" / "store"
+
+
+def test_open_store_unknown_scheme_lists_known_ones() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        open_store("gs://bucket/prefix")
+    assert "'gs'" in info.value.message
+    assert "file://" in info.value.message and "s3://" in info.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "file://otherhost/data", "s3://", "s3:///prefix", "s3://Bad_Bucket/x", "s3://ab/x"],
+)
+def test_open_store_bad_urls(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_store(url)
+
+
+def test_open_store_s3_reads_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELYARD_S3_ENDPOINT_URL", "http://127.0.0.1:1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    store = open_store("s3://my-bucket/some/prefix/")
+    assert isinstance(store, S3ArtifactStore)
+    assert store.url == "s3://my-bucket/some/prefix"
+    assert store.object_location(ABSENT).startswith("my-bucket/some/prefix/objects/sha256/")
+    assert store.local_path(ABSENT) is None
+    assert store.filesystem.endpoint_url == "http://127.0.0.1:1"
+
+
+def test_unwritable_local_root_is_a_configuration_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigurationError):
+        open_store(str(tmp_path / "file" / "store"))
+
+
+# -- S3 specifics ------------------------------------------------------------------------------
+
+
+@pytest.mark.s3
+def test_s3_creates_bucket_and_multipart_upload(
+    s3_store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above 2 * part_size the upload goes multipart; metadata must survive it."""
+    store = open_store(s3_store_url)
+    assert isinstance(store, S3ArtifactStore)
+    store.part_size = 5 * MIB
+    data = payload(12 * MIB + 1, seed=11)
+    info = store.put_stream(GeneratorStream(iter([data[i : i + MIB] for i in range(0, len(data), MIB)])))
+    assert info == ObjectInfo(sha(data), len(data))
+    meta = store.filesystem.metadata(store.object_location(info.digest))
+    assert meta == {"modelyard-size": str(len(data)), "modelyard-sha256": info.digest}
+    assert store.verify(info.digest) == info
+    dest = tmp_path / "big.bin"
+    store.get_to_path(info.digest, dest)
+    assert dest.read_bytes() == data
+
+
+@pytest.mark.s3
+def test_s3_wrong_credentials_are_a_configuration_error(
+    s3_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_store(s3_store_url).put_bytes(b"x")  # the bucket exists now
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+    store = open_store(s3_store_url)
+    with pytest.raises(ConfigurationError, match="denied"):
+        store.put_bytes(b"y")
+    with pytest.raises(ConfigurationError, match="denied"):
+        store.exists(ABSENT)
