@@ -108,7 +108,8 @@ def error_from_dict(status: int, body: dict[str, Any]) -> ModelyardError:
     code = body.get("code")
     message = str(body.get("message") or f"HTTP {status}")
     details = body.get("details") if isinstance(body.get("details"), dict) else None
-    for cls in [ModelyardError, *_all_subclasses(ModelyardError)]:
+    known: list[type[ModelyardError]] = [ModelyardError, *_all_subclasses(ModelyardError)]
+    for cls in known:
         if cls.code == code:
             return cls(message, details=details)
     for cls in _all_subclasses(ModelyardError):

@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +180,7 @@ def test_digest_matches_hashlib_for_every_put_flavour(store: ArtifactStore, tmp_
     assert store.put_bytes(data) == expected
     assert store.put_bytes(bytearray(data)) == expected
     assert store.put_stream(io.BytesIO(data)) == expected
-    assert store.put_stream(ReadOnlyStream(data)) == expected  # type: ignore[arg-type]
+    assert store.put_stream(ReadOnlyStream(data)) == expected
     with source.open("rb") as f:
         assert store.put_stream(f) == expected
     assert store.read_bytes(expected.digest) == data
@@ -252,7 +252,7 @@ def test_text_stream_is_refused(store: ArtifactStore, tmp_path: Path) -> None:
 
 
 def test_put_file_errors(store: ArtifactStore, tmp_path: Path) -> None:
-    with pytest.raises(NotFound, match="missing.bin"):
+    with pytest.raises(NotFound, match=r"missing\.bin"):
         store.put_file(tmp_path / "missing.bin")
     with pytest.raises(InvalidInput, match="directory"):
         store.put_file(tmp_path)
@@ -299,7 +299,7 @@ BAD_DIGESTS = [
 
 @pytest.mark.parametrize("bad", BAD_DIGESTS)
 def test_invalid_digest_strings(store: ArtifactStore, bad: str, tmp_path: Path) -> None:
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: store.exists(bad),
         lambda: store.stat(bad),
         lambda: store.iter_chunks(bad),
@@ -407,18 +407,6 @@ def test_truncated_object_is_detected(
     assert_every_read_refuses(store, info.digest, tmp_path)
 
 
-def test_truncation_is_detected_up_front_where_size_is_recorded(store: ArtifactStore) -> None:
-    if not isinstance(store, S3ArtifactStore):
-        pytest.skip("the local backend records no size apart from the file itself")
-    data = payload(MIB, seed=8)
-    info = store.put_bytes(data)
-    overwrite_object(store, info.digest, data[:1000], keep_metadata=True)
-    with pytest.raises(ArtifactCorrupted, match="1000 bytes long"):
-        store.iter_chunks(info.digest)  # no iteration needed
-    with pytest.raises(ArtifactCorrupted):
-        store.stat(info.digest)
-
-
 def test_object_copied_under_wrong_key_is_detected(store: ArtifactStore, tmp_path: Path) -> None:
     a = store.put_bytes(b"object a")
     b = store.put_bytes(b"object b")
@@ -438,6 +426,14 @@ def test_put_again_repairs_a_truncated_object(store: ArtifactStore) -> None:
 
 
 # -- get_to_path and local_path -------------------------------------------------------------
+
+
+def test_get_to_path_refuses_a_directory(store: ArtifactStore, tmp_path: Path) -> None:
+    info = store.put_bytes(b"x")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(InvalidInput, match="directory"):
+        store.get_to_path(info.digest, tmp_path / "dir")
+    assert list((tmp_path / "dir").iterdir()) == []
 
 
 def test_get_to_path(store: ArtifactStore, tmp_path: Path) -> None:
@@ -468,7 +464,9 @@ def test_local_path(store: ArtifactStore) -> None:
 # -- open_store ---------------------------------------------------------------------------------
 
 
-def test_open_store_plain_path_and_file_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_open_store_plain_path_and_file_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     plain = open_store(str(tmp_path / "s1"))
     assert isinstance(plain, LocalArtifactStore)
     assert plain.root == tmp_path / "s1"
@@ -534,7 +532,9 @@ def test_s3_creates_bucket_and_multipart_upload(
     assert isinstance(store, S3ArtifactStore)
     store.part_size = 5 * MIB
     data = payload(12 * MIB + 1, seed=11)
-    info = store.put_stream(GeneratorStream(iter([data[i : i + MIB] for i in range(0, len(data), MIB)])))
+    info = store.put_stream(
+        GeneratorStream(iter([data[i : i + MIB] for i in range(0, len(data), MIB)]))
+    )
     assert info == ObjectInfo(sha(data), len(data))
     meta = store.filesystem.metadata(store.object_location(info.digest))
     assert meta == {"modelyard-size": str(len(data)), "modelyard-sha256": info.digest}
@@ -542,6 +542,19 @@ def test_s3_creates_bucket_and_multipart_upload(
     dest = tmp_path / "big.bin"
     store.get_to_path(info.digest, dest)
     assert dest.read_bytes() == data
+
+
+@pytest.mark.s3
+def test_s3_truncation_is_detected_up_front(s3_store_url: str) -> None:
+    """S3 records the size at write time, so a short object fails before streaming."""
+    store = open_store(s3_store_url)
+    data = payload(MIB, seed=8)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, data[:1000], keep_metadata=True)
+    with pytest.raises(ArtifactCorrupted, match="1000 bytes long"):
+        store.iter_chunks(info.digest)  # no iteration needed
+    with pytest.raises(ArtifactCorrupted):
+        store.stat(info.digest)
 
 
 @pytest.mark.s3

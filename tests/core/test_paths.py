@@ -7,6 +7,7 @@ import posixpath
 import socket
 import string
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -279,7 +280,7 @@ def test_collect_files_refuses_file_symlink(tmp_path: Path) -> None:
     (root / "link.txt").symlink_to(outside)
     with pytest.raises(InvalidInput) as info:
         collect_files(root)
-    assert "link.txt" in info.value.message
+    assert "link.txt" in info.value.message and "symbolic link" in info.value.message
 
 
 def test_collect_files_refuses_directory_symlink(tmp_path: Path) -> None:
@@ -290,12 +291,12 @@ def test_collect_files_refuses_directory_symlink(tmp_path: Path) -> None:
     (root / "sub" / "dirlink").symlink_to(outside, target_is_directory=True)
     with pytest.raises(InvalidInput) as info:
         collect_files(root)
-    assert "dirlink" in info.value.message
+    assert "dirlink" in info.value.message and "symbolic link" in info.value.message
 
 
 def test_collect_files_refuses_dangling_symlink(tmp_path: Path) -> None:
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
-    with pytest.raises(InvalidInput, match="dangling"):
+    with pytest.raises(InvalidInput, match=r"dangling.*symbolic link"):
         collect_files(tmp_path)
 
 
@@ -338,12 +339,18 @@ def test_collect_files_root_symlink_is_followed(tmp_path: Path) -> None:
     assert [rel for rel, _ in collect_files(tmp_path / "link")] == ["x"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any directory")
-def test_collect_files_does_not_skip_unreadable_directories(tmp_path: Path) -> None:
-    _tree(tmp_path, {"locked/f": b"x"})
-    (tmp_path / "locked").chmod(0)
-    try:
-        with pytest.raises(PermissionError):
-            collect_files(tmp_path)
-    finally:
-        (tmp_path / "locked").chmod(0o755)
+def test_collect_files_does_not_skip_unreadable_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.walk would skip it silently; an upload must not quietly miss files."""
+    _tree(tmp_path, {"ok": b"1", "locked/f": b"x"})
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(PermissionError):
+        collect_files(tmp_path)

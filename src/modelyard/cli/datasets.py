@@ -66,9 +66,9 @@ def register(
         v = c.datasets.register(
             name,
             path,
-            format=format,
+            format=format,  # type: ignore[arg-type]  # validated by the operation
             description=description,
-            profile=profile,  # type: ignore[arg-type]
+            profile=profile,
         )
     emit(v, lambda: _show_version(v))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import tempfile
 from pathlib import Path
@@ -36,7 +37,8 @@ from modelyard.data.schemas import (
 )
 from modelyard.errors import InvalidInput
 
-Source = str | os.PathLike[str] | pa.Table | Any  # Any: pandas or polars DataFrame
+# A path, a pyarrow Table, or a pandas/polars DataFrame (typed Any: both are optional).
+Source = Any
 
 
 def _as_arrow(data: Any) -> pa.Table | None:
@@ -149,7 +151,10 @@ class DatasetsAPI:
         return result
 
     def check(
-        self, name: str, rules: list[Rule] | list[dict[str, Any]], version: int | None = None
+        self,
+        name: str,
+        rules: builtins.list[Rule] | builtins.list[dict[str, Any]],
+        version: int | None = None,
     ) -> StoredReport:
         """Run data-quality rules; ``report.raise_if_failed()`` gates a later step on it."""
         req = CheckVersion.model_validate(

@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Self
+from typing import Any, BinaryIO, ClassVar, Protocol, Self
 from urllib.parse import unquote, urlsplit
 
 from fsspec import AbstractFileSystem
@@ -46,6 +46,7 @@ __all__ = [
     "ArtifactStore",
     "LocalArtifactStore",
     "ObjectInfo",
+    "ReadableStream",
     "S3ArtifactStore",
     "open_store",
     "validate_digest",
@@ -64,6 +65,16 @@ class ObjectInfo:
 
     digest: str
     size: int
+
+
+class ReadableStream(Protocol):
+    """What :meth:`ArtifactStore.put_stream` reads: anything with a binary ``read``.
+
+    Files opened ``"rb"``, ``BytesIO``, ``io.RawIOBase`` subclasses and request bodies all
+    qualify. A ``readinto`` method, where present, is used instead to avoid a copy.
+    """
+
+    def read(self, size: int = -1, /) -> bytes | None: ...
 
 
 def _show(value: object) -> str:
@@ -91,14 +102,14 @@ def _object_relpath(digest: str) -> str:
     return f"{_OBJECTS}/{digest[:2]}/{digest[2:4]}/{digest}"
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
         view = view[written:]
 
 
-def _copy_hashing(stream: BinaryIO, fd: int) -> ObjectInfo:
+def _copy_hashing(stream: ReadableStream, fd: int) -> ObjectInfo:
     """Copy ``stream`` to ``fd`` until EOF, hashing on the way; memory is one chunk.
 
     Uses ``readinto`` into one reused buffer when the stream has it (files, BytesIO,
@@ -123,13 +134,15 @@ def _copy_hashing(stream: BinaryIO, fd: int) -> ObjectInfo:
             size += n
     else:
         while True:
-            data = stream.read(_COPY_CHUNK)
-            if not data:
-                break
+            data: object = stream.read(_COPY_CHUNK)
+            if data is None:
+                raise InvalidInput("the stream is non-blocking and had no data ready")
             if not isinstance(data, bytes | bytearray | memoryview):
                 raise InvalidInput(
                     f"the stream returned {type(data).__name__}, not bytes; open it in binary mode"
                 )
+            if not data:
+                break
             hasher.update(data)
             _write_all(fd, data)
             size += len(data)
@@ -198,7 +211,7 @@ class ArtifactStore(abc.ABC):
     # -- writing -------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def put_stream(self, stream: BinaryIO) -> ObjectInfo:
+    def put_stream(self, stream: ReadableStream) -> ObjectInfo:
         """Store everything ``stream`` yields until EOF and return its digest and size.
 
         The bytes are hashed while they are copied (4 MiB chunks, flat memory for any
@@ -223,7 +236,7 @@ class ArtifactStore(abc.ABC):
         except IsADirectoryError:
             raise InvalidInput(f"{os.fspath(path)!r} is a directory, not a file") from None
 
-    def put_bytes(self, data: bytes) -> ObjectInfo:
+    def put_bytes(self, data: bytes | bytearray | memoryview) -> ObjectInfo:
         """Store ``data`` (see :meth:`put_stream`); for payloads already in memory."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInput(f"put_bytes needs bytes, not {type(data).__name__}")
@@ -307,6 +320,8 @@ class ArtifactStore(abc.ABC):
         """
         target = Path(dest)
         chunks = self.iter_chunks(digest, _COPY_CHUNK)
+        if target.is_dir():
+            raise InvalidInput(f"destination {str(target)!r} is a directory, not a file path")
         parent = target.parent
         parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = _create_exclusive(parent, f".{target.name}.")
@@ -427,7 +442,7 @@ class LocalArtifactStore(ArtifactStore):
     def _path(self, digest: str) -> Path:
         return self.root / _object_relpath(validate_digest(digest))
 
-    def put_stream(self, stream: BinaryIO) -> ObjectInfo:
+    def put_stream(self, stream: ReadableStream) -> ObjectInfo:
         fd, tmp = _create_exclusive(self._tmp, "put-")
         try:
             try:
@@ -508,9 +523,11 @@ class S3ArtifactStore(ArtifactStore):
     ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` (else the
     usual botocore credential chain). The bucket is created on the first put if missing.
 
-    A put spools the stream to a local temp file (``TMPDIR``) while hashing, then uploads
+    A put spools the stream to a local temp file while hashing, then uploads
     it to its final key, so a reader never sees a partial object; uploads above
     ``2 * part_size`` go multipart with at most ``upload_concurrency`` parts in memory.
+    The spool lives in :func:`tempfile.gettempdir` (``TMPDIR``): where ``/tmp`` is a RAM
+    disk, point ``TMPDIR`` at real disk or multi-GB puts will use memory after all.
     """
 
     scheme = "s3"
@@ -628,7 +645,7 @@ class S3ArtifactStore(ArtifactStore):
             raise self._access_denied(exc) from exc
         self._bucket_ready = True
 
-    def put_stream(self, stream: BinaryIO) -> ObjectInfo:
+    def put_stream(self, stream: ReadableStream) -> ObjectInfo:
         fd, spool = tempfile.mkstemp(prefix="modelyard-s3-spool-")
         spool_path = Path(spool)
         try:

@@ -13,8 +13,8 @@ A column is ``shifted`` when PSI > :data:`PSI_THRESHOLD` or TVD > :data:`TVD_THR
 finite) values: a change in the share of nulls is reported as ``missing_ratio_a/b``, not
 as shift.
 
-Scans: ``a`` twice (bin edges and candidate values, then counts), ``b`` once. A stored
-profile of ``a`` supplies the candidate values so the first scan only computes quantiles.
+Scans: ``a`` twice (a sample for bin edges and candidate values, then counts), ``b``
+once. A stored profile of ``a`` supplies the candidate values.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from modelyard.data.formats import (
     duckdb_session,
     quote_ident,
 )
-from modelyard.data.profiling import QUANTILE_SAMPLE, DatasetProfile, JSONScalar
+from modelyard.data.profiling import SAMPLE_ROWS, SAMPLE_SEED, DatasetProfile, JSONScalar
 from modelyard.errors import InvalidInput
 
 PSI_THRESHOLD = 0.2
@@ -207,13 +207,17 @@ def _baseline(
     exprs: list[str] = []
     probs = ", ".join(repr(i / bins) for i in range(1, bins))
     for name in numeric:
-        exprs.append(f"reservoir_quantile({_value_expr(sa, name)}, [{probs}], {QUANTILE_SAMPLE})")
+        exprs.append(f"quantile_cont({_value_expr(sa, name)}, [{probs}])")
     todo = [n for n in categorical if n not in known]
     for name in todo:
         exprs.append(f"approx_top_k({quote_ident(name)}, {CATEGORIES})")
     if not exprs:
         return {}, known
-    row = sa.rows(f"SELECT {', '.join(exprs)} FROM data", context="diff: reading version a")[0]
+    # A uniform sample (the whole of a small dataset): bin edges need not be exact, only
+    # the same for both versions, and the bin counts of the next scan are exact.
+    sample = f"USING SAMPLE {SAMPLE_ROWS} ROWS (reservoir, {SAMPLE_SEED})"
+    sql = f"SELECT {', '.join(exprs)} FROM data {sample}"
+    row = sa.rows(sql, context="diff: reading version a")[0]
     edges = {
         name: sorted({float(v) for v in (row[i] or []) if v is not None and math.isfinite(v)})
         for i, name in enumerate(numeric)

@@ -1,17 +1,21 @@
 """Dataset profiling: per-column statistics computed by streaming scans in DuckDB.
 
-A profile never holds the dataset in memory. It takes at most three scans, each one
-``SELECT`` with the aggregates of every column side by side:
+A profile never holds the dataset in memory. It takes three scans, each one ``SELECT``
+with the aggregates of every column side by side:
 
-1. counts, min/max, mean/std, sampled quantiles and HyperLogLog distinct estimates;
-2. equal-width histograms of numeric columns (using pass 1's min/max), exact value counts
-   of low-cardinality discrete columns, and heavy-hitter candidates (``approx_top_k``) of
-   high-cardinality ones;
-3. only when pass 2 found candidates: their exact counts.
+1. statistics: counts, min/max, mean/std, HyperLogLog distinct estimates;
+2. a uniform (Bernoulli) sample of about :data:`SAMPLE_ROWS` rows: quantiles, and the
+   frequent values of high-cardinality columns (skipped as a sample when the dataset is
+   no larger: then it is the whole dataset and exact);
+3. distributions: equal-width histograms of numeric columns between pass 1's min and
+   max, exact value counts of low-cardinality discrete columns, exact counts of the
+   frequent values found in pass 2.
 
-Every aggregate keeps bounded state (HyperLogLog sketches, fixed-size reservoirs, exact
-value counts only below :data:`EXACT_TOP_VALUES_LIMIT` estimated distinct values), so
-memory does not grow with the number of rows.
+Every aggregate keeps bounded state (sketches, a fixed-size sample, exact value counts
+only below :data:`EXACT_TOP_VALUES_LIMIT` estimated distinct values), so memory does not
+grow with the number of rows. DuckDB's ``reservoir_quantile`` is not used: its parallel
+merge keeps one contiguous run of rows (on sorted data every quantile lands in one
+narrow range), and ``approx_quantile`` costs more than the rest of a profile together.
 """
 
 from __future__ import annotations
@@ -43,13 +47,16 @@ ProgressCallback = Callable[[str], None]
 
 QUANTILES: dict[str, float] = {"p01": 0.01, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p99": 0.99}
 
-# Rows kept by each column's quantile reservoir. Below this many values quantiles are
-# exact; above, the rank error of a quantile is about 1/sqrt(sample), i.e. ±0.8% here.
-QUANTILE_SAMPLE = 16_384
+# Rows in the uniform sample behind quantiles and high-cardinality frequent values. The
+# rank error of a sampled quantile is about 1/sqrt(SAMPLE_ROWS): ±0.2% here.
+SAMPLE_ROWS = 200_000
+SAMPLE_SEED = 20_240_601
 
 # Discrete columns with at most this many (estimated) distinct values are counted exactly
-# (one hash-table entry per value); above it, heavy hitters come from a bounded sketch.
+# (one hash-table entry per value). Above it, a value is reported only when it is a heavy
+# hitter: at least HEAVY_HITTER_SHARE of the sampled values.
 EXACT_TOP_VALUES_LIMIT = 10_000
+HEAVY_HITTER_SHARE = 0.001
 
 # Kinds whose most frequent values are reported. Floats, decimals and timestamps are
 # continuous: their histogram and quantiles say more than a list of repeated values.
@@ -79,15 +86,21 @@ class ColumnProfile(BaseModel):
     of which has a JSON representation of them). ``min``/``max`` are numbers for numeric
     and boolean columns, ISO-8601 strings for dates, times and timestamps (UTC with an
     offset when the column has a time zone) and text for strings; None when the column
-    has no (finite) values or the kind has no order (``other``). ``mean`` of a boolean
+    has no (finite) values or its kind has no order (``other``). ``mean`` of a boolean
     column is the share of true values. ``distinct_estimate`` is a HyperLogLog estimate
-    (exact for booleans). ``quantiles`` (keys ``p01 p25 p50 p75 p99``) and ``histogram``
-    exist for numeric kinds only; quantiles are exact up to :data:`QUANTILE_SAMPLE`
-    values and estimated from a uniform sample above. ``top_values`` (most frequent first,
-    ties by value) exist for the kinds in :data:`TOP_VALUE_KINDS`, with exact counts;
-    for columns with more than :data:`EXACT_TOP_VALUES_LIMIT` distinct values the *set*
-    of values comes from a heavy-hitter sketch, which finds every value frequent enough
-    to matter but may pick arbitrarily among near-unique ones.
+    (about ±2%; exact for booleans).
+
+    ``quantiles`` (keys ``p01 p25 p50 p75 p99``, linear interpolation as numpy's default)
+    and ``histogram`` exist for numeric kinds only. Quantiles are exact up to
+    :data:`SAMPLE_ROWS` rows and computed from a uniform sample above. Histogram counts
+    are exact and sum to the number of (finite) non-null values.
+
+    ``top_values`` (most frequent first, ties by value, at most ``top_k``) exist for the
+    kinds in :data:`TOP_VALUE_KINDS`, always with exact counts. A column with at most
+    :data:`EXACT_TOP_VALUES_LIMIT` distinct values lists its most frequent values; a
+    column with more lists only heavy hitters, values holding at least
+    :data:`HEAVY_HITTER_SHARE` of the (sampled) values, because "the most frequent" of
+    near-unique values (ids, free text) is an arbitrary pick.
     """
 
     name: str
@@ -107,8 +120,8 @@ class ColumnProfile(BaseModel):
 
 
 class DatasetProfile(BaseModel):
-    """The profile of a dataset version; deterministic apart from sampled quantiles and
-    sketch estimates on large data (no timestamp, so equal data gives equal profiles)."""
+    """The profile of a dataset version. It carries no timestamp: the same data gives the
+    same profile (up to sampling and sketch noise on datasets above SAMPLE_ROWS rows)."""
 
     row_count: int
     column_count: int
@@ -127,22 +140,33 @@ class _Select:
         self.params.extend(params)
         return len(self.exprs) - 1
 
-    def run(self, session: DuckSession, source: str, context: str) -> tuple[Any, ...]:
+    def run(self, session: DuckSession, source: str) -> tuple[Any, ...]:
         sql = f"SELECT {', '.join(self.exprs)} FROM {source}"
-        return session.rows(sql, self.params, context=context)[0]
+        return session.rows(sql, self.params, context="profiling failed while reading the dataset")[0]
 
 
 @dataclass
 class _Column:
+    """One column's SQL aliases, result slots and intermediate findings."""
+
     index: int
     name: str
     arrow_type: str
     kind: ColumnKind
-    slots: dict[str, int] = field(default_factory=dict)
+    stat: dict[str, int] = field(default_factory=dict)  # pass-1 slots
     hist_slot: int | None = None
     top_slot: int | None = None
-    top_is_exact: bool = False
-    top_counts: dict[Any, int] | None = None
+    quantiles: list[float] | None = None
+    top_counts: dict[Any, int] = field(default_factory=dict)
+
+    @property
+    def raw(self) -> str:
+        return f"_c{self.index}"
+
+    @property
+    def num(self) -> str:
+        """The value as DOUBLE where the column is numeric (finite values only for floats)."""
+        return f"_f{self.index}" if self.kind in {"float", "decimal"} else self.raw
 
 
 def profile(
@@ -155,7 +179,7 @@ def profile(
     """Profile every column of ``src`` (see :class:`ColumnProfile` for each statistic).
 
     ``bins`` (1–1000) is the number of equal-width histogram bins between a numeric
-    column's min and max (one bin when they are equal); ``top_k`` (0–1000) bounds
+    column's min and max (a single bin when they are equal); ``top_k`` (0–1000) bounds
     ``top_values``. ``progress`` receives a short line before each scan.
     Raises InvalidInput for unreadable data or out-of-range arguments.
     """
@@ -170,79 +194,113 @@ def profile(
             for i, f in enumerate(session.schema)
         ]
         source = _projection(columns)
-        say(f"profiling: pass 1 (statistics of {len(columns)} columns)")
+
+        say(f"pass 1 of 3: statistics of {len(columns)} columns")
         first = _Select()
         rows_slot = first.add("count(*)")
         for col in columns:
             _add_statistics(first, col)
-        stats = first.run(session, source, "profiling failed while reading the dataset")
+        stats = first.run(session, source)
         row_count = int(stats[rows_slot])
 
-        second = _Select()
-        for col in columns:
-            _add_distribution(second, col, stats, bins, top_k)
-        dist: tuple[Any, ...] = ()
-        if second.exprs and row_count:
-            say("profiling: pass 2 (histograms and frequent values)")
-            dist = second.run(session, source, "profiling failed while reading the dataset")
+        if row_count:
+            _sampled_statistics(session, source, columns, stats, row_count, top_k, say)
+            dist = _Select()
             for col in columns:
-                if col.top_slot is not None and col.top_is_exact:
-                    col.top_counts = dist[col.top_slot] or {}
-            third = _Select()
-            for col in columns:
-                _add_candidate_counts(third, col, dist)
-            if third.exprs:
-                say("profiling: pass 3 (counts of frequent values)")
-                counts = third.run(session, source, "profiling failed while reading the dataset")
+                _add_distribution(dist, col, stats, bins)
+            if dist.exprs:
+                say("pass 3 of 3: histograms and value counts")
+                counted = dist.run(session, source)
                 for col in columns:
-                    if col.top_slot is not None and not col.top_is_exact:
-                        col.top_counts = counts[col.top_slot] or {}
-
-        profiles = [_column_profile(col, stats, dist, row_count, bins, top_k) for col in columns]
+                    if col.top_slot is not None:
+                        col.top_counts = dict(counted[col.top_slot] or {})
+            else:
+                counted = ()
+        else:
+            counted = ()
+        profiles = [_column_profile(col, stats, counted, row_count, bins, top_k) for col in columns]
     return DatasetProfile(row_count=row_count, column_count=len(columns), columns=profiles)
 
 
-def _c(col: _Column) -> str:
-    return f"_c{col.index}"
-
-
-def _f(col: _Column) -> str:
-    return f"_f{col.index}"
-
-
 def _projection(columns: list[_Column]) -> str:
-    """A subquery with positional aliases (no quoting concerns in aggregates) and, for
-    floats, a finite-only copy computed once per row rather than once per aggregate."""
+    """A subquery with positional aliases (so aggregates need no quoting) and, for floats
+    and decimals, a DOUBLE copy (finite values only) computed once per row rather than
+    once per aggregate."""
     parts = ["1 AS _one"]  # keeps the SELECT valid for a dataset without columns
     for col in columns:
         q = quote_ident(col.name)
-        parts.append(f"{q} AS {_c(col)}")
+        parts.append(f"{q} AS {col.raw}")
         if col.kind == "float":
-            parts.append(f"CASE WHEN isfinite({q}) THEN {q} END AS {_f(col)}")
+            parts.append(f"CASE WHEN isfinite({q}) THEN CAST({q} AS DOUBLE) END AS {col.num}")
         elif col.kind == "decimal":
-            parts.append(f"CAST({q} AS DOUBLE) AS {_f(col)}")
+            parts.append(f"CAST({q} AS DOUBLE) AS {col.num}")
     return f"(SELECT {', '.join(parts)} FROM data)"
 
 
-def _numeric_expr(col: _Column) -> str:
-    return _f(col) if col.kind in {"float", "decimal"} else _c(col)
+def _sampled_statistics(
+    session: DuckSession,
+    source: str,
+    columns: list[_Column],
+    stats: tuple[Any, ...],
+    row_count: int,
+    top_k: int,
+    say: ProgressCallback,
+) -> None:
+    """Pass 2: quantiles of numeric columns and heavy-hitter candidates of
+    high-cardinality discrete columns, from one uniform sample kept as a temporary table
+    (DuckDB's buffer manager bounds its memory and spills it past the session limit)."""
+    numeric = [c for c in columns if c.kind in NUMERIC_KINDS and stats[c.stat["mean"]] is not None]
+    discrete = [
+        c
+        for c in columns
+        if top_k
+        and c.kind in TOP_VALUE_KINDS
+        and c.kind != "boolean"
+        and stats[c.stat["count"]]
+        and _high_cardinality(c, stats)
+    ]
+    if not numeric and not discrete:
+        return
+    say("pass 2 of 3: quantiles and frequent values from a sample")
+    keep = sorted({c.num for c in numeric} | {c.raw for c in discrete})
+    sample = ""
+    if row_count > SAMPLE_ROWS:
+        # A fixed seed makes the sample repeatable where DuckDB's scheduling allows.
+        sample = f" USING SAMPLE {100.0 * SAMPLE_ROWS / row_count:.9f}% (bernoulli, {SAMPLE_SEED})"
+    context = "profiling failed while sampling the dataset"
+    session.rows(f"CREATE TEMP TABLE _sample AS SELECT {', '.join(keep)} FROM {source}{sample}", context=context)
+    if numeric:
+        probs = ", ".join(repr(p) for p in QUANTILES.values())
+        exprs = ", ".join(f"quantile_cont({c.num}, [{probs}])" for c in numeric)
+        row = session.rows(f"SELECT {exprs} FROM _sample", context=context)[0]
+        for col, qs in zip(numeric, row, strict=True):
+            col.quantiles = None if qs is None else [float(v) for v in qs]
+    for col in discrete:
+        # A GROUP BY per column: DuckDB's hash aggregate is far faster than a histogram()
+        # map, and the sample is small.
+        seen = session.rows(f"SELECT count({col.raw}) FROM _sample", context=context)[0][0]
+        hitters = session.rows(
+            f"SELECT {col.raw} FROM _sample WHERE {col.raw} IS NOT NULL GROUP BY 1 "
+            f"HAVING count(*) >= ? ORDER BY count(*) DESC LIMIT {top_k}",
+            [max(2, math.ceil(HEAVY_HITTER_SHARE * seen))],
+            context=context,
+        )
+        col.top_counts = {v: 0 for (v,) in hitters}
+    session.rows("DROP TABLE _sample", context=context)
 
 
 def _add_statistics(sel: _Select, col: _Column) -> None:
-    c, s = _c(col), col.slots
+    c, s = col.raw, col.stat
     s["count"] = sel.add(f"count({c})")
     if col.kind in NUMERIC_KINDS:
-        x = _numeric_expr(col)
+        x = col.num
         if col.kind == "float":
             s["finite"] = sel.add(f"count({x})")
-        # Min/max of the column itself (not the DOUBLE copy) keeps integers exact and
-        # lets the Parquet reader answer from footer statistics.
+        # Min/max of integers and decimals on the column itself keeps them exact.
         s["min"] = sel.add(f"min({x if col.kind == 'float' else c})")
         s["max"] = sel.add(f"max({x if col.kind == 'float' else c})")
         s["mean"] = sel.add(f"avg({x})")
         s["std"] = sel.add(f"stddev_samp({x})")
-        probs = ", ".join(repr(p) for p in QUANTILES.values())
-        s["quantiles"] = sel.add(f"reservoir_quantile({x}, [{probs}], {QUANTILE_SAMPLE})")
         s["distinct"] = sel.add(f"approx_count_distinct({x})")
     elif col.kind == "boolean":
         s["true"] = sel.add(f"count_if({c})")
@@ -257,69 +315,57 @@ def _add_statistics(sel: _Select, col: _Column) -> None:
         s["distinct"] = sel.add(f"approx_count_distinct({c})")
 
 
+def _high_cardinality(col: _Column, stats: tuple[Any, ...]) -> bool:
+    return int(stats[col.stat["distinct"]] or 0) > EXACT_TOP_VALUES_LIMIT
+
+
 def _finite_range(col: _Column, stats: tuple[Any, ...]) -> tuple[float, float] | None:
-    if "min" not in col.slots or col.kind not in NUMERIC_KINDS:
+    if col.kind not in NUMERIC_KINDS:
         return None
-    lo, hi = stats[col.slots["min"]], stats[col.slots["max"]]
+    lo, hi = stats[col.stat["min"]], stats[col.stat["max"]]
     if lo is None or hi is None:
         return None
     lo_f, hi_f = float(lo), float(hi)
-    # Integers beyond 2**1023 do not exist, but a decimal(38) near its limit can overflow
-    # the width computation; such a column simply gets no histogram.
+    # A decimal(38) near its limits can overflow the width computation; such a column
+    # simply gets no histogram.
     if not (math.isfinite(lo_f) and math.isfinite(hi_f) and math.isfinite(hi_f - lo_f)):
         return None
     return lo_f, hi_f
 
 
-def _add_distribution(
-    sel: _Select, col: _Column, stats: tuple[Any, ...], bins: int, top_k: int
-) -> None:
+def _add_distribution(sel: _Select, col: _Column, stats: tuple[Any, ...], bins: int) -> None:
     rng = _finite_range(col, stats)
     if rng is not None and rng[1] > rng[0]:
         lo, hi = rng
-        x = f"CAST({_numeric_expr(col)} AS DOUBLE)"
-        # floor((x - lo) * bins / (hi - lo)) is in [0, bins]; x == hi lands in the last bin.
+        # floor((x - lo) * bins / (hi - lo)) is in [0, bins]; x == hi joins the last bin.
+        # The bounds are DOUBLE parameters: DECIMAL literals would make this arithmetic slow.
         col.hist_slot = sel.add(
-            f"histogram(least(CAST(floor(({x} - ?) * ?) AS BIGINT), {bins - 1}))",
+            f"histogram(least(CAST(floor((CAST({col.num} AS DOUBLE) - ?) * ?) AS BIGINT), {bins - 1}))",
             lo,
             bins / (hi - lo),
         )
-    if top_k == 0 or col.kind not in TOP_VALUE_KINDS or col.kind == "boolean":
-        return  # booleans are counted exactly in pass 1
-    if not stats[col.slots["count"]]:
+    if col.kind not in TOP_VALUE_KINDS or col.kind == "boolean" or "distinct" not in col.stat:
+        return  # booleans were counted exactly in pass 1
+    if not stats[col.stat["count"]]:
         return
-    distinct = stats[col.slots["distinct"]] or 0
-    if distinct <= EXACT_TOP_VALUES_LIMIT:
-        col.top_slot = sel.add(f"histogram({_c(col)})")
-        col.top_is_exact = True
-    else:
-        # Ask the sketch for extra candidates: its ranking is approximate, the exact
-        # counts of pass 3 then pick the real top_k among them.
-        col.top_slot = sel.add(f"approx_top_k({_c(col)}, {max(2 * top_k, top_k + 10)})")
-
-
-def _add_candidate_counts(sel: _Select, col: _Column, dist: tuple[Any, ...]) -> None:
-    if col.top_slot is None or col.top_is_exact:
-        return
-    candidates = [v for v in (dist[col.top_slot] or []) if v is not None]
-    if not candidates:
-        col.top_slot = None
-        return
-    marks = ", ".join("?" for _ in candidates)
-    col.top_slot = sel.add(
-        f"histogram({_c(col)}) FILTER (WHERE {_c(col)} IN ({marks}))", *candidates
-    )
+    if not _high_cardinality(col, stats):
+        col.top_slot = sel.add(f"histogram({col.raw})")
+    elif col.top_counts:
+        marks = ", ".join("?" for _ in col.top_counts)
+        col.top_slot = sel.add(
+            f"histogram({col.raw}) FILTER (WHERE {col.raw} IN ({marks}))", *col.top_counts
+        )
 
 
 def _column_profile(
     col: _Column,
     stats: tuple[Any, ...],
-    dist: tuple[Any, ...],
+    counted: tuple[Any, ...],
     row_count: int,
     bins: int,
     top_k: int,
 ) -> ColumnProfile:
-    s = col.slots
+    s = col.stat
     non_null = int(stats[s["count"]])
     missing = row_count - non_null
     out = ColumnProfile(
@@ -339,10 +385,9 @@ def _column_profile(
     if col.kind in NUMERIC_KINDS:
         out.mean = _finite_or_none(stats[s["mean"]])
         out.std = _finite_or_none(stats[s["std"]])
-        qs = stats[s["quantiles"]]
-        if qs is not None:
-            out.quantiles = {k: float(v) for k, v in zip(QUANTILES, qs, strict=True)}
-        out.histogram = _histogram(col, stats, dist, bins)
+        if col.quantiles is not None:
+            out.quantiles = dict(zip(QUANTILES, col.quantiles, strict=True))
+        out.histogram = _histogram(col, stats, counted, bins)
     elif col.kind == "boolean":
         true = int(stats[s["true"]] or 0)
         false = non_null - true
@@ -350,25 +395,27 @@ def _column_profile(
         if non_null:
             out.min, out.max = false == 0, true > 0
             out.mean = true / non_null
-        counted = [TopValue(value=v, count=n) for v, n in ((True, true), (False, false)) if n]
-        out.top_values = sorted(counted, key=lambda t: (-t.count, t.value is True))[:top_k]
-    if col.top_counts:
-        ranked = sorted(col.top_counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
+        counted_bools = [(False, false), (True, true)]
+        ranked_bools = sorted((kv for kv in counted_bools if kv[1]), key=lambda kv: -kv[1])
+        out.top_values = [TopValue(value=v, count=n) for v, n in ranked_bools[:top_k]]
+    if col.top_counts and col.kind != "boolean":
+        present = [(v, n) for v, n in col.top_counts.items() if n]
+        ranked = sorted(present, key=lambda kv: (-kv[1], kv[0]))[:top_k]
         out.top_values = [TopValue(value=_json_value(v, col), count=int(n)) for v, n in ranked]
     return out
 
 
 def _histogram(
-    col: _Column, stats: tuple[Any, ...], dist: tuple[Any, ...], bins: int
+    col: _Column, stats: tuple[Any, ...], counted: tuple[Any, ...], bins: int
 ) -> Histogram | None:
     rng = _finite_range(col, stats)
     if rng is None:
         return None
     lo, hi = rng
     if col.hist_slot is None:  # every finite value is equal: one bin holds them all
-        values = int(stats[col.slots["finite"]] if col.kind == "float" else stats[col.slots["count"]])
-        return Histogram(edges=[lo, hi], counts=[values])
-    by_bin: dict[int, int] = dist[col.hist_slot] or {}
+        slot = col.stat["finite"] if col.kind == "float" else col.stat["count"]
+        return Histogram(edges=[lo, hi], counts=[int(stats[slot])])
+    by_bin: dict[int, int] = counted[col.hist_slot] or {}
     width = (hi - lo) / bins
     edges = [lo + i * width for i in range(bins)] + [hi]
     return Histogram(edges=edges, counts=[int(by_bin.get(i, 0)) for i in range(bins)])

@@ -69,7 +69,7 @@ def _version_out(name: str, row: DatasetVersionRow) -> DatasetVersion:
         id=row.id,
         dataset=name,
         version=row.version,
-        format=row.format,  # type: ignore[arg-type]
+        format=row.format,
         files=[StoredFile.model_validate(f) for f in row.files],
         size_bytes=row.size_bytes,
         row_count=row.row_count,
@@ -120,7 +120,7 @@ def register_version(ctx: Context, req: RegisterVersion) -> DatasetVersion:
     fmt = req.format
     if fmt is None:
         head = b"".join(_head(ctx, files[0].digest))
-        fmt = formats.detect_format(files[0].path, head)  # type: ignore[assignment]
+        fmt = formats.detect_format(files[0].path, head)
     source = _source(ctx, str(fmt), files)
     columns = formats.infer_schema(source)
     row_count = formats.count_rows(source)
@@ -212,7 +212,7 @@ def get_dataset(ctx: Context, req: GetDataset) -> DatasetDetail:
     summaries = [
         VersionSummary(
             version=v.version,
-            format=v.format,  # type: ignore[arg-type]
+            format=v.format,
             row_count=v.row_count,
             size_bytes=v.size_bytes,
             column_count=len(v.columns),

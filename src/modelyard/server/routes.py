@@ -99,7 +99,7 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
             inspect.Parameter(
                 "payload",
                 inspect.Parameter.KEYWORD_ONLY,
-                annotation=Annotated[rest | None if optional else rest, marker],  # type: ignore[operator]
+                annotation=Annotated[rest | None if optional else rest, marker],
                 default=None if optional else inspect.Parameter.empty,
             )
         )
@@ -107,7 +107,8 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
     def build_input(kwargs: dict[str, Any]) -> BaseModel:
         payload = kwargs.pop("payload", None)
         data = payload.model_dump(exclude_unset=True) if payload is not None else {}
-        return op.input.model_validate({**data, **kwargs})
+        req: BaseModel = op.input.model_validate({**data, **kwargs})
+        return req
 
     def run(request: Request, req: BaseModel, stream: Any = None) -> Any:
         principal = runtime.principal(bearer_token(request))

@@ -1,0 +1,29 @@
+"""The main job runs end to end on the embedded default and says what it did."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quickstart_runs_the_lifecycle(tmp_path: Path) -> None:
+    env = {**os.environ, "MODELYARD_HOME": str(tmp_path / "qs"), "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "customers v1: 50000 rows" in out
+    assert "v1: PASSED" in out and "v2: FAILED" in out
+    assert "every customer has an email: 130 failing rows" in out
+    assert "monthly_spend" in out and "SHIFTED" in out
+    assert "datasets.register_version" in out  # the audit trail
+    assert (tmp_path / "qs" / "modelyard.db").exists()
