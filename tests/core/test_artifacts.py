@@ -12,6 +12,7 @@ import io
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,16 @@ class ReadOnlyStream:
         return chunk
 
 
+class ChunkedReadStream:
+    """Duck-typed: only ``read``, returning the given chunks one per call (ignoring n)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = [c for c in chunks if c]
+
+    def read(self, n: int = -1) -> bytes:
+        return self._chunks.pop(0) if self._chunks else b""
+
+
 def failing_chunks(good: int, chunk: int = 256 * 1024) -> Iterator[bytes]:
     sent = 0
     while sent < good:
@@ -222,6 +233,27 @@ def test_streamed_put_of_many_megabytes(store: ArtifactStore) -> None:
         assert len(chunk) <= MIB
         digest.update(chunk)
     assert digest.hexdigest() == info.digest
+
+
+def test_mixed_chunk_sizes_hash_in_order(store: ArtifactStore) -> None:
+    """Tiny reads are hashed inline, big ones on the hash pool; the order must hold."""
+    sizes = [1, 300_000, 7, 5 * MIB, 100, 262_144, 262_143, 2 * MIB + 1, 0, 3, MIB]
+    chunks = [payload(n, seed=i) for i, n in enumerate(sizes)]
+    data = b"".join(chunks)
+    for stream in (GeneratorStream(iter(chunks)), ChunkedReadStream(chunks)):
+        assert store.put_stream(stream) == ObjectInfo(sha(data), len(data))
+    assert store.read_bytes(sha(data)) == data
+
+
+def test_concurrent_puts(store: ArtifactStore) -> None:
+    datas = [payload(3 * MIB + i, seed=100 + i) for i in range(4)]
+    datas.append(datas[0])  # the same object twice at once
+    with ThreadPoolExecutor(len(datas)) as pool:
+        infos = list(pool.map(lambda d: store.put_stream(io.BytesIO(d)), datas))
+    assert infos == [ObjectInfo(sha(d), len(d)) for d in datas]
+    for data in datas:
+        assert store.read_bytes(sha(data)) == data
+    assert len(stored_objects(store)) == 4
 
 
 def test_failing_stream_leaves_nothing(store: ArtifactStore, tmp_path: Path) -> None:

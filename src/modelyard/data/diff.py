@@ -33,7 +33,7 @@ from modelyard.data.formats import (
     duckdb_session,
     quote_ident,
 )
-from modelyard.data.profiling import SAMPLE_ROWS, SAMPLE_SEED, DatasetProfile, JSONScalar
+from modelyard.data.profiling import SAMPLE_ROWS, DatasetProfile, JSONScalar
 from modelyard.errors import InvalidInput
 
 PSI_THRESHOLD = 0.2
@@ -215,7 +215,7 @@ def _baseline(
         return {}, known
     # A uniform sample (the whole of a small dataset): bin edges need not be exact, only
     # the same for both versions, and the bin counts of the next scan are exact.
-    sample = f"USING SAMPLE {SAMPLE_ROWS} ROWS (reservoir, {SAMPLE_SEED})"
+    sample = f"USING SAMPLE {SAMPLE_ROWS} ROWS (reservoir)"
     sql = f"SELECT {', '.join(exprs)} FROM data {sample}"
     row = sa.rows(sql, context="diff: reading version a")[0]
     edges = {

@@ -3,24 +3,28 @@
 A profile never holds the dataset in memory. It takes three scans, each one ``SELECT``
 with the aggregates of every column side by side:
 
-1. statistics: counts, min/max, mean/std, HyperLogLog distinct estimates;
-2. a uniform (Bernoulli) sample of about :data:`SAMPLE_ROWS` rows: quantiles, and the
-   frequent values of high-cardinality columns (skipped as a sample when the dataset is
-   no larger: then it is the whole dataset and exact);
-3. distributions: equal-width histograms of numeric columns between pass 1's min and
-   max, exact value counts of low-cardinality discrete columns, exact counts of the
-   frequent values found in pass 2.
+1. ranges: the row count and every column's min/max (for Parquet read by DuckDB's own
+   reader this is answered from the file footers without touching the data);
+2. statistics: counts, mean/std (as sums around the middle of pass 1's range, which is
+   cheaper than Welford's update and as accurate), HyperLogLog distinct estimates, and a
+   uniform sample of about :data:`SAMPLE_ROWS` values per column (quantiles and
+   heavy-hitter candidates);
+3. counts: equal-width histograms of numeric columns between their min and max, exact
+   value counts of low-cardinality discrete columns and of the heavy hitters found in the
+   sample. (``histogram()`` aggregates run several times slower in the same ``SELECT``
+   as sketches and lists, so they get a scan of their own.)
 
-Every aggregate keeps bounded state (sketches, a fixed-size sample, exact value counts
+Every aggregate keeps bounded state (sketches, samples of bounded size, exact value counts
 only below :data:`EXACT_TOP_VALUES_LIMIT` estimated distinct values), so memory does not
 grow with the number of rows. DuckDB's ``reservoir_quantile`` is not used: its parallel
-merge keeps one contiguous run of rows (on sorted data every quantile lands in one
-narrow range), and ``approx_quantile`` costs more than the rest of a profile together.
+merge keeps one contiguous run of rows (on sorted data every quantile lands in one narrow
+range), and ``approx_quantile`` costs more than the rest of a profile together.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -47,10 +51,9 @@ ProgressCallback = Callable[[str], None]
 
 QUANTILES: dict[str, float] = {"p01": 0.01, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p99": 0.99}
 
-# Rows in the uniform sample behind quantiles and high-cardinality frequent values. The
-# rank error of a sampled quantile is about 1/sqrt(SAMPLE_ROWS): ±0.2% here.
-SAMPLE_ROWS = 200_000
-SAMPLE_SEED = 20_240_601
+# Values per column in the uniform sample behind quantiles and high-cardinality frequent
+# values. A sampled quantile's rank error is about 1/sqrt(SAMPLE_ROWS): ±0.3% here.
+SAMPLE_ROWS = 100_000
 
 # Discrete columns with at most this many (estimated) distinct values are counted exactly
 # (one hash-table entry per value). Above it, a value is reported only when it is a heavy
@@ -61,6 +64,11 @@ HEAVY_HITTER_SHARE = 0.001
 # Kinds whose most frequent values are reported. Floats, decimals and timestamps are
 # continuous: their histogram and quantiles say more than a list of repeated values.
 TOP_VALUE_KINDS: frozenset[str] = frozenset({"string", "boolean", "date", "integer"})
+
+_ORDERED_KINDS = NUMERIC_KINDS | {"string", "date", "time", "timestamp"}
+# Discrete kinds whose values are sampled for heavy hitters (integers share the numeric
+# sample; booleans are counted exactly in pass 2).
+_SAMPLED_DISCRETE = frozenset({"string", "date"})
 
 
 class TopValue(BaseModel):
@@ -147,16 +155,24 @@ class _Select:
 
 @dataclass
 class _Column:
-    """One column's SQL aliases, result slots and intermediate findings."""
+    """One column: its SQL aliases, result slots and what the passes found."""
 
     index: int
     name: str
     arrow_type: str
     kind: ColumnKind
-    stat: dict[str, int] = field(default_factory=dict)  # pass-1 slots
-    hist_slot: int | None = None
-    top_slot: int | None = None
-    quantiles: list[float] | None = None
+    slot: dict[str, int] = field(default_factory=dict)
+    non_null: int = 0
+    finite: int = 0
+    low: Any = None  # min/max as DuckDB returned them (finite only, for floats)
+    high: Any = None
+    pivot: float | None = None
+    distinct: int | None = None
+    mean: float | None = None
+    std: float | None = None
+    true_count: int = 0
+    sample: list[Any] = field(default_factory=list)
+    hist: dict[int, int] | None = None
     top_counts: dict[Any, int] = field(default_factory=dict)
 
     @property
@@ -165,8 +181,22 @@ class _Column:
 
     @property
     def num(self) -> str:
-        """The value as DOUBLE where the column is numeric (finite values only for floats)."""
+        """The value as DOUBLE for floats (finite values only) and decimals, else raw."""
         return f"_f{self.index}" if self.kind in {"float", "decimal"} else self.raw
+
+    @property
+    def values(self) -> int:
+        """Values that numeric statistics cover: finite ones for floats, else non-null."""
+        return self.finite if self.kind == "float" else self.non_null
+
+    def numeric_range(self) -> tuple[float, float] | None:
+        if self.kind not in NUMERIC_KINDS or self.low is None or self.high is None:
+            return None
+        lo, hi = float(self.low), float(self.high)
+        # A decimal(38) near its limits can overflow the width; it gets no histogram.
+        if not (math.isfinite(lo) and math.isfinite(hi) and math.isfinite(hi - lo)):
+            return None
+        return lo, hi
 
 
 def profile(
@@ -193,39 +223,31 @@ def profile(
             _Column(i, f.name, str(f.type), session.kind(f.name))
             for i, f in enumerate(session.schema)
         ]
-        source = _projection(columns)
-
-        say(f"pass 1 of 3: statistics of {len(columns)} columns")
-        first = _Select()
-        rows_slot = first.add("count(*)")
-        for col in columns:
-            _add_statistics(first, col)
-        stats = first.run(session, source)
-        row_count = int(stats[rows_slot])
-
+        say(f"pass 1 of 3: row count and ranges of {len(columns)} columns")
+        row_count = _ranges(session, columns)
         if row_count:
-            _sampled_statistics(session, source, columns, stats, row_count, top_k, say)
-            dist = _Select()
+            share = min(1.0, SAMPLE_ROWS / row_count)
+            say("pass 2 of 3: statistics and samples")
+            _statistics(session, columns, share)
+            counts = _Select()
             for col in columns:
-                _add_distribution(dist, col, stats, bins)
-            if dist.exprs:
+                _add_counts(counts, col, bins, top_k)
+            if counts.exprs:
                 say("pass 3 of 3: histograms and value counts")
-                counted = dist.run(session, source)
+                row = counts.run(session, _source(columns, share=1.0))
                 for col in columns:
-                    if col.top_slot is not None:
-                        col.top_counts = dict(counted[col.top_slot] or {})
-            else:
-                counted = ()
-        else:
-            counted = ()
-        profiles = [_column_profile(col, stats, counted, row_count, bins, top_k) for col in columns]
+                    if "hist" in col.slot:
+                        col.hist = _bins(row[col.slot["hist"]], bins)
+                    if "top" in col.slot:
+                        col.top_counts = dict(row[col.slot["top"]] or {})
+        profiles = [_column_profile(col, row_count, bins, top_k) for col in columns]
     return DatasetProfile(row_count=row_count, column_count=len(columns), columns=profiles)
 
 
-def _projection(columns: list[_Column]) -> str:
+def _source(columns: list[_Column], *, share: float) -> str:
     """A subquery with positional aliases (so aggregates need no quoting) and, for floats
     and decimals, a DOUBLE copy (finite values only) computed once per row rather than
-    once per aggregate."""
+    once per aggregate; with a random number per row when sampling (``share`` < 1)."""
     parts = ["1 AS _one"]  # keeps the SELECT valid for a dataset without columns
     for col in columns:
         q = quote_ident(col.name)
@@ -234,191 +256,191 @@ def _projection(columns: list[_Column]) -> str:
             parts.append(f"CASE WHEN isfinite({q}) THEN CAST({q} AS DOUBLE) END AS {col.num}")
         elif col.kind == "decimal":
             parts.append(f"CAST({q} AS DOUBLE) AS {col.num}")
+    if share < 1.0:
+        parts.append("random() AS _r")
     return f"(SELECT {', '.join(parts)} FROM data)"
 
 
-def _sampled_statistics(
-    session: DuckSession,
-    source: str,
-    columns: list[_Column],
-    stats: tuple[Any, ...],
-    row_count: int,
-    top_k: int,
-    say: ProgressCallback,
-) -> None:
-    """Pass 2: quantiles of numeric columns and heavy-hitter candidates of
-    high-cardinality discrete columns, from one uniform sample kept as a temporary table
-    (DuckDB's buffer manager bounds its memory and spills it past the session limit)."""
-    numeric = [c for c in columns if c.kind in NUMERIC_KINDS and stats[c.stat["mean"]] is not None]
-    discrete = [
-        c
-        for c in columns
-        if top_k
-        and c.kind in TOP_VALUE_KINDS
-        and c.kind != "boolean"
-        and stats[c.stat["count"]]
-        and _high_cardinality(c, stats)
-    ]
-    if not numeric and not discrete:
+def _ranges(session: DuckSession, columns: list[_Column]) -> int:
+    """Pass 1: the row count and min/max of every ordered column (raw values: a float
+    range that is not finite is recomputed over finite values in pass 2)."""
+    sel = _Select()
+    rows = sel.add("count(*)")
+    for col in columns:
+        if col.kind in _ORDERED_KINDS:
+            if col.kind == "timestamp":
+                # Epoch microseconds, because Python needs pytz to receive TIMESTAMPTZ.
+                col.slot["min"] = sel.add(f"epoch_us(min({col.raw}))")
+                col.slot["max"] = sel.add(f"epoch_us(max({col.raw}))")
+            else:
+                col.slot["min"] = sel.add(f"min({col.raw})")
+                col.slot["max"] = sel.add(f"max({col.raw})")
+    row = sel.run(session, _source(columns, share=1.0))
+    for col in columns:
+        if "min" in col.slot:
+            col.low, col.high = row[col.slot["min"]], row[col.slot["max"]]
+        rng = col.numeric_range()
+        if rng is not None:
+            col.pivot = (rng[0] + rng[1]) / 2
+        elif col.kind == "float":
+            col.low = col.high = None  # NaN or infinite: pass 2 finds the finite range
+    return int(row[rows])
+
+
+def _histogram_expr(col: _Column, bins: int) -> tuple[str, list[object]] | None:
+    rng = col.numeric_range()
+    if rng is None or rng[1] <= rng[0]:
+        return None
+    lo, hi = rng
+    # floor((x - lo) * bins / (hi - lo)) is in [0, bins]; bin `bins` (x == hi) is merged
+    # into the last one afterwards, cheaper than least() on every row. The bounds are
+    # DOUBLE parameters: DECIMAL literals would make this arithmetic several times slower.
+    expr = f"histogram(CAST(floor((CAST({col.num} AS DOUBLE) - ?) * ?) AS BIGINT))"
+    return expr, [lo, bins / (hi - lo)]
+
+
+def _statistics(session: DuckSession, columns: list[_Column], share: float) -> None:
+    """Pass 2 (see the module docstring)."""
+    sel = _Select()
+    sample_filter = "" if share >= 1.0 else f" FILTER (WHERE _r < {share!r})"
+    for col in columns:
+        s = col.slot
+        s["count"] = sel.add(f"count({col.raw})")
+        if col.kind in NUMERIC_KINDS:
+            x = f"CAST({col.num} AS DOUBLE)"
+            if col.kind == "float":
+                s["finite"] = sel.add(f"count({col.num})")
+            if col.pivot is not None:
+                s["sum"] = sel.add(f"sum({x} - ?)", col.pivot)
+                s["squares"] = sel.add(f"sum(({x} - ?) * ({x} - ?))", col.pivot, col.pivot)
+            else:  # no finite range yet: Welford's update, which needs no pivot
+                s["min"] = sel.add(f"min({col.num})")
+                s["max"] = sel.add(f"max({col.num})")
+                s["mean"] = sel.add(f"avg({x})")
+                s["std"] = sel.add(f"stddev_samp({x})")
+            s["distinct"] = sel.add(f"approx_count_distinct({col.num})")
+            s["sample"] = sel.add(f"list({col.num}){sample_filter}")
+        elif col.kind == "boolean":
+            s["true"] = sel.add(f"count_if({col.raw})")
+        elif col.kind in _ORDERED_KINDS:
+            s["distinct"] = sel.add(f"approx_count_distinct({col.raw})")
+            if col.kind in _SAMPLED_DISCRETE:
+                s["sample"] = sel.add(f"list({col.raw}){sample_filter}")
+    row = sel.run(session, _source(columns, share=share))
+    for col in columns:
+        _read_statistics(col, row)
+
+
+def _read_statistics(col: _Column, row: tuple[Any, ...]) -> None:
+    s = col.slot
+    col.non_null = int(row[s["count"]])
+    col.finite = int(row[s["finite"]]) if "finite" in s else col.non_null
+    if "distinct" in s:
+        col.distinct = int(row[s["distinct"]] or 0)
+    if "true" in s:
+        col.true_count = int(row[s["true"]] or 0)
+    if "sample" in s:
+        col.sample = [v for v in (row[s["sample"]] or []) if v is not None]
+    if col.kind not in NUMERIC_KINDS or not col.values:
         return
-    say("pass 2 of 3: quantiles and frequent values from a sample")
-    keep = sorted({c.num for c in numeric} | {c.raw for c in discrete})
-    sample = ""
-    if row_count > SAMPLE_ROWS:
-        # A fixed seed makes the sample repeatable where DuckDB's scheduling allows.
-        sample = f" USING SAMPLE {100.0 * SAMPLE_ROWS / row_count:.9f}% (bernoulli, {SAMPLE_SEED})"
-    context = "profiling failed while sampling the dataset"
-    session.rows(f"CREATE TEMP TABLE _sample AS SELECT {', '.join(keep)} FROM {source}{sample}", context=context)
-    if numeric:
-        probs = ", ".join(repr(p) for p in QUANTILES.values())
-        exprs = ", ".join(f"quantile_cont({c.num}, [{probs}])" for c in numeric)
-        row = session.rows(f"SELECT {exprs} FROM _sample", context=context)[0]
-        for col, qs in zip(numeric, row, strict=True):
-            col.quantiles = None if qs is None else [float(v) for v in qs]
-    for col in discrete:
-        # A GROUP BY per column: DuckDB's hash aggregate is far faster than a histogram()
-        # map, and the sample is small.
-        seen = session.rows(f"SELECT count({col.raw}) FROM _sample", context=context)[0][0]
-        hitters = session.rows(
-            f"SELECT {col.raw} FROM _sample WHERE {col.raw} IS NOT NULL GROUP BY 1 "
-            f"HAVING count(*) >= ? ORDER BY count(*) DESC LIMIT {top_k}",
-            [max(2, math.ceil(HEAVY_HITTER_SHARE * seen))],
-            context=context,
-        )
-        col.top_counts = {v: 0 for (v,) in hitters}
-    session.rows("DROP TABLE _sample", context=context)
+    if col.pivot is not None:
+        n = col.values
+        total, squares = float(row[s["sum"]]), float(row[s["squares"]])
+        col.mean = col.pivot + total / n
+        if n > 1:
+            col.std = math.sqrt(max(0.0, (squares - total * total / n) / (n - 1)))
+    else:
+        col.low, col.high = row[s["min"]], row[s["max"]]
+        col.mean = _finite_or_none(row[s["mean"]])
+        col.std = _finite_or_none(row[s["std"]])
 
 
-def _add_statistics(sel: _Select, col: _Column) -> None:
-    c, s = col.raw, col.stat
-    s["count"] = sel.add(f"count({c})")
+def _bins(by_bin: dict[int, int] | None, bins: int) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for index, count in (by_bin or {}).items():
+        clamped = min(max(int(index), 0), bins - 1)
+        out[clamped] = out.get(clamped, 0) + int(count)
+    return out
+
+
+def _add_counts(sel: _Select, col: _Column, bins: int, top_k: int) -> None:
+    """Pass 3 aggregates of one column (none when passes 1-2 answered everything)."""
     if col.kind in NUMERIC_KINDS:
-        x = col.num
-        if col.kind == "float":
-            s["finite"] = sel.add(f"count({x})")
-        # Min/max of integers and decimals on the column itself keeps them exact.
-        s["min"] = sel.add(f"min({x if col.kind == 'float' else c})")
-        s["max"] = sel.add(f"max({x if col.kind == 'float' else c})")
-        s["mean"] = sel.add(f"avg({x})")
-        s["std"] = sel.add(f"stddev_samp({x})")
-        s["distinct"] = sel.add(f"approx_count_distinct({x})")
-    elif col.kind == "boolean":
-        s["true"] = sel.add(f"count_if({c})")
-    elif col.kind == "timestamp":
-        # Epoch microseconds, because Python needs pytz to receive TIMESTAMPTZ values.
-        s["min"] = sel.add(f"epoch_us(min({c}))")
-        s["max"] = sel.add(f"epoch_us(max({c}))")
-        s["distinct"] = sel.add(f"approx_count_distinct({c})")
-    elif col.kind in {"string", "date", "time"}:
-        s["min"] = sel.add(f"min({c})")
-        s["max"] = sel.add(f"max({c})")
-        s["distinct"] = sel.add(f"approx_count_distinct({c})")
-
-
-def _high_cardinality(col: _Column, stats: tuple[Any, ...]) -> bool:
-    return int(stats[col.stat["distinct"]] or 0) > EXACT_TOP_VALUES_LIMIT
-
-
-def _finite_range(col: _Column, stats: tuple[Any, ...]) -> tuple[float, float] | None:
-    if col.kind not in NUMERIC_KINDS:
-        return None
-    lo, hi = stats[col.stat["min"]], stats[col.stat["max"]]
-    if lo is None or hi is None:
-        return None
-    lo_f, hi_f = float(lo), float(hi)
-    # A decimal(38) near its limits can overflow the width computation; such a column
-    # simply gets no histogram.
-    if not (math.isfinite(lo_f) and math.isfinite(hi_f) and math.isfinite(hi_f - lo_f)):
-        return None
-    return lo_f, hi_f
-
-
-def _add_distribution(sel: _Select, col: _Column, stats: tuple[Any, ...], bins: int) -> None:
-    rng = _finite_range(col, stats)
-    if rng is not None and rng[1] > rng[0]:
-        lo, hi = rng
-        # floor((x - lo) * bins / (hi - lo)) is in [0, bins]; x == hi joins the last bin.
-        # The bounds are DOUBLE parameters: DECIMAL literals would make this arithmetic slow.
-        col.hist_slot = sel.add(
-            f"histogram(least(CAST(floor((CAST({col.num} AS DOUBLE) - ?) * ?) AS BIGINT), {bins - 1}))",
-            lo,
-            bins / (hi - lo),
-        )
-    if col.kind not in TOP_VALUE_KINDS or col.kind == "boolean" or "distinct" not in col.stat:
-        return  # booleans were counted exactly in pass 1
-    if not stats[col.stat["count"]]:
+        hist = _histogram_expr(col, bins)
+        if hist is not None:
+            col.slot["hist"] = sel.add(hist[0], *hist[1])
+    if not top_k or col.kind not in TOP_VALUE_KINDS or col.kind == "boolean" or not col.non_null:
         return
-    if not _high_cardinality(col, stats):
-        col.top_slot = sel.add(f"histogram({col.raw})")
-    elif col.top_counts:
-        marks = ", ".join("?" for _ in col.top_counts)
-        col.top_slot = sel.add(
-            f"histogram({col.raw}) FILTER (WHERE {col.raw} IN ({marks}))", *col.top_counts
+    if (col.distinct or 0) <= EXACT_TOP_VALUES_LIMIT:
+        col.slot["top"] = sel.add(f"histogram({col.raw})")
+        return
+    seen = Counter(col.sample)
+    floor = max(2, math.ceil(HEAVY_HITTER_SHARE * len(col.sample)))
+    hitters = [v for v, n in seen.most_common(top_k) if n >= floor]
+    if hitters:
+        marks = ", ".join("?" for _ in hitters)
+        col.slot["top"] = sel.add(
+            f"histogram({col.raw}) FILTER (WHERE {col.raw} IN ({marks}))", *hitters
         )
 
 
-def _column_profile(
-    col: _Column,
-    stats: tuple[Any, ...],
-    counted: tuple[Any, ...],
-    row_count: int,
-    bins: int,
-    top_k: int,
-) -> ColumnProfile:
-    s = col.stat
-    non_null = int(stats[s["count"]])
-    missing = row_count - non_null
+def _quantiles(sample: list[Any]) -> dict[str, float]:
+    """Linear interpolation between order statistics (numpy's default method)."""
+    values = sorted(float(v) for v in sample)
+    if not values:
+        return {}
+    out: dict[str, float] = {}
+    for key, q in QUANTILES.items():
+        h = (len(values) - 1) * q
+        lo = math.floor(h)
+        hi = min(lo + 1, len(values) - 1)
+        out[key] = values[lo] + (h - lo) * (values[hi] - values[lo])
+    return out
+
+
+def _column_profile(col: _Column, row_count: int, bins: int, top_k: int) -> ColumnProfile:
+    missing = row_count - col.non_null
     out = ColumnProfile(
         name=col.name,
         type=col.arrow_type,
         kind=col.kind,
         missing=missing,
         missing_ratio=missing / row_count if row_count else 0.0,
+        non_finite=col.non_null - col.finite if col.kind == "float" else 0,
+        distinct_estimate=col.distinct,
     )
-    if col.kind == "float":
-        out.non_finite = non_null - int(stats[s["finite"]])
-    if "distinct" in s:
-        out.distinct_estimate = int(stats[s["distinct"]] or 0)
-    if "min" in s:
-        out.min = _json_value(stats[s["min"]], col)
-        out.max = _json_value(stats[s["max"]], col)
+    if col.kind in _ORDERED_KINDS:
+        out.min = _json_value(col.low, col)
+        out.max = _json_value(col.high, col)
     if col.kind in NUMERIC_KINDS:
-        out.mean = _finite_or_none(stats[s["mean"]])
-        out.std = _finite_or_none(stats[s["std"]])
-        if col.quantiles is not None:
-            out.quantiles = dict(zip(QUANTILES, col.quantiles, strict=True))
-        out.histogram = _histogram(col, stats, counted, bins)
+        out.mean, out.std = col.mean, col.std
+        out.quantiles = _quantiles(col.sample)
+        out.histogram = _histogram(col, bins)
     elif col.kind == "boolean":
-        true = int(stats[s["true"]] or 0)
-        false = non_null - true
+        true, false = col.true_count, col.non_null - col.true_count
         out.distinct_estimate = int(true > 0) + int(false > 0)
-        if non_null:
+        if col.non_null:
             out.min, out.max = false == 0, true > 0
-            out.mean = true / non_null
-        counted_bools = [(False, false), (True, true)]
-        ranked_bools = sorted((kv for kv in counted_bools if kv[1]), key=lambda kv: -kv[1])
-        out.top_values = [TopValue(value=v, count=n) for v, n in ranked_bools[:top_k]]
-    if col.top_counts and col.kind != "boolean":
+            out.mean = true / col.non_null
+        ranked_bools = sorted(((False, false), (True, true)), key=lambda kv: -kv[1])
+        out.top_values = [TopValue(value=v, count=n) for v, n in ranked_bools if n][:top_k]
+    if col.top_counts:
         present = [(v, n) for v, n in col.top_counts.items() if n]
         ranked = sorted(present, key=lambda kv: (-kv[1], kv[0]))[:top_k]
         out.top_values = [TopValue(value=_json_value(v, col), count=int(n)) for v, n in ranked]
     return out
 
 
-def _histogram(
-    col: _Column, stats: tuple[Any, ...], counted: tuple[Any, ...], bins: int
-) -> Histogram | None:
-    rng = _finite_range(col, stats)
-    if rng is None:
+def _histogram(col: _Column, bins: int) -> Histogram | None:
+    rng = col.numeric_range()
+    if rng is None or not col.values:
         return None
     lo, hi = rng
-    if col.hist_slot is None:  # every finite value is equal: one bin holds them all
-        slot = col.stat["finite"] if col.kind == "float" else col.stat["count"]
-        return Histogram(edges=[lo, hi], counts=[int(stats[slot])])
-    by_bin: dict[int, int] = counted[col.hist_slot] or {}
+    if col.hist is None:  # every value is equal (hi == lo): one bin holds them all
+        return Histogram(edges=[lo, hi], counts=[col.values])
     width = (hi - lo) / bins
     edges = [lo + i * width for i in range(bins)] + [hi]
-    return Histogram(edges=edges, counts=[int(by_bin.get(i, 0)) for i in range(bins)])
+    return Histogram(edges=edges, counts=[col.hist.get(i, 0) for i in range(bins)])
 
 
 def _finite_or_none(value: Any) -> float | None:

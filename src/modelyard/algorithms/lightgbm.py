@@ -1,0 +1,270 @@
+"""Built-in LightGBM: ``python -m modelyard.algorithms.lightgbm [--name value ...]``.
+
+Trains gradient-boosted trees with :func:`lightgbm.train` on the ``train`` channel
+(classification, regression, or ranking with a ``group`` query-id column), watches the
+``validation`` channel when given (per-round metrics; early stopping on the first
+metric) and scores the ``test`` channel when given (``test:<metric>`` lines and
+``predictions.csv``).
+
+Writes to ``SM_MODEL_DIR``: ``model.txt`` (LightGBM's text format; with early stopping,
+only the rounds up to the best one), ``signature.json`` and ``metadata.json``. Metric
+lines: ``train:<metric>`` and ``validation:<metric>`` every round (step = round, from 0),
+then the saved model's validation metrics again at its last round.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+
+from modelyard.algorithms._contract import Contract, HyperparameterError, Metrics, run_entry_point
+from modelyard.algorithms._gbdt import (
+    Split,
+    Task,
+    check_task_hyperparameters,
+    load_gbdt_data,
+    parse_metrics,
+)
+from modelyard.algorithms._model_files import (
+    read_signature,
+    write_metadata,
+    write_predictions,
+    write_signature,
+)
+from modelyard.algorithms._tables import as_matrix
+from modelyard.algorithms.schemas import LightGBMHyperparameters, OutputSpec, Signature
+
+NAME = "lightgbm"
+MODEL_FILE = "model.txt"
+TASKS: dict[str, Task] = {
+    "binary": "binary",
+    "multiclass": "multiclass",
+    "multiclassova": "multiclass",
+    "lambdarank": "ranking",
+    "rank_xendcg": "ranking",
+}
+KNOWN_METRICS = frozenset(
+    {
+        "l1", "mae", "mean_absolute_error", "regression_l1", "l2", "mse",
+        "mean_squared_error", "regression_l2", "regression", "rmse", "l2_root",
+        "root_mean_squared_error", "quantile", "mape", "mean_absolute_percentage_error",
+        "huber", "fair", "poisson", "gamma", "gamma_deviance", "tweedie", "ndcg",
+        "lambdarank", "rank_xendcg", "xendcg", "map", "mean_average_precision", "auc",
+        "average_precision", "binary_logloss", "binary", "binary_error", "auc_mu",
+        "multi_logloss", "multiclass", "softmax", "multiclassova", "multi_error",
+        "cross_entropy", "xentropy", "cross_entropy_lambda", "xentlambda",
+        "kullback_leibler", "kldiv",
+    }
+)  # fmt: skip
+
+
+def task_of(objective: str) -> Task:
+    """The task family of a LightGBM objective."""
+    return TASKS.get(objective, "regression")
+
+
+def check_metrics(text: str | None) -> list[str]:
+    """Parse ``metric``; HyperparameterError naming unknown metrics."""
+    names = parse_metrics(text)
+    unknown = [name for name in names if name not in KNOWN_METRICS]
+    if unknown:
+        raise HyperparameterError(
+            f"metric: unknown LightGBM metric(s) {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(KNOWN_METRICS))}"
+        )
+    return names
+
+
+def booster_params(
+    hps: LightGBMHyperparameters, num_class: int | None, num_threads: int
+) -> dict[str, Any]:
+    """The ``params`` dict for :func:`lightgbm.train`."""
+    params: dict[str, Any] = {
+        "objective": hps.objective,
+        "learning_rate": hps.learning_rate,
+        "num_leaves": hps.num_leaves,
+        "max_depth": hps.max_depth,
+        "min_data_in_leaf": hps.min_data_in_leaf,
+        "feature_fraction": hps.feature_fraction,
+        "bagging_fraction": hps.bagging_fraction,
+        "bagging_freq": hps.bagging_freq,
+        "lambda_l1": hps.lambda_l1,
+        "lambda_l2": hps.lambda_l2,
+        "max_bin": hps.max_bin,
+        "seed": hps.seed,
+        "num_threads": num_threads,
+        "verbosity": -1,
+    }
+    if task_of(hps.objective) == "multiclass":
+        params["num_class"] = num_class
+    metrics = parse_metrics(hps.metric)
+    if metrics:
+        params["metric"] = metrics
+    return params
+
+
+def output_spec(task: Task, num_class: int | None) -> OutputSpec:
+    """What ``predict`` returns for ``task``."""
+    if task == "multiclass":
+        return OutputSpec(
+            name="probabilities",
+            dtype="float64",
+            shape=[-1, num_class or 0],
+            description="probability of each class 0..num_class-1",
+        )
+    name, description = {
+        "binary": ("probability", "probability of class 1"),
+        "ranking": ("score", "relevance score; higher ranks first"),
+        "regression": ("value", "predicted value"),
+    }[task]
+    return OutputSpec(name=name, dtype="float64", shape=[-1], description=description)
+
+
+class LightGBMPredictor:
+    """Predicts with a trained booster; inputs are checked against the signature."""
+
+    def __init__(self, booster: lgb.Booster, signature: Signature) -> None:
+        self.booster = booster
+        self.signature = signature
+
+    def predict(self, data: Any) -> npt.NDArray[np.float64]:
+        """Rows (arrays, sequences, mappings, Arrow or pandas) -> the signature's output."""
+        matrix = as_matrix(data, self.signature.feature_names, np.float64)
+        return np.asarray(self.booster.predict(matrix, validate_features=False))
+
+
+def load(model_dir: str | Path) -> LightGBMPredictor:
+    """Load ``model.txt`` and ``signature.json`` from ``model_dir`` (no pickle)."""
+    booster = lgb.Booster(model_file=str(Path(model_dir) / MODEL_FILE))
+    return LightGBMPredictor(booster, read_signature(Path(model_dir)))
+
+
+def _metric_lines(metrics: Metrics) -> Callable[[lgb.callback.CallbackEnv], None]:
+    """A callback printing each round's evaluation results as metric lines."""
+
+    def callback(env: lgb.callback.CallbackEnv) -> None:
+        for result in env.evaluation_result_list or []:
+            metrics.emit(f"{result[0]}:{result[1]}", float(result[2]), env.iteration)
+
+    return callback
+
+
+def train_booster(
+    params: dict[str, Any],
+    dtrain: lgb.Dataset,
+    evals: Sequence[tuple[lgb.Dataset, str]],
+    *,
+    num_boost_round: int,
+    early_stopping_rounds: int | None,
+    metrics: Metrics,
+) -> lgb.Booster:
+    """Train on this host and return the booster cut at its best round.
+
+    This is the seam for multi-host training: a Ray-backed data-parallel trainer (one
+    worker per host in ``SM_HOSTS``, each with its shard) will replace this call. Today
+    :meth:`Contract.require_single_host` rejects multi-host jobs before data is read.
+    """
+    callbacks = [_metric_lines(metrics)]
+    if early_stopping_rounds is not None:
+        callbacks.append(
+            lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)
+        )
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=num_boost_round,
+        valid_sets=[data for data, _ in evals],
+        valid_names=[name for _, name in evals],
+        callbacks=callbacks,
+    )
+    if early_stopping_rounds is not None and 0 < booster.best_iteration < booster.num_trees():
+        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    return booster
+
+
+def _dataset(
+    split: Split, hps: LightGBMHyperparameters, reference: lgb.Dataset | None
+) -> lgb.Dataset:
+    group = None
+    if split.qid is not None:
+        group = np.diff(np.flatnonzero(np.r_[True, split.qid[1:] != split.qid[:-1], True]))
+    return lgb.Dataset(
+        split.features,
+        label=split.label,
+        group=group,
+        reference=reference,
+        params={"max_bin": hps.max_bin, "verbosity": -1},
+    ).construct()
+
+
+def _emit_eval(
+    booster: lgb.Booster, dataset: lgb.Dataset, data_name: str, metrics: Metrics, step: int
+) -> None:
+    for result in booster.eval(dataset, data_name):
+        metrics.emit(f"{data_name}:{result[1]}", float(result[2]), step)
+
+
+def train(contract: Contract) -> None:
+    """Validate, read, train, save; see the module docstring for inputs and outputs."""
+    hps = contract.hyperparameters(LightGBMHyperparameters)
+    contract.require_single_host(NAME)
+    task = task_of(hps.objective)
+    check_task_hyperparameters(contract, task, hps.objective, hps.group, hps.early_stopping_rounds)
+    check_metrics(hps.metric)
+    data = load_gbdt_data(
+        contract, hps, algorithm=NAME, task=task, group=hps.group, num_class=hps.num_class
+    )
+    dtrain = _dataset(data.train, hps, reference=None)
+    evals = [(dtrain, "train")]
+    if data.validation is not None:
+        evals.append((_dataset(data.validation, hps, reference=dtrain), "validation"))
+    booster = train_booster(
+        booster_params(hps, data.num_class, hps.num_threads or contract.num_cpus),
+        dtrain,
+        evals,
+        num_boost_round=hps.num_boost_round,
+        early_stopping_rounds=hps.early_stopping_rounds,
+        metrics=contract.metrics,
+    )
+    last_round = booster.current_iteration() - 1
+    if data.validation is not None and hps.early_stopping_rounds is not None:
+        # Early stopping cut the booster: its validation metrics are the last lines.
+        _emit_eval(booster, evals[-1][0], "validation", contract.metrics, last_round)
+    signature = Signature(
+        algorithm=NAME,
+        inputs=data.inputs,
+        label=data.label,
+        group=data.group,
+        output=output_spec(task, data.num_class),
+    )
+    contract.model_dir.mkdir(parents=True, exist_ok=True)
+    booster.save_model(contract.model_dir / MODEL_FILE)
+    write_signature(contract, signature)
+    if data.test is not None:
+        if data.test.label is not None:
+            dtest = _dataset(data.test, hps, reference=dtrain)
+            _emit_eval(booster, dtest, "test", contract.metrics, last_round)
+        predictor = LightGBMPredictor(booster, signature)
+        write_predictions(contract, predictor.predict(data.test.features))
+    write_metadata(
+        contract,
+        NAME,
+        hps,
+        libraries=["lightgbm"],
+        extra={"task": task, "num_class": data.num_class, "rounds": last_round + 1},
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run :func:`train` under the container contract; returns the exit code."""
+    return run_entry_point(NAME, train, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

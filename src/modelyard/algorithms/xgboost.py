@@ -1,0 +1,300 @@
+"""Built-in XGBoost: ``python -m modelyard.algorithms.xgboost [--name value ...]``.
+
+Trains gradient-boosted trees with :func:`xgboost.train` on the ``train`` channel
+(classification, regression, or ranking with a ``group`` query-id column), watches the
+``validation`` channel when given (per-round metrics, early stopping) and scores the
+``test`` channel when given (``test:<metric>`` lines and ``predictions.csv``).
+
+Writes to ``SM_MODEL_DIR``: ``model.ubj`` (XGBoost's UBJSON format; with early stopping,
+only the rounds up to the best one), ``signature.json`` and ``metadata.json``. Metric
+lines: ``train:<metric>`` and ``validation:<metric>`` every round (step = round, from 0),
+then the saved model's validation metrics again at its last round.
+
+The hot path stays in Arrow: the reader's table goes to a ``QuantileDMatrix`` (hist) or
+``DMatrix`` (approx, exact) without pandas or a row-major copy.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import xgboost as xgb
+
+from modelyard.algorithms._contract import (
+    Contract,
+    DataError,
+    HyperparameterError,
+    Metrics,
+    run_entry_point,
+)
+from modelyard.algorithms._gbdt import (
+    GbdtData,
+    Split,
+    Task,
+    check_task_hyperparameters,
+    load_gbdt_data,
+    parse_metrics,
+)
+from modelyard.algorithms._model_files import (
+    read_signature,
+    write_metadata,
+    write_predictions,
+    write_signature,
+)
+from modelyard.algorithms._tables import as_matrix
+from modelyard.algorithms.schemas import OutputSpec, Signature, XGBoostHyperparameters
+
+NAME = "xgboost"
+MODEL_FILE = "model.ubj"
+KNOWN_METRICS = frozenset(
+    {
+        "rmse", "rmsle", "mae", "mape", "mphe", "logloss", "error", "merror", "mlogloss",
+        "auc", "aucpr", "pre", "ndcg", "map", "poisson-nloglik", "gamma-nloglik",
+        "cox-nloglik", "gamma-deviance", "tweedie-nloglik", "aft-nloglik",
+        "interval-regression-accuracy",
+    }
+)  # fmt: skip
+_BAD_NAME_CHARS = ("[", "]", "<")
+
+
+def task_of(objective: str) -> Task:
+    """The task family of an XGBoost objective."""
+    if objective.startswith("binary:"):
+        return "binary"
+    if objective.startswith("multi:"):
+        return "multiclass"
+    if objective.startswith("rank:"):
+        return "ranking"
+    return "regression"
+
+
+def check_eval_metrics(text: str | None) -> list[str]:
+    """Parse ``eval_metric``; HyperparameterError naming unknown metrics."""
+    names = parse_metrics(text)
+    unknown = [n for n in names if n.split("@")[0].rstrip("-") not in KNOWN_METRICS]
+    if unknown:
+        raise HyperparameterError(
+            f"eval_metric: unknown XGBoost metric(s) {', '.join(unknown)}; known: "
+            f"{', '.join(sorted(KNOWN_METRICS))} (with @k or @t suffixes where XGBoost allows)"
+        )
+    return names
+
+
+def booster_params(
+    hps: XGBoostHyperparameters, num_class: int | None, nthread: int
+) -> dict[str, Any]:
+    """The ``params`` dict for :func:`xgboost.train` (the benchmark's baseline uses it too)."""
+    params: dict[str, Any] = {
+        "objective": hps.objective,
+        "eta": hps.eta,
+        "max_depth": hps.max_depth,
+        "min_child_weight": hps.min_child_weight,
+        "gamma": hps.gamma,
+        "subsample": hps.subsample,
+        "colsample_bytree": hps.colsample_bytree,
+        "lambda": hps.reg_lambda,
+        "alpha": hps.alpha,
+        "tree_method": hps.tree_method,
+        "max_bin": hps.max_bin,
+        "seed": hps.seed,
+        "nthread": nthread,
+    }
+    task = task_of(hps.objective)
+    if task == "binary":
+        params["scale_pos_weight"] = hps.scale_pos_weight
+    if task == "multiclass":
+        params["num_class"] = num_class
+    metrics = parse_metrics(hps.eval_metric)
+    if metrics:
+        params["eval_metric"] = metrics
+    return params
+
+
+def output_spec(objective: str, num_class: int | None) -> OutputSpec:
+    """What ``predict`` returns for ``objective``."""
+    meanings = {
+        "binary:logistic": ("probability", "probability of class 1"),
+        "binary:logitraw": ("margin", "log-odds of class 1"),
+        "binary:hinge": ("label", "predicted class, 0 or 1"),
+        "multi:softmax": ("label", "predicted class index, 0..num_class-1"),
+        "multi:softprob": ("probabilities", "probability of each class 0..num_class-1"),
+    }
+    task = task_of(objective)
+    name, description = meanings.get(
+        objective,
+        ("score", "relevance score; higher ranks first")
+        if task == "ranking"
+        else ("value", "predicted value"),
+    )
+    shape = [-1, num_class or 0] if objective == "multi:softprob" else [-1]
+    return OutputSpec(name=name, dtype="float32", shape=shape, description=description)
+
+
+class XGBoostPredictor:
+    """Predicts with a trained booster; inputs are checked against the signature."""
+
+    def __init__(self, booster: xgb.Booster, signature: Signature) -> None:
+        self.booster = booster
+        self.signature = signature
+
+    def predict(self, data: Any) -> npt.NDArray[np.float32]:
+        """Rows (arrays, sequences, mappings, Arrow or pandas) -> the signature's output."""
+        matrix = as_matrix(data, self.signature.feature_names, np.float32)
+        return np.asarray(self.booster.inplace_predict(matrix, validate_features=False))
+
+
+def load(model_dir: str | Path) -> XGBoostPredictor:
+    """Load ``model.ubj`` and ``signature.json`` from ``model_dir`` (no pickle)."""
+    booster = xgb.Booster()
+    booster.load_model(Path(model_dir) / MODEL_FILE)
+    return XGBoostPredictor(booster, read_signature(Path(model_dir)))
+
+
+class _MetricLines(xgb.callback.TrainingCallback):
+    """Prints each round's evaluation results as metric lines."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def after_iteration(
+        self, model: Any, epoch: int, evals_log: xgb.callback.TrainingCallback.EvalsLog
+    ) -> bool:
+        for data_name, results in evals_log.items():
+            for metric, values in results.items():
+                last = values[-1]
+                value = last[0] if isinstance(last, tuple) else last
+                self.metrics.emit(f"{data_name}:{metric}", value, epoch)
+        return False
+
+
+def train_booster(
+    params: dict[str, Any],
+    dtrain: xgb.DMatrix,
+    evals: Sequence[tuple[xgb.DMatrix, str]],
+    *,
+    num_round: int,
+    early_stopping_rounds: int | None,
+    metrics: Metrics,
+) -> xgb.Booster:
+    """Train on this host and return the booster cut at its best round.
+
+    This is the seam for multi-host training: a Ray-backed data-parallel trainer (one
+    worker per host in ``SM_HOSTS``, each with its shard) will replace this call. Today
+    :meth:`Contract.require_single_host` rejects multi-host jobs before data is read.
+    """
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=num_round,
+        evals=list(evals),
+        early_stopping_rounds=early_stopping_rounds,
+        verbose_eval=False,
+        callbacks=[_MetricLines(metrics)],
+    )
+    if (
+        early_stopping_rounds is not None
+        and booster.best_iteration + 1 < booster.num_boosted_rounds()
+    ):
+        booster = booster[: booster.best_iteration + 1]
+    return booster
+
+
+def _dmatrix(
+    split: Split, hps: XGBoostHyperparameters, nthread: int, ref: xgb.DMatrix | None
+) -> xgb.DMatrix:
+    if hps.tree_method == "hist":
+        return xgb.QuantileDMatrix(
+            split.features,
+            label=split.label,
+            qid=split.qid,
+            nthread=nthread,
+            max_bin=hps.max_bin,
+            ref=ref,
+        )
+    return xgb.DMatrix(split.features, label=split.label, qid=split.qid, nthread=nthread)
+
+
+def _check_feature_names(data: GbdtData) -> None:
+    bad = [n for n in data.columns.features if any(c in n for c in _BAD_NAME_CHARS)]
+    if bad:
+        raise DataError(
+            f"feature column name(s) {', '.join(map(repr, bad))} contain '[', ']' or '<', "
+            "which XGBoost does not accept; rename them"
+        )
+
+
+def _emit_eval(
+    booster: xgb.Booster, dmatrix: xgb.DMatrix, data_name: str, metrics: Metrics, step: int
+) -> None:
+    """Emit ``<data_name>:<metric>`` from :meth:`xgboost.Booster.eval` ("[0]\\tname-auc:0.9")."""
+    for item in booster.eval(dmatrix, name=data_name).split("\t")[1:]:
+        name, _, value = item.rpartition(":")
+        metrics.emit(f"{data_name}:" + name.removeprefix(f"{data_name}-"), float(value), step)
+
+
+def train(contract: Contract) -> None:
+    """Validate, read, train, save; see the module docstring for inputs and outputs."""
+    hps = contract.hyperparameters(XGBoostHyperparameters)
+    contract.require_single_host(NAME)
+    task = task_of(hps.objective)
+    check_task_hyperparameters(contract, task, hps.objective, hps.group, hps.early_stopping_rounds)
+    check_eval_metrics(hps.eval_metric)
+    data = load_gbdt_data(
+        contract, hps, algorithm=NAME, task=task, group=hps.group, num_class=hps.num_class
+    )
+    _check_feature_names(data)
+    nthread = hps.nthread or contract.num_cpus
+    dtrain = _dmatrix(data.train, hps, nthread, ref=None)
+    evals = [(dtrain, "train")]
+    if data.validation is not None:
+        evals.append((_dmatrix(data.validation, hps, nthread, ref=dtrain), "validation"))
+    booster = train_booster(
+        booster_params(hps, data.num_class, nthread),
+        dtrain,
+        evals,
+        num_round=hps.num_round,
+        early_stopping_rounds=hps.early_stopping_rounds,
+        metrics=contract.metrics,
+    )
+    last_round = booster.num_boosted_rounds() - 1
+    if data.validation is not None and hps.early_stopping_rounds is not None:
+        # Early stopping cut the booster: its validation metrics are the last lines.
+        _emit_eval(booster, evals[-1][0], "validation", contract.metrics, last_round)
+    signature = Signature(
+        algorithm=NAME,
+        inputs=data.inputs,
+        label=data.label,
+        group=data.group,
+        output=output_spec(hps.objective, data.num_class),
+    )
+    contract.model_dir.mkdir(parents=True, exist_ok=True)
+    booster.save_model(contract.model_dir / MODEL_FILE)
+    write_signature(contract, signature)
+    if data.test is not None:
+        if data.test.label is not None:
+            dtest = _dmatrix(data.test, hps, nthread, ref=dtrain)
+            _emit_eval(booster, dtest, "test", contract.metrics, last_round)
+        predictor = XGBoostPredictor(booster, signature)
+        write_predictions(contract, predictor.predict(data.test.features))
+    write_metadata(
+        contract,
+        NAME,
+        hps,
+        libraries=["xgboost"],
+        extra={"task": task, "num_class": data.num_class, "rounds": last_round + 1},
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run :func:`train` under the container contract; returns the exit code."""
+    return run_entry_point(NAME, train, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

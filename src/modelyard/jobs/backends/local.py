@@ -1,0 +1,335 @@
+"""The local backend: each attempt is a supervised process tree on this machine.
+
+``launch`` builds the contract tree under ``<home>/jobs/<job>/attempts/<n>/ml``, writes
+``launch.json`` and starts ``python -m modelyard.jobs.supervisor <attempt dir>`` in a new
+session, so the attempt outlives the control plane. Everything else reads files the
+supervisor writes (see :mod:`modelyard.jobs.supervisor`) and checks the supervisor's pid
+(with its start time, so a reused pid is not mistaken for it). Nothing is kept only in
+memory except the handles used to reap supervisors this process started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+import modelyard
+from modelyard.errors import InvalidInput, ModelyardError
+from modelyard.jobs import contract
+from modelyard.jobs.backends.base import (
+    AttemptExit,
+    AttemptPlan,
+    BackendRef,
+    Capacity,
+    Collected,
+    ComputeBackend,
+    LaunchFailed,
+    LogLines,
+    Poll,
+)
+from modelyard.jobs.environments import EnvironmentBuildFailed, ensure_environment
+from modelyard.jobs.schemas import JobSpec, ResourceUsage
+from modelyard.jobs.supervisor import (
+    LAUNCH,
+    STATUS,
+    STDERR,
+    STDOUT,
+    STOP,
+    SUPERVISOR,
+    write_json_atomic,
+)
+
+HOST = "algo-1"
+READ_CHUNK = 1 << 20  # bytes of one stream read per poll
+MAX_LINE = 64 * 1024  # a longer run of bytes without a newline is cut into lines
+
+
+def _gpu_count() -> int:
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _time(value: Any) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(float(value), dt.UTC) if value is not None else None
+
+
+def _exit_from_status(status: dict[str, Any]) -> AttemptExit:
+    usage = None
+    if status.get("wall_seconds") is not None:
+        usage = ResourceUsage(
+            cpu_seconds=float(status.get("cpu_seconds") or 0.0),
+            peak_rss_bytes=int(status.get("peak_rss_bytes") or 0),
+            wall_seconds=float(status["wall_seconds"]),
+            gpu_seconds=status.get("gpu_seconds"),
+        )
+    return AttemptExit(
+        reason=status.get("reason", "exited"),
+        exit_code=status.get("exit_code"),
+        signal=status.get("signal"),
+        message=status.get("message"),
+        usage=usage,
+        started_at=_time(status.get("started_at")),
+        ended_at=_time(status.get("ended_at")),
+    )
+
+
+class LocalBackend(ComputeBackend):
+    scheme = "local"
+    # A launch.json with no sign of a supervisor after this long means the launch died.
+    launch_grace_s = 15.0
+    # Between SIGTERM and SIGKILL when stopping an attempt or at its max runtime.
+    stop_grace_s = 10.0
+
+    def __init__(self, url: str, artifacts: Any, home: Path) -> None:
+        super().__init__(url, artifacts, home)
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+        self._gpus = _gpu_count()
+
+    @classmethod
+    def validate(cls, url: str, spec: JobSpec) -> None:
+        if url != "local":
+            raise InvalidInput(f"the local backend takes no address: use 'local', not {url!r}")
+        res = spec.resources
+        if res.instance_count != 1:
+            raise InvalidInput(
+                f"instance_count {res.instance_count}: the local backend runs one instance; "
+                "use a Ray cluster (backend='ray://…') for more"
+            )
+        cpus = os.cpu_count() or 1
+        if res.cpus > cpus:
+            raise InvalidInput(f"the job asks for {res.cpus} CPUs; this machine has {cpus}")
+        memory_mb = psutil.virtual_memory().total // 2**20
+        if res.memory_mb is not None and res.memory_mb > memory_mb:
+            raise InvalidInput(
+                f"the job asks for {res.memory_mb} MiB of memory; this machine has {memory_mb}"
+            )
+        if res.gpus > _gpu_count():
+            raise InvalidInput(f"the job asks for {res.gpus} GPUs; this machine has fewer")
+
+    def capacity(self) -> Capacity:
+        return Capacity(
+            cpus=os.cpu_count() or 1,
+            memory_mb=psutil.virtual_memory().total // 2**20,
+            gpus=self._gpus,
+        )
+
+    # -- launch -----------------------------------------------------------------------------
+
+    def _prepare(self, plan: AttemptPlan, setup_log: Any) -> str:
+        """Build the contract tree; the Python interpreter the job runs with."""
+        spec, layout = plan.spec, plan.layout
+        contract.create_tree(layout, plan.checkpoint_dir)
+        if spec.source_digest is not None:
+            contract.extract_source(layout, spec.source_digest, self.artifacts)
+        contract.materialize_inputs(layout, spec.inputs, self.artifacts)
+        contract.write_config(layout, spec, [HOST], HOST)
+        if spec.requirements and contract.has_requirements(layout):
+            envs = self.home / "envs"
+            return str(ensure_environment(layout.code / "requirements.txt", envs, setup_log))
+        return sys.executable
+
+    def launch(self, plan: AttemptPlan) -> BackendRef:
+        directory = plan.attempt_dir
+        if directory.exists():  # a launch that never got to launch.json left this behind
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        spec, layout = plan.spec, plan.layout
+        with open(directory / STDOUT, "ab") as setup_log:
+            try:
+                python = self._prepare(plan, setup_log)
+            except (ModelyardError, EnvironmentBuildFailed) as exc:
+                raise LaunchFailed(f"preparing the attempt failed: {exc}") from exc
+            except (OSError, tarfile.TarError, subprocess.SubprocessError) as exc:
+                raise LaunchFailed(f"preparing the attempt failed: {exc!r}") from exc
+        env = contract.environment(
+            layout,
+            spec,
+            job_id=plan.job_id,
+            job_name=plan.job_name,
+            attempt=plan.attempt,
+            hosts=[HOST],
+            current_host=HOST,
+        )
+        write_json_atomic(
+            directory / LAUNCH,
+            {
+                "command": contract.command(spec, layout, python),
+                "env": env,
+                "cwd": str(layout.code if spec.entry_point else layout.root),
+                "max_runtime_s": spec.max_runtime_s,
+                "stop_grace_s": self.stop_grace_s,
+            },
+        )
+        src_root = str(Path(modelyard.__file__).resolve().parents[1])
+        sup_env = dict(os.environ)
+        sup_env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, os.environ.get("PYTHONPATH")]))
+        with open(directory / "supervisor.log", "ab") as sup_log:
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "modelyard.jobs.supervisor", str(directory)],
+                    cwd=directory,
+                    env=sup_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=sup_log,
+                    stderr=sup_log,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise LaunchFailed(f"could not start the supervisor: {exc}") from exc
+        with self._lock:
+            self._children[str(directory)] = proc
+        try:
+            create_time = psutil.Process(proc.pid).create_time()
+        except psutil.Error:
+            create_time = time.time()
+        return {"pid": proc.pid, "create_time": create_time, "host": socket.gethostname()}
+
+    # -- watch ------------------------------------------------------------------------------
+
+    def _reap(self, directory: Path) -> None:
+        with self._lock:
+            proc = self._children.get(str(directory))
+            if proc is not None and proc.poll() is not None:
+                del self._children[str(directory)]
+
+    @staticmethod
+    def _alive(pid: int, create_time: float | None, started_at: float | None) -> bool:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            born = proc.create_time()
+        except psutil.Error:
+            return False
+        if create_time is not None:
+            return abs(born - create_time) < 1.0
+        return started_at is None or abs(born - started_at) < 5.0
+
+    def poll(self, plan: AttemptPlan, ref: BackendRef) -> Poll:
+        directory = plan.attempt_dir
+        self._reap(directory)
+        status = _read_json(directory / STATUS)
+        if status is not None:
+            return Poll("exited", ref, _exit_from_status(status))
+        launch_file = directory / LAUNCH
+        if not launch_file.exists():
+            return Poll("not_launched")
+        sup = _read_json(directory / SUPERVISOR) or {}
+        pid = ref.get("pid") or sup.get("pid")
+        if pid is not None:
+            if self._alive(int(pid), ref.get("create_time"), sup.get("started_at")):
+                found = ref or {"pid": pid, "create_time": None, "host": socket.gethostname()}
+                return Poll("running", found)
+        else:
+            with contextlib.suppress(OSError):
+                if time.time() - launch_file.stat().st_mtime < self.launch_grace_s:
+                    return Poll("launching")
+        # Gone without a word; it may have written status.json just now.
+        status = _read_json(directory / STATUS)
+        if status is not None:
+            return Poll("exited", ref, _exit_from_status(status))
+        self._kill_orphans(sup)
+        who = f"pid {pid}" if pid is not None else "never started"
+        return Poll(
+            "exited",
+            ref,
+            AttemptExit(
+                reason="lost",
+                message=f"supervisor lost ({who}): it ended without recording how the job "
+                "ended (killed, or the machine restarted)",
+            ),
+        )
+
+    @staticmethod
+    def _kill_orphans(sup: dict[str, Any]) -> None:
+        """SIGKILL the job's process group if its leader is still the job's process."""
+        child, started = sup.get("child_pid"), sup.get("started_at")
+        if child is None or started is None:
+            return
+        try:
+            born = psutil.Process(int(child)).create_time()
+        except psutil.Error:
+            return
+        if started - 1.0 <= born <= started + 60.0:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(child), signal.SIGKILL)
+
+    def read_logs(
+        self, plan: AttemptPlan, ref: BackendRef, offsets: dict[str, int], *, final: bool
+    ) -> LogLines:
+        lines: list[tuple[str, str]] = []
+        new_offsets = dict(offsets)
+        for stream, name in (("stdout", STDOUT), ("stderr", STDERR)):
+            start = offsets.get(stream, 0)
+            try:
+                with open(plan.attempt_dir / name, "rb") as fh:
+                    fh.seek(start)
+                    data = fh.read(READ_CHUNK)
+            except FileNotFoundError:
+                continue
+            if not data:
+                continue
+            cut = data.rfind(b"\n") + 1
+            if cut == 0 and (final or len(data) >= MAX_LINE):
+                cut = len(data)
+            if final and len(data) < READ_CHUNK:
+                cut = len(data)
+            for raw in data[:cut].splitlines():
+                for i in range(0, max(len(raw), 1), MAX_LINE):
+                    text = raw[i : i + MAX_LINE].decode("utf-8", errors="replace")
+                    lines.append((stream, text.replace("\x00", "\ufffd")))
+            new_offsets[stream] = start + cut
+        return LogLines(lines, new_offsets)
+
+    def stop(self, plan: AttemptPlan, ref: BackendRef) -> None:
+        directory = plan.attempt_dir
+        with contextlib.suppress(OSError):
+            (directory / STOP).touch()
+        sup = _read_json(directory / SUPERVISOR) or {}
+        pid = ref.get("pid") or sup.get("pid")
+        if pid is not None and self._alive(int(pid), ref.get("create_time"), sup.get("started_at")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(pid), signal.SIGTERM)
+
+    # -- results ----------------------------------------------------------------------------
+
+    def collect(self, plan: AttemptPlan, ref: BackendRef, *, succeeded: bool) -> Collected:
+        layout = plan.layout
+        failure = contract.read_failure(layout)
+        if not succeeded:
+            return Collected(None, [], failure)
+        model, outputs = contract.harvest(layout, self.artifacts, plan.attempt_dir)
+        return Collected(model, outputs, failure)
+
+    def cleanup(self, plan: AttemptPlan, ref: BackendRef) -> None:
+        shutil.rmtree(plan.layout.data, ignore_errors=True)

@@ -1,0 +1,194 @@
+"""The per-attempt supervisor: ``python -m modelyard.jobs.supervisor <attempt dir>``.
+
+The local backend starts one supervisor per attempt in a new session, detached from the
+control plane, so the attempt survives a control-plane crash. The supervisor
+
+1. reads ``launch.json`` (command, environment, working directory, max runtime);
+2. starts the job's process in its own process group with stdout/stderr appended to
+   ``stdout.log``/``stderr.log`` (the controller tails those files);
+3. writes ``supervisor.json`` (its pid, the child's pid, start time) atomically;
+4. stops the process group on SIGTERM or a ``stop`` file (``reason: stopped``) or when the
+   max runtime is reached (``reason: max_runtime``): SIGTERM, then SIGKILL after the
+   grace period;
+5. when the process has exited, writes ``status.json`` atomically: exit code or signal,
+   the reason, CPU seconds, peak RSS and wall time of the process tree it reaped.
+
+The controller never talks to the supervisor except through these files and signals, so
+it can die and come back at any time. If the supervisor itself dies, the job's process
+gets SIGKILL (Linux parent-death signal) and the controller, finding no ``status.json``,
+marks the attempt lost.
+
+Only the standard library is imported here: this runs before every job starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+LAUNCH = "launch.json"
+SUPERVISOR = "supervisor.json"
+STATUS = "status.json"
+STOP = "stop"
+STDOUT = "stdout.log"
+STDERR = "stderr.log"
+POLL_S = 0.05
+
+_stop_signalled = False
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON so a reader sees the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _on_stop(signum: int, frame: FrameType | None) -> None:
+    global _stop_signalled
+    _stop_signalled = True
+
+
+def _child_setup(supervisor_pid: int) -> Callable[[], None]:
+    """Runs in the child before exec: own process group; die if the supervisor dies."""
+
+    def setup() -> None:
+        os.setpgid(0, 0)
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != supervisor_pid:  # it died before prctl took effect
+                os._exit(137)
+
+    return setup
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _terminate(child: subprocess.Popen[bytes], grace_s: float) -> int:
+    """SIGTERM the child's process group, SIGKILL it after ``grace_s``; the exit status."""
+    _signal_group(child.pid, signal.SIGTERM)
+    try:
+        return child.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        _signal_group(child.pid, signal.SIGKILL)
+        return child.wait()
+
+
+def _usage(wall_seconds: float) -> dict[str, Any]:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # ru_maxrss is KiB on Linux and bytes on macOS.
+    scale = 1 if sys.platform == "darwin" else 1024
+    return {
+        "cpu_seconds": round(ru.ru_utime + ru.ru_stime, 6),
+        "peak_rss_bytes": int(ru.ru_maxrss) * scale,
+        "wall_seconds": round(wall_seconds, 6),
+        "gpu_seconds": None,
+    }
+
+
+def supervise(directory: Path) -> int:
+    launch = json.loads((directory / LAUNCH).read_text(encoding="utf-8"))
+    signal.signal(signal.SIGTERM, _on_stop)
+    signal.signal(signal.SIGINT, _on_stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    max_runtime_s = float(launch["max_runtime_s"])
+    grace_s = float(launch.get("stop_grace_s", 5.0))
+    started_at = time.time()
+    t0 = time.monotonic()
+    with open(directory / STDOUT, "ab") as out, open(directory / STDERR, "ab") as err:
+        try:
+            child = subprocess.Popen(
+                launch["command"],
+                cwd=launch["cwd"],
+                env=launch["env"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                preexec_fn=_child_setup(os.getpid()),
+            )
+        except OSError as exc:
+            write_json_atomic(
+                directory / STATUS,
+                {
+                    "reason": "spawn_error",
+                    "message": f"could not start {launch['command'][0]!r}: {exc}",
+                    "exit_code": None,
+                    "signal": None,
+                    "started_at": started_at,
+                    "ended_at": time.time(),
+                    **_usage(time.monotonic() - t0),
+                },
+            )
+            return 0
+    write_json_atomic(
+        directory / SUPERVISOR,
+        {"pid": os.getpid(), "child_pid": child.pid, "started_at": started_at},
+    )
+    reason = "exited"
+    deadline = t0 + max_runtime_s
+    stop_file = directory / STOP
+    while True:
+        try:
+            code = child.wait(timeout=POLL_S)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if _stop_signalled or stop_file.exists():
+            reason = "stopped"
+            code = _terminate(child, grace_s)
+            break
+        if time.monotonic() >= deadline:
+            reason = "max_runtime"
+            code = _terminate(child, grace_s)
+            break
+    wall = time.monotonic() - t0
+    # Whatever the job left running in its group (daemons, data loaders) ends with it.
+    _signal_group(child.pid, signal.SIGKILL)
+    write_json_atomic(
+        directory / STATUS,
+        {
+            "reason": reason,
+            "message": None,
+            "exit_code": code if code >= 0 else None,
+            "signal": -code if code < 0 else None,
+            "started_at": started_at,
+            "ended_at": time.time(),
+            **_usage(wall),
+        },
+    )
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        sys.stderr.write("usage: python -m modelyard.jobs.supervisor <attempt dir>\n")
+        return 2
+    return supervise(Path(argv[1]))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
