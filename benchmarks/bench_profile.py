@@ -148,7 +148,9 @@ def measure(name: str, path: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
@@ -164,10 +166,17 @@ def main() -> None:
     for name, r in results.items():
         print(f"{name:>10}: {r['seconds']:8.2f} s   peak RSS {r['peak_rss_mib']:8.0f} MiB")
     my, pd_ = results["modelyard"], results["pandas"]
-    print(f"{'speed-up':>10}: {pd_['seconds'] / my['seconds']:8.1f}x  (pandas time / modelyard time)")
-    print(f"{'memory':>10}: {pd_['peak_rss_mib'] / my['peak_rss_mib']:8.1f}x  less peak RSS with modelyard")
+    print(
+        f"{'speed-up':>10}: {pd_['seconds'] / my['seconds']:8.1f}x  (pandas time / modelyard time)"
+    )
+    print(
+        f"{'memory':>10}: {pd_['peak_rss_mib'] / my['peak_rss_mib']:8.1f}x"
+        "  less peak RSS with modelyard"
+    )
     a, b = my["check"], pd_["check"]
-    same = a["missing"] == b["missing"] and abs(a["mean"] - b["mean"]) < 1e-9 * max(1.0, abs(b["mean"]))
+    same = a["missing"] == b["missing"] and abs(a["mean"] - b["mean"]) < 1e-9 * max(
+        1.0, abs(b["mean"])
+    )
     print(f"{'agree':>10}: {'yes' if same else 'NO'} (f_noisy mean and null count: {a} vs {b})")
 
 

@@ -1,12 +1,15 @@
 """The list of domains. Adding a domain: write its package, then add it here.
 
 Each entry is a module exposing ``ops`` (an :class:`OperationSet`); importing it also
-registers its tables with the shared metadata, which the migrations compare against.
+registers its tables with the shared metadata, which the migrations compare against. A
+module may also declare ``background``: factories ``f(runtime) -> service`` of
+long-running services (``start()``/``stop()``) such as the jobs controller.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -16,6 +19,7 @@ SERVICE_MODULES = (
     "modelyard.security.service",
     "modelyard.artifacts.service",
     "modelyard.data.service",
+    "modelyard.jobs.service",
 )
 
 
@@ -30,3 +34,11 @@ def operations() -> dict[str, Operation[Any, Any]]:
                 raise RuntimeError(f"operation {op.name} declared twice")
             found[op.name] = op
     return found
+
+
+def background_factories() -> list[Callable[[Any], Any]]:
+    """The ``background`` service factories the domains declare, in domain order."""
+    factories: list[Callable[[Any], Any]] = []
+    for module_name in SERVICE_MODULES:
+        factories.extend(getattr(importlib.import_module(module_name), "background", ()))
+    return factories

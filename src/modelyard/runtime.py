@@ -9,8 +9,9 @@ mutation (including refused and failed ones) — are enforced in one place.
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import ExitStack
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
@@ -21,12 +22,20 @@ from modelyard.core.db import Database
 from modelyard.core.events import write_events
 from modelyard.core.ids import new_id
 from modelyard.core.operations import Context, Operation, Principal, ProgressFn, _no_progress
-from modelyard.domains import operations
+from modelyard.domains import background_factories, operations
 from modelyard.errors import ModelyardError, NotFound, PermissionDenied, Unauthenticated
 from modelyard.migrations import upgrade
 from modelyard.security.service import authenticate, local_principal, record_audit
 
 log = logging.getLogger("modelyard")
+
+
+class BackgroundService(Protocol):
+    """A long-running service a domain declares (e.g. the jobs controller)."""
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
 
 
 class Runtime:
@@ -39,8 +48,25 @@ class Runtime:
             upgrade(self.db.engine)
         self.artifacts: ArtifactStore = open_store(settings.artifacts_url)
         self.operations = operations()
+        self._background: list[BackgroundService] | None = None
+        self._background_lock = threading.Lock()
+
+    def start_background(self) -> None:
+        """Start the domains' background services (idempotent; ``modelyard up`` calls it)."""
+        with self._background_lock:
+            if self._background is None:
+                self._background = [factory(self) for factory in background_factories()]
+                for service in self._background:
+                    service.start()
+
+    def stop_background(self) -> None:
+        with self._background_lock:
+            services, self._background = self._background or [], None
+        for service in reversed(services):
+            service.stop()
 
     def close(self) -> None:
+        self.stop_background()
         self.db.dispose()
 
     def operation(self, name: str) -> Operation[Any, Any]:

@@ -28,7 +28,9 @@ step=<int>``; for a given name the last line printed is the value of the saved m
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -39,11 +41,12 @@ from typing import Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
-from modelyard.algorithms.schemas import Hyperparameters
+from modelyard.algorithms._schemas import ALGORITHMS, Hyperparameters
 
 DEFAULT_ROOT = Path("/opt/ml")
 IGNORED_PREFIXES = ("_", "sagemaker_")
 METRIC_FORMAT = "#metric name={name} value={value} step={step}"
+METRIC_NAME = re.compile(r"[A-Za-z0-9_.:/=+@-]{1,255}")
 
 H = TypeVar("H", bound=Hyperparameters)
 
@@ -79,10 +82,18 @@ class Metrics:
     final: dict[str, float] = field(default_factory=dict)
 
     def emit(self, name: str, value: float, step: int = 0) -> None:
-        """Print ``#metric name=<name> value=<float> step=<int>`` and flush stdout."""
-        if any(ch.isspace() for ch in name):
-            raise ValueError(f"metric name {name!r} contains whitespace")
+        """Print ``#metric name=<name> value=<float> step=<int>`` and flush stdout.
+
+        A NaN or infinite value is not a measurement: it is noted on stderr, not printed.
+        """
+        if not METRIC_NAME.fullmatch(name):
+            raise ValueError(f"metric name {name!r} must match {METRIC_NAME.pattern}")
+        if step < 0:
+            raise ValueError(f"metric {name!r}: step {step} is negative")
         number = float(value)
+        if not math.isfinite(number):
+            print(f"metric {name} is {number} at step {step}; not reported", file=sys.stderr)
+            return
         self.final[name] = number
         print(METRIC_FORMAT.format(name=name, value=repr(number), step=int(step)), flush=True)
 
@@ -178,6 +189,16 @@ def parse_hyperparameters(model: type[H], raw: Mapping[str, Any]) -> H:
             given = "" if error["type"] == "missing" else f", got {error.get('input')!r}"
             problems.append(f"{name}: {error['msg']}{given}{hint}")
         raise HyperparameterError("invalid hyperparameter(s): " + "; ".join(problems)) from None
+
+
+def validate_hyperparameters(algorithm: str, raw: Mapping[str, Any]) -> Hyperparameters:
+    """Validate a built-in job's hyperparameters as the algorithm will, before launching it.
+
+    Raises KeyError for an unknown algorithm and HyperparameterError for bad values.
+    """
+    if algorithm not in ALGORITHMS:
+        raise KeyError(f"unknown algorithm {algorithm!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    return parse_hyperparameters(ALGORITHMS[algorithm].hyperparameters, raw)
 
 
 def _normalise(value: Any, annotation: Any) -> Any:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from modelyard.algorithms._contract import Contract, DataError, HyperparameterError
+from modelyard.algorithms._schemas import ColumnSpec, TabularHyperparameters
 from modelyard.algorithms._tables import (
     Columns,
     check_numeric,
@@ -26,7 +27,6 @@ from modelyard.algorithms._tables import (
     read_channel,
     resolve_columns,
 )
-from modelyard.algorithms.schemas import ColumnSpec, TabularHyperparameters
 
 Task = Literal["binary", "multiclass", "regression", "ranking"]
 
@@ -35,13 +35,23 @@ Task = Literal["binary", "multiclass", "regression", "ranking"]
 class Split:
     """One channel ready for a GBDT library: Arrow features, NumPy label and query ids.
 
-    Rows of a ranking split are sorted by query so each query's rows are contiguous.
+    Rows of a ranking split are sorted by query so each query's rows are contiguous;
+    ``order`` then holds the channel's row number of each sorted row.
     """
 
     name: str
     features: pa.Table
     label: npt.NDArray[np.float64] | None
     qid: npt.NDArray[np.int64] | None
+    order: npt.NDArray[np.int64] | None = None
+
+    def in_channel_order(self, values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Per-row ``values`` (one per sorted row) back in the channel's row order."""
+        if self.order is None:
+            return values
+        restored = np.empty_like(values)
+        restored[self.order] = values
+        return restored
 
 
 @dataclass(frozen=True)
@@ -134,33 +144,36 @@ def load_gbdt_data(
 
 
 def _split(table: pa.Table, name: str, columns: Columns, task: Task) -> Split:
-    qid = None
+    qid = order = None
     if task == "ranking":
         assert columns.group is not None
-        table, qid = _sort_by_query(table, columns.group, name)
+        table, qid, order = _sort_by_query(table, columns.group, name)
     label = label_array(table, columns.label, name) if columns.label else None
     if label is not None and label.dtype.kind == "U":
         raise DataError(
             f"label column '{columns.label}' in channel '{name}' holds text; gradient "
             "boosting needs numeric labels"
         )
-    return Split(name, numeric_features(table, columns.features), label, qid)
+    return Split(name, numeric_features(table, columns.features), label, qid, order)
 
 
 def _sort_by_query(
     table: pa.Table, group: str, channel: str
-) -> tuple[pa.Table, npt.NDArray[np.int64]]:
-    """Sort rows by query (stable) unless already sorted; query ids numbered 0, 1, ..."""
+) -> tuple[pa.Table, npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
+    """Rows sorted by query (stable) unless already sorted, query ids numbered 0, 1, ...
+    in that order, and the sorting permutation (None when the rows were already sorted)."""
     column = table.column(group)
     if column.null_count:
         raise DataError(f"group column '{group}' in channel '{channel}' has missing values")
     keys = column.to_numpy(zero_copy_only=False)
+    order = None
     if keys.dtype == object or not bool(np.all(keys[1:] >= keys[:-1])):
-        order = pc.sort_indices(table, sort_keys=[(group, "ascending")])
-        table = table.take(order)
+        indices = pc.sort_indices(table, sort_keys=[(group, "ascending")])
+        table = table.take(indices)
         column = table.column(group)
+        order = np.asarray(indices.to_numpy(), dtype=np.int64)
     codes = column.dictionary_encode().combine_chunks().indices
-    return table, np.asarray(codes.to_numpy(), dtype=np.int64)
+    return table, np.asarray(codes.to_numpy(), dtype=np.int64), order
 
 
 def check_labels(

@@ -1,6 +1,6 @@
 """What every algorithm writes besides its model: signature, metadata, arrays, predictions.
 
-``SM_MODEL_DIR`` receives ``signature.json`` (:class:`~.schemas.Signature`),
+``SM_MODEL_DIR`` receives ``signature.json`` (:class:`~._schemas.Signature`),
 ``metadata.json`` (algorithm, hyperparameters as used, final metrics, library versions,
 model files) and, for the algorithms whose model is plain arrays, ``model.npz`` (loaded
 with ``allow_pickle=False``) beside ``model.json`` (scalars and names). Nothing here
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from modelyard.algorithms._contract import Contract
-from modelyard.algorithms.schemas import ALGORITHMS, Hyperparameters, Signature
+from modelyard.algorithms._schemas import ALGORITHMS, Hyperparameters, Signature
 
 SIGNATURE_FILE = "signature.json"
 METADATA_FILE = "metadata.json"

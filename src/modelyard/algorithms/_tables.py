@@ -26,7 +26,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from modelyard.algorithms._contract import Contract, DataError
-from modelyard.algorithms.schemas import ColumnSpec
+from modelyard.algorithms._schemas import ColumnSpec
 
 Format = Literal["parquet", "jsonl", "csv"]
 PARQUET_MAGIC = b"PAR1"
@@ -309,3 +309,114 @@ def as_matrix(data: Any, features: Sequence[str], dtype: npt.DTypeLike) -> npt.N
 def _listing(names: Sequence[str], limit: int = 20) -> str:
     shown = ", ".join(repr(name) for name in names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+@dataclass(frozen=True)
+class NumericSplit:
+    """One channel as a float64 feature matrix and, when present, its label array."""
+
+    name: str
+    features: npt.NDArray[np.float64]
+    label: npt.NDArray[Any] | None
+
+
+@dataclass(frozen=True)
+class NumericData:
+    """Train, validation and test splits of a numeric table, and the input signature."""
+
+    columns: Columns
+    train: NumericSplit
+    validation: NumericSplit | None
+    test: NumericSplit | None
+    inputs: list[ColumnSpec]
+    label: ColumnSpec | None
+
+
+def read_numeric(
+    contract: Contract,
+    algorithm: str,
+    *,
+    label: str | None,
+    label_index: int | None = None,
+    label_required: bool = True,
+    feature_dim: int | None = None,
+) -> NumericData:
+    """Read train (required), validation and test (optional) as complete numeric matrices.
+
+    ``label=None`` makes every column a feature (unsupervised algorithms). With
+    ``label_required`` the train and validation channels must have the label column; the
+    test channel may lack it. ``feature_dim``, when given, must equal the feature count.
+    Raises DataError naming the channel and the problem.
+    """
+    header = label_index is None
+    train_table = read_channel(contract, "train", required=True, csv_header=header)
+    assert train_table is not None
+    columns = resolve_columns(
+        train_table,
+        "train",
+        label=label,
+        label_index=label_index,
+        label_required=label_required,
+    )
+    # An optional label absent from train may still label the validation and test rows.
+    wanted = Columns(columns.features, columns.label or (label if label_index is None else None))
+    if feature_dim is not None and feature_dim != len(columns.features):
+        raise DataError(
+            f"feature_dim is {feature_dim} but channel 'train' has {len(columns.features)} "
+            f"feature columns"
+        )
+    splits: dict[str, NumericSplit | None] = {}
+    for name in ("train", "validation", "test"):
+        table = (
+            train_table
+            if name == "train"
+            else read_channel(contract, name, required=False, csv_header=header)
+        )
+        if table is None:
+            splits[name] = None
+            continue
+        matched = (
+            columns
+            if name == "train"
+            else match_columns(
+                table, name, wanted, label_required=label_required and name != "test"
+            )
+        )
+        check_numeric(table, matched.features, name, algorithm)
+        splits[name] = NumericSplit(
+            name,
+            feature_matrix(table, matched.features, name, algorithm=algorithm),
+            label_array(table, matched.label, name) if matched.label else None,
+        )
+    train = splits["train"]
+    assert train is not None
+    return NumericData(
+        columns=columns,
+        train=train,
+        validation=splits["validation"],
+        test=splits["test"],
+        inputs=column_specs(train_table, columns.features),
+        label=column_specs(train_table, [columns.label])[0] if columns.label else None,
+    )
+
+
+def class_labels(label: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Class labels as given: text stays text, whole numbers become int64."""
+    if label.dtype.kind == "f" and np.all(np.isfinite(label)) and np.all(label == np.round(label)):
+        return label.astype(np.int64)
+    return label
+
+
+def numeric_labels(
+    label: npt.NDArray[Any], channel: str, algorithm: str
+) -> npt.NDArray[np.float64]:
+    """Labels for regression: DataError when they are text or not finite."""
+    if label.dtype.kind not in "fiu":
+        raise DataError(
+            f"label column in channel '{channel}' holds text; {algorithm} regression needs "
+            "numeric labels"
+        )
+    values = label.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise DataError(f"label column in channel '{channel}' has NaN or infinite values")
+    return values

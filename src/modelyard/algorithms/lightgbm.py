@@ -15,7 +15,7 @@ then the saved model's validation metrics again at its last round.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,8 @@ from modelyard.algorithms._model_files import (
     write_predictions,
     write_signature,
 )
+from modelyard.algorithms._schemas import LightGBMHyperparameters, OutputSpec, Signature
 from modelyard.algorithms._tables import as_matrix
-from modelyard.algorithms.schemas import LightGBMHyperparameters, OutputSpec, Signature
 
 NAME = "lightgbm"
 MODEL_FILE = "model.txt"
@@ -182,15 +182,16 @@ def train_booster(
         valid_sets=[data for data, _ in evals],
         valid_names=[name for _, name in evals],
         callbacks=callbacks,
+        keep_training_booster=True,  # so eval() still works on new datasets afterwards
     )
-    if early_stopping_rounds is not None and 0 < booster.best_iteration < booster.num_trees():
-        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+    if early_stopping_rounds is not None and booster.best_iteration > 0:
+        while booster.current_iteration() > booster.best_iteration:
+            booster.rollback_one_iter()
     return booster
 
 
-def _dataset(
-    split: Split, hps: LightGBMHyperparameters, reference: lgb.Dataset | None
-) -> lgb.Dataset:
+def _dataset(split: Split, params: dict[str, Any], reference: lgb.Dataset | None) -> lgb.Dataset:
+    """A constructed Dataset; ``params`` are the booster's, as binning depends on several."""
     group = None
     if split.qid is not None:
         group = np.diff(np.flatnonzero(np.r_[True, split.qid[1:] != split.qid[:-1], True]))
@@ -199,7 +200,7 @@ def _dataset(
         label=split.label,
         group=group,
         reference=reference,
-        params={"max_bin": hps.max_bin, "verbosity": -1},
+        params=params,
     ).construct()
 
 
@@ -220,12 +221,13 @@ def train(contract: Contract) -> None:
     data = load_gbdt_data(
         contract, hps, algorithm=NAME, task=task, group=hps.group, num_class=hps.num_class
     )
-    dtrain = _dataset(data.train, hps, reference=None)
+    params = booster_params(hps, data.num_class, hps.num_threads or contract.num_cpus)
+    dtrain = _dataset(data.train, params, reference=None)
     evals = [(dtrain, "train")]
     if data.validation is not None:
-        evals.append((_dataset(data.validation, hps, reference=dtrain), "validation"))
+        evals.append((_dataset(data.validation, params, reference=dtrain), "validation"))
     booster = train_booster(
-        booster_params(hps, data.num_class, hps.num_threads or contract.num_cpus),
+        params,
         dtrain,
         evals,
         num_boost_round=hps.num_boost_round,
@@ -248,10 +250,11 @@ def train(contract: Contract) -> None:
     write_signature(contract, signature)
     if data.test is not None:
         if data.test.label is not None:
-            dtest = _dataset(data.test, hps, reference=dtrain)
+            dtest = _dataset(data.test, params, reference=dtrain)
             _emit_eval(booster, dtest, "test", contract.metrics, last_round)
         predictor = LightGBMPredictor(booster, signature)
-        write_predictions(contract, predictor.predict(data.test.features))
+        predictions = predictor.predict(data.test.features)
+        write_predictions(contract, data.test.in_channel_order(predictions))
     write_metadata(
         contract,
         NAME,
@@ -261,9 +264,12 @@ def train(contract: Contract) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run :func:`train` under the container contract; returns the exit code."""
-    return run_entry_point(NAME, train, argv)
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run :func:`train` under the container contract; returns the exit status.
+
+    ``argv`` and ``environ`` default to the process's own arguments and environment.
+    """
+    return run_entry_point(NAME, train, argv, environ)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ The hot path stays in Arrow: the reader's table goes to a ``QuantileDMatrix`` (h
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,8 @@ from modelyard.algorithms._model_files import (
     write_predictions,
     write_signature,
 )
+from modelyard.algorithms._schemas import OutputSpec, Signature, XGBoostHyperparameters
 from modelyard.algorithms._tables import as_matrix
-from modelyard.algorithms.schemas import OutputSpec, Signature, XGBoostHyperparameters
 
 NAME = "xgboost"
 MODEL_FILE = "model.ubj"
@@ -281,7 +281,8 @@ def train(contract: Contract) -> None:
             dtest = _dmatrix(data.test, hps, nthread, ref=dtrain)
             _emit_eval(booster, dtest, "test", contract.metrics, last_round)
         predictor = XGBoostPredictor(booster, signature)
-        write_predictions(contract, predictor.predict(data.test.features))
+        predictions = predictor.predict(data.test.features)
+        write_predictions(contract, data.test.in_channel_order(predictions))
     write_metadata(
         contract,
         NAME,
@@ -291,9 +292,12 @@ def train(contract: Contract) -> None:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run :func:`train` under the container contract; returns the exit code."""
-    return run_entry_point(NAME, train, argv)
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run :func:`train` under the container contract; returns the exit status.
+
+    ``argv`` and ``environ`` default to the process's own arguments and environment.
+    """
+    return run_entry_point(NAME, train, argv, environ)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import ipaddress
 import typer
 import uvicorn
 
-from modelyard.cli import datasets, security
+from modelyard.cli import datasets, jobs, security
 from modelyard.cli.common import configure, err_console, handle_errors
 from modelyard.config import Settings
 from modelyard.core.db import Database
@@ -27,6 +27,7 @@ app.add_typer(security.users_app, name="users")
 app.add_typer(security.tokens_app, name="tokens")
 app.add_typer(security.audit_app, name="audit")
 app.add_typer(datasets.app, name="datasets")
+app.add_typer(jobs.app, name="jobs")
 
 
 @app.callback()

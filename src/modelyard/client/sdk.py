@@ -8,6 +8,7 @@ from types import TracebackType
 
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.datasets import DatasetsAPI
+from modelyard.client.jobs import JobsAPI
 from modelyard.client.security import AuditAPI, TokensAPI, UsersAPI
 from modelyard.client.transport import EmbeddedTransport, RemoteTransport, Transport
 from modelyard.config import Settings
@@ -22,6 +23,7 @@ class Client:
         self.transport = transport
         self.artifacts = ArtifactsAPI(transport)
         self.datasets = DatasetsAPI(transport, self.artifacts)
+        self.jobs = JobsAPI(transport, self.artifacts)
         self.users = UsersAPI(transport)
         self.tokens = TokensAPI(transport)
         self.audit = AuditAPI(transport)

@@ -19,7 +19,9 @@ once. A stored profile of ``a`` supplies the candidate values.
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -78,6 +80,8 @@ class ColumnShift(BaseModel):
     ``psi`` and ``mean_shift_std`` are set for numeric columns, ``tvd`` for categorical
     ones; all are None when either version has no values to compare. ``mean_shift_std``
     is ``(mean_b - mean_a) / std_a`` (None when ``a``'s std is 0 or undefined).
+    ``missing_ratio_a/b`` are the shares of rows without a comparable value: nulls, and
+    NaN or infinities in float columns.
     """
 
     name: str
@@ -113,7 +117,7 @@ def diff(
 ) -> DatasetDiff:
     """Compare version ``a`` (the baseline) with version ``b``.
 
-    ``bins`` (2–100) quantile bins of ``a`` per numeric column (fewer when quantiles
+    ``bins`` (2 to 100) quantile bins of ``a`` per numeric column (fewer when quantiles
     coincide, e.g. for a column of mostly zeros). ``profile_a``, when given, must be a
     profile of exactly version ``a``: its ``top_values`` become the categorical buckets
     (otherwise a heavy-hitter sketch of ``a`` picks :data:`CATEGORIES` values).
@@ -123,7 +127,10 @@ def diff(
     del profile_b  # b is scanned once in any case; its profile has nothing to save
     if not 2 <= bins <= 100:
         raise InvalidInput(f"bins must be between 2 and 100; got {bins}")
-    with duckdb_session(a, trusted_sql_only=True) as sa, duckdb_session(b, trusted_sql_only=True) as sb:
+    with (
+        duckdb_session(a, trusted_sql_only=True) as sa,
+        duckdb_session(b, trusted_sql_only=True) as sb,
+    ):
         schema_a = _schema(sa)
         schema_b = _schema(sb)
         changes = SchemaChanges(
@@ -170,7 +177,11 @@ def _comparable(sa: DuckSession, sb: DuckSession) -> tuple[list[str], list[str]]
         if name not in sb.columns:
             continue
         ka, kb = sa.kind(name), sb.kind(name)
-        if ka in _NUMERIC_LIKE and kb in _NUMERIC_LIKE and (ka in TEMPORAL_KINDS) == (kb in TEMPORAL_KINDS):
+        if (
+            ka in _NUMERIC_LIKE
+            and kb in _NUMERIC_LIKE
+            and (ka in TEMPORAL_KINDS) == (kb in TEMPORAL_KINDS)
+        ):
             numeric.append(name)
         elif ka in _CATEGORICAL and ka == kb:
             categorical.append(name)
@@ -227,14 +238,15 @@ def _baseline(
     return edges, known
 
 
+@dataclass
 class _Counts:
-    def __init__(self, row_count: int, values: dict[str, int], hist: dict[str, dict[Any, int]],
-                 mean: dict[str, float | None], std: dict[str, float | None]) -> None:
-        self.row_count = row_count
-        self.values = values  # non-null (finite) values per column
-        self.hist = hist  # bin index or category → count
-        self.mean = mean
-        self.std = std
+    """What one scan of a version found, per compared column."""
+
+    row_count: int
+    values: dict[str, int]  # non-null (and, for floats, finite) values
+    hist: dict[str, dict[Any, int]]  # bin index or category -> count
+    mean: dict[str, float | None]
+    std: dict[str, float | None]
 
 
 def _counts(
@@ -252,8 +264,12 @@ def _counts(
         x = _value_expr(session, name)
         # The bin index is the number of edges at or below the value: a branch-free sum.
         index = " + ".join(f"CAST(({x}) >= ? AS INTEGER)" for _ in edges[name]) or "0"
-        exprs += [f"count({x})", f"histogram(CASE WHEN ({x}) IS NOT NULL THEN {index} END)",
-                  f"avg({x})", f"stddev_samp({x})"]
+        exprs += [
+            f"count({x})",
+            f"histogram(CASE WHEN ({x}) IS NOT NULL THEN {index} END)",
+            f"avg({x})",
+            f"stddev_samp({x})",
+        ]
         params.extend(edges[name])
     for name in categorical:
         col = quote_ident(name)
@@ -265,7 +281,9 @@ def _counts(
             params.extend(cands)
         else:
             exprs.append("NULL")
-    row = session.rows(f"SELECT {', '.join(exprs)} FROM data", params, context="diff: reading the data")[0]
+    row = session.rows(
+        f"SELECT {', '.join(exprs)} FROM data", params, context="diff: reading the data"
+    )[0]
     values: dict[str, int] = {}
     hist: dict[str, dict[Any, int]] = {}
     mean: dict[str, float | None] = {}
@@ -294,8 +312,6 @@ def _finite(value: Any) -> float | None:
 def _missing(counts: _Counts, name: str) -> float:
     if not counts.row_count:
         return 0.0
-    # For floats non-finite values are neither shares nor nulls; the count is of
-    # finite values, so they land here too. They are rare enough not to split out.
     return 1.0 - counts.values[name] / counts.row_count
 
 
@@ -308,7 +324,8 @@ def _numeric_shift(name: str, edges: list[float], ca: _Counts, cb: _Counts) -> C
     mean_shift: float | None = None
     if n_a and n_b:
         psi = sum(
-            (max(b, PSI_EPSILON) - max(a, PSI_EPSILON)) * math.log(max(b, PSI_EPSILON) / max(a, PSI_EPSILON))
+            (max(b, PSI_EPSILON) - max(a, PSI_EPSILON))
+            * math.log(max(b, PSI_EPSILON) / max(a, PSI_EPSILON))
             for a, b in zip(shares_a, shares_b, strict=True)
         )
         mean_a, mean_b, std_a = ca.mean[name], cb.mean[name], ca.std[name]
@@ -322,13 +339,16 @@ def _numeric_shift(name: str, edges: list[float], ca: _Counts, cb: _Counts) -> C
         psi=psi,
         mean_shift_std=mean_shift,
         shifted=psi is not None and psi > PSI_THRESHOLD,
-        buckets=[Bucket(label=lb, share_a=a, share_b=b) for lb, a, b in zip(labels, shares_a, shares_b, strict=True)],
+        buckets=[
+            Bucket(label=lb, share_a=a, share_b=b)
+            for lb, a, b in zip(labels, shares_a, shares_b, strict=True)
+        ],
     )
 
 
 def _bin_labels(edges: list[float]) -> list[str]:
     bounds = ["-inf", *(f"{e:g}" for e in edges), "+inf"]
-    return [f"[{lo}, {hi})" for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    return [f"[{lo}, {hi})" for lo, hi in itertools.pairwise(bounds)]
 
 
 def _categorical_shift(name: str, cands: list[Any], ca: _Counts, cb: _Counts) -> ColumnShift:
@@ -338,8 +358,11 @@ def _categorical_shift(name: str, cands: list[Any], ca: _Counts, cb: _Counts) ->
     if n_a and n_b:
         for value in cands:
             buckets.append(
-                Bucket(label=_label(value), share_a=ca.hist[name].get(value, 0) / n_a,
-                       share_b=cb.hist[name].get(value, 0) / n_b)
+                Bucket(
+                    label=_label(value),
+                    share_a=ca.hist[name].get(value, 0) / n_a,
+                    share_b=cb.hist[name].get(value, 0) / n_b,
+                )
             )
         rest_a = max(0.0, 1.0 - sum(bk.share_a for bk in buckets))
         rest_b = max(0.0, 1.0 - sum(bk.share_b for bk in buckets))

@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 
 import duckdb
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict
@@ -117,9 +118,7 @@ def arrow_filesystem(filesystem: Any) -> pafs.FileSystem:
 
 def _check_source(src: DataSource) -> list[str]:
     if src.format not in FORMATS:
-        raise InvalidInput(
-            f"unknown dataset format {src.format!r}; accepted: {', '.join(FORMATS)}"
-        )
+        raise InvalidInput(f"unknown dataset format {src.format!r}; accepted: {', '.join(FORMATS)}")
     if not src.files:
         raise InvalidInput("a dataset needs at least one file; got none")
     if src.filesystem is None:
@@ -132,7 +131,9 @@ def _file_format(fmt: Format) -> pads.FileFormat:
     if fmt == "parquet":
         return pads.ParquetFileFormat()
     if fmt == "csv":
-        return pads.CsvFileFormat()
+        # An empty field is a missing value, as for pandas and most CSV producers; pyarrow
+        # would otherwise read it as an empty string in text columns.
+        return pads.CsvFileFormat(convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     return pads.JsonFileFormat()
 
 
@@ -155,15 +156,16 @@ def _unify(fmt: Format, paths: list[str], schemas: list[pa.Schema]) -> pa.Schema
     for path, schema in zip(paths[1:], schemas[1:], strict=True):
         if set(schema.names) != set(names) or len(schema.names) != len(names):
             raise InvalidInput(
-                f"mixed schemas: {path!r} has columns {schema.names}, "
-                f"but {paths[0]!r} has {names}"
+                f"mixed schemas: {path!r} has columns {schema.names}, but {paths[0]!r} has {names}"
             )
         try:
             # CSV and JSON types are inferred per file (a column of whole numbers in one
             # file and decimals in another), so widen numerics instead of rejecting them.
             unified = pa.unify_schemas([unified, schema], promote_options="permissive")
         except (pa.ArrowTypeError, pa.ArrowInvalid) as exc:
-            raise InvalidInput(f"mixed schemas: {path!r} does not match {paths[0]!r}: {exc}") from exc
+            raise InvalidInput(
+                f"mixed schemas: {path!r} does not match {paths[0]!r}: {exc}"
+            ) from exc
     # Keep the first file's column order (unify_schemas already does, this is defensive).
     return pa.schema([unified.field(n) for n in names], metadata=first.metadata)
 
@@ -262,12 +264,17 @@ class DuckSession:
 
     Built only by :func:`duckdb_session`; by then the connection cannot read or write any
     file other than (at most) the dataset's own, and its configuration is locked.
+    ``native_parquet`` says that DuckDB reads the files itself, so aggregates that Parquet
+    footers answer (count, min, max) cost no scan.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, schema: pa.Schema) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, schema: pa.Schema, *, native_parquet: bool
+    ) -> None:
         self.con = con
         self.schema = schema
         self.columns: list[str] = list(schema.names)
+        self.native_parquet = native_parquet
 
     def kind(self, column: str) -> ColumnKind:
         return column_kind(self.schema.field(column).type)
@@ -306,12 +313,17 @@ def _duckdb_safe_schema(schema: pa.Schema) -> pa.Schema | None:
 
     DuckDB cannot scan float16; pyarrow casts it to float32 while reading.
     """
-    fields = [
-        f.with_type(pa.float32()) if pa.types.is_float16(f.type) else f for f in schema
-    ]
+    fields = [f.with_type(pa.float32()) if pa.types.is_float16(f.type) else f for f in schema]
     if all(a.type == b.type for a, b in zip(fields, schema, strict=True)):
         return None
     return pa.schema(fields, metadata=schema.metadata)
+
+
+def _usable_cores() -> int:
+    # The cores this process may run on (a container's CPU set), not the host's count.
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 @contextmanager
@@ -323,7 +335,8 @@ def duckdb_session(
     Sandbox, applied before the caller runs anything: ``enable_external_access=false``
     (no file, network or extension access), ``lock_configuration=true`` (SQL cannot undo
     it), a memory limit of :data:`DUCKDB_MEMORY_LIMIT` with spilling to a private
-    temporary directory deleted afterwards, and ``threads`` (default: all cores).
+    temporary directory deleted afterwards, and ``threads`` (default: every core this
+    process may use).
 
     The data normally comes from a pyarrow dataset scan, so DuckDB itself opens no file.
     When ``trusted_sql_only`` is true — the caller promises that every statement is built
@@ -338,19 +351,23 @@ def duckdb_session(
     clashes = sorted({n for n in schema.names if names_lower.count(n.lower()) > 1})
     if clashes:
         # SQL identifiers are case-insensitive even when quoted.
-        raise InvalidInput(f"columns {clashes} differ only by letter case, which SQL cannot tell apart")
+        raise InvalidInput(
+            f"columns {clashes} differ only by letter case, which SQL cannot tell apart"
+        )
     native = (
         trusted_sql_only
         and src.format == "parquet"
         and opened.uniform
         and isinstance(opened.fs, pafs.LocalFileSystem)
         and _duckdb_safe_schema(schema) is None
+        # read_parquet() expands glob patterns; such a path could name other files.
+        and not any(ch in p for p in opened.paths for ch in "*?[{")
     )
     with tempfile.TemporaryDirectory(prefix="modelyard-duckdb-") as spill:
         con = duckdb.connect(
             ":memory:",
             config={
-                "threads": threads or os.cpu_count() or 1,
+                "threads": threads or _usable_cores(),
                 "memory_limit": DUCKDB_MEMORY_LIMIT,
                 "temp_directory": spill,
                 # Aggregates do not need row order; dropping it lets scans stream freely.
@@ -373,7 +390,7 @@ def duckdb_session(
                     raise InvalidInput(f"the SQL engine cannot read this dataset: {exc}") from exc
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
-            yield DuckSession(con, schema)
+            yield DuckSession(con, schema, native_parquet=native)
         finally:
             con.close()
 
@@ -392,10 +409,14 @@ def check_sql_expression(expr: str, *, context: str) -> None:
         tokens = duckdb.tokenize(expr)
     except duckdb.Error as exc:
         raise InvalidInput(f"{context}: cannot parse {expr!r}: {_first_line(exc)}") from exc
-    starts = [pos for pos, _ in tokens] + [len(expr)]
+    # Token positions are byte offsets into the UTF-8 text. Whatever precedes the first
+    # token is checked too, as an unquoted stretch.
+    raw = expr.encode()
+    starts = [0] + [pos for pos, _ in tokens] + [len(raw)]
+    kinds = [None, *(kind for _, kind in tokens)]
     depth = 0
-    for (pos, kind), end in zip(tokens, starts[1:], strict=True):
-        text = expr[pos:end]
+    for kind, pos, end in zip(kinds, starts[:-1], starts[1:], strict=True):
+        text = raw[pos:end].decode(errors="replace")
         if kind == duckdb.token_type.comment:
             raise InvalidInput(f"{context}: comments are not allowed in {expr!r}")
         if kind == duckdb.token_type.string_const or text.startswith('"'):

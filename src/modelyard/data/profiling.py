@@ -3,12 +3,14 @@
 A profile never holds the dataset in memory. It takes three scans, each one ``SELECT``
 with the aggregates of every column side by side:
 
-1. ranges: the row count and every column's min/max (for Parquet read by DuckDB's own
-   reader this is answered from the file footers without touching the data);
-2. statistics: counts, mean/std (as sums around the middle of pass 1's range, which is
-   cheaper than Welford's update and as accurate), HyperLogLog distinct estimates, and a
-   uniform sample of about :data:`SAMPLE_ROWS` values per column (quantiles and
-   heavy-hitter candidates);
+1. ranges: the row count and, where DuckDB reads local Parquet itself, every column's
+   min/max (there both come from the file footers without touching the data);
+2. statistics: counts, mean/std (as sums of values centred on the middle of pass 1's
+   range: cheaper than Welford's update, and the centring keeps the variance free of
+   catastrophic cancellation; Welford where pass 1 gave no range), min/max
+   where pass 1 did not compute them, HyperLogLog distinct estimates, and a uniform
+   sample of about :data:`SAMPLE_ROWS` values per column (quantiles and heavy-hitter
+   candidates);
 3. counts: equal-width histograms of numeric columns between their min and max, exact
    value counts of low-cardinality discrete columns and of the heavy hitters found in the
    sample. (``histogram()`` aggregates run several times slower in the same ``SELECT``
@@ -24,7 +26,6 @@ range), and ``approx_quantile`` costs more than the rest of a profile together.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -65,6 +66,7 @@ HEAVY_HITTER_SHARE = 0.001
 # continuous: their histogram and quantiles say more than a list of repeated values.
 TOP_VALUE_KINDS: frozenset[str] = frozenset({"string", "boolean", "date", "integer"})
 
+_READ_FAILED = "profiling failed while reading the dataset"
 _ORDERED_KINDS = NUMERIC_KINDS | {"string", "date", "time", "timestamp"}
 # Discrete kinds whose values are sampled for heavy hitters (integers share the numeric
 # sample; booleans are counted exactly in pass 2).
@@ -150,7 +152,7 @@ class _Select:
 
     def run(self, session: DuckSession, source: str) -> tuple[Any, ...]:
         sql = f"SELECT {', '.join(self.exprs)} FROM {source}"
-        return session.rows(sql, self.params, context="profiling failed while reading the dataset")[0]
+        return session.rows(sql, self.params, context=_READ_FAILED)[0]
 
 
 @dataclass
@@ -166,12 +168,14 @@ class _Column:
     finite: int = 0
     low: Any = None  # min/max as DuckDB returned them (finite only, for floats)
     high: Any = None
+    ranged: bool = False  # low/high came from pass 1
     pivot: float | None = None
     distinct: int | None = None
     mean: float | None = None
     std: float | None = None
     true_count: int = 0
-    sample: list[Any] = field(default_factory=list)
+    quantiles: dict[str, float] = field(default_factory=dict)
+    hitters: list[Any] = field(default_factory=list)  # frequent in the sample
     hist: dict[int, int] | None = None
     top_counts: dict[Any, int] = field(default_factory=dict)
 
@@ -208,8 +212,8 @@ def profile(
 ) -> DatasetProfile:
     """Profile every column of ``src`` (see :class:`ColumnProfile` for each statistic).
 
-    ``bins`` (1–1000) is the number of equal-width histogram bins between a numeric
-    column's min and max (a single bin when they are equal); ``top_k`` (0–1000) bounds
+    ``bins`` (1 to 1000) is the number of equal-width histogram bins between a numeric
+    column's min and max (a single bin when they are equal); ``top_k`` (0 to 1000) bounds
     ``top_values``. ``progress`` receives a short line before each scan.
     Raises InvalidInput for unreadable data or out-of-range arguments.
     """
@@ -225,10 +229,13 @@ def profile(
         ]
         say(f"pass 1 of 3: row count and ranges of {len(columns)} columns")
         row_count = _ranges(session, columns)
-        if row_count:
+        if not row_count:
+            for col in columns:  # nothing to estimate: say so rather than "unknown"
+                col.distinct = 0 if col.kind in _ORDERED_KINDS else None
+        else:
             share = min(1.0, SAMPLE_ROWS / row_count)
             say("pass 2 of 3: statistics and samples")
-            _statistics(session, columns, share)
+            _statistics(session, columns, share, top_k)
             counts = _Select()
             for col in columns:
                 _add_counts(counts, col, bins, top_k)
@@ -261,29 +268,36 @@ def _source(columns: list[_Column], *, share: float) -> str:
     return f"(SELECT {', '.join(parts)} FROM data)"
 
 
+def _min_max_exprs(col: _Column, expr: str) -> tuple[str, str]:
+    if col.kind == "timestamp":
+        # Epoch microseconds, because Python needs pytz to receive TIMESTAMPTZ values.
+        return f"epoch_us(min({expr}))", f"epoch_us(max({expr}))"
+    return f"min({expr})", f"max({expr})"
+
+
 def _ranges(session: DuckSession, columns: list[_Column]) -> int:
-    """Pass 1: the row count and min/max of every ordered column (raw values: a float
-    range that is not finite is recomputed over finite values in pass 2)."""
+    """Pass 1: the row count and, when Parquet footers answer them, the min/max of every
+    ordered column (raw values: a float range that is not finite because of NaN or
+    infinities is computed over finite values in pass 2). Elsewhere min/max would cost a
+    scan of their own, so pass 2 computes them instead."""
     sel = _Select()
     rows = sel.add("count(*)")
-    for col in columns:
-        if col.kind in _ORDERED_KINDS:
-            if col.kind == "timestamp":
-                # Epoch microseconds, because Python needs pytz to receive TIMESTAMPTZ.
-                col.slot["min"] = sel.add(f"epoch_us(min({col.raw}))")
-                col.slot["max"] = sel.add(f"epoch_us(max({col.raw}))")
-            else:
-                col.slot["min"] = sel.add(f"min({col.raw})")
-                col.slot["max"] = sel.add(f"max({col.raw})")
+    slots: dict[int, tuple[int, int]] = {}
+    if session.native_parquet:
+        for col in columns:
+            if col.kind in _ORDERED_KINDS:
+                lo, hi = _min_max_exprs(col, col.raw)
+                slots[col.index] = (sel.add(lo), sel.add(hi))
     row = sel.run(session, _source(columns, share=1.0))
     for col in columns:
-        if "min" in col.slot:
-            col.low, col.high = row[col.slot["min"]], row[col.slot["max"]]
+        if col.index in slots:
+            lo_slot, hi_slot = slots[col.index]
+            col.low, col.high, col.ranged = row[lo_slot], row[hi_slot], True
         rng = col.numeric_range()
         if rng is not None:
             col.pivot = (rng[0] + rng[1]) / 2
-        elif col.kind == "float":
-            col.low = col.high = None  # NaN or infinite: pass 2 finds the finite range
+        elif col.kind == "float":  # NaN or infinities: pass 2 finds the finite range
+            col.low, col.high, col.ranged = None, None, False
     return int(row[rows])
 
 
@@ -299,34 +313,70 @@ def _histogram_expr(col: _Column, bins: int) -> tuple[str, list[object]] | None:
     return expr, [lo, bins / (hi - lo)]
 
 
-def _statistics(session: DuckSession, columns: list[_Column], share: float) -> None:
-    """Pass 2 (see the module docstring)."""
-    sel = _Select()
-    sample_filter = "" if share >= 1.0 else f" FILTER (WHERE _r < {share!r})"
+def _statistics(session: DuckSession, columns: list[_Column], share: float, top_k: int) -> None:
+    """Pass 2 (see the module docstring).
+
+    Samples are reduced inside DuckDB by an outer ``SELECT`` over the aggregates (sample
+    quantiles; the sample's most frequent values with their sample counts) so that only
+    a few numbers per column, not the sampled values, are converted to Python objects.
+    """
+    inner = _Select()
+    outer: list[str] = []
+
+    def out(expr: str) -> int:
+        outer.append(expr)
+        return len(outer) - 1
+
+    def agg(expr: str, *params: object) -> str:
+        return f"_a{inner.add(expr, *params)}"
+
+    def sample_of(expr: str) -> str:
+        # Nulls are left out so that a sparse column's sample is all values.
+        keep = f"{expr} IS NOT NULL" + ("" if share >= 1.0 else f" AND _r < {share!r}::DOUBLE")
+        return agg(f"list({expr}) FILTER (WHERE {keep})")
+
+    probs = ", ".join(repr(p) for p in QUANTILES.values())
     for col in columns:
         s = col.slot
-        s["count"] = sel.add(f"count({col.raw})")
+        s["count"] = out(agg(f"count({col.raw})"))
+        sample: str | None = None
         if col.kind in NUMERIC_KINDS:
             x = f"CAST({col.num} AS DOUBLE)"
             if col.kind == "float":
-                s["finite"] = sel.add(f"count({col.num})")
+                s["finite"] = out(agg(f"count({col.num})"))
             if col.pivot is not None:
-                s["sum"] = sel.add(f"sum({x} - ?)", col.pivot)
-                s["squares"] = sel.add(f"sum(({x} - ?) * ({x} - ?))", col.pivot, col.pivot)
+                s["sum"] = out(agg(f"sum({x} - ?)", col.pivot))
+                s["squares"] = out(agg(f"sum(({x} - ?) * ({x} - ?))", col.pivot, col.pivot))
             else:  # no finite range yet: Welford's update, which needs no pivot
-                s["min"] = sel.add(f"min({col.num})")
-                s["max"] = sel.add(f"max({col.num})")
-                s["mean"] = sel.add(f"avg({x})")
-                s["std"] = sel.add(f"stddev_samp({x})")
-            s["distinct"] = sel.add(f"approx_count_distinct({col.num})")
-            s["sample"] = sel.add(f"list({col.num}){sample_filter}")
+                s["min"] = out(agg(f"min({col.num if col.kind == 'float' else col.raw})"))
+                s["max"] = out(agg(f"max({col.num if col.kind == 'float' else col.raw})"))
+                s["mean"] = out(agg(f"avg({x})"))
+                s["std"] = out(agg(f"stddev_samp({x})"))
+            s["distinct"] = out(agg(f"approx_count_distinct({col.num})"))
+            # Integers are sampled as they are: the same list gives quantiles and
+            # frequent values.
+            sample = sample_of(col.num)
+            s["quantiles"] = out(f"list_aggregate({sample}, 'quantile_cont', [{probs}])")
         elif col.kind == "boolean":
-            s["true"] = sel.add(f"count_if({col.raw})")
+            s["true"] = out(agg(f"count_if({col.raw})"))
         elif col.kind in _ORDERED_KINDS:
-            s["distinct"] = sel.add(f"approx_count_distinct({col.raw})")
-            if col.kind in _SAMPLED_DISCRETE:
-                s["sample"] = sel.add(f"list({col.raw}){sample_filter}")
-    row = sel.run(session, _source(columns, share=share))
+            if not col.ranged:
+                lo, hi = _min_max_exprs(col, col.raw)
+                s["min"], s["max"] = out(agg(lo)), out(agg(hi))
+            s["distinct"] = out(agg(f"approx_count_distinct({col.raw})"))
+            if col.kind in _SAMPLED_DISCRETE and top_k:
+                sample = sample_of(col.raw)
+        if top_k and col.kind in TOP_VALUE_KINDS and col.kind != "boolean":
+            assert sample is not None
+            s["hitters"] = out(
+                f"list_slice(list_reverse_sort(list_transform(list_filter("
+                f"map_entries(list_histogram({sample})), lambda e: e.value >= greatest(2, "
+                f"len({sample}) * {HEAVY_HITTER_SHARE!r})), "
+                f"lambda e: struct_pack(n := e.value, v := e.key))), 1, {top_k})"
+            )
+    aliased = ", ".join(f"{e} AS _a{i}" for i, e in enumerate(inner.exprs))
+    sql = f"SELECT {', '.join(outer)} FROM (SELECT {aliased} FROM {_source(columns, share=share)})"
+    row = session.rows(sql, inner.params, context=_READ_FAILED)[0]
     for col in columns:
         _read_statistics(col, row)
 
@@ -339,9 +389,16 @@ def _read_statistics(col: _Column, row: tuple[Any, ...]) -> None:
         col.distinct = int(row[s["distinct"]] or 0)
     if "true" in s:
         col.true_count = int(row[s["true"]] or 0)
-    if "sample" in s:
-        col.sample = [v for v in (row[s["sample"]] or []) if v is not None]
-    if col.kind not in NUMERIC_KINDS or not col.values:
+    if "quantiles" in s and row[s["quantiles"]] is not None:
+        values = [float(v) for v in row[s["quantiles"]]]
+        col.quantiles = dict(zip(QUANTILES, values, strict=True))
+    if "hitters" in s:
+        col.hitters = [e["v"] for e in (row[s["hitters"]] or []) if e["v"] is not None]
+    if col.kind not in NUMERIC_KINDS:
+        if "min" in s and not col.ranged:
+            col.low, col.high = row[s["min"]], row[s["max"]]
+        return
+    if not col.values:
         return
     if col.pivot is not None:
         n = col.values
@@ -374,28 +431,11 @@ def _add_counts(sel: _Select, col: _Column, bins: int, top_k: int) -> None:
     if (col.distinct or 0) <= EXACT_TOP_VALUES_LIMIT:
         col.slot["top"] = sel.add(f"histogram({col.raw})")
         return
-    seen = Counter(col.sample)
-    floor = max(2, math.ceil(HEAVY_HITTER_SHARE * len(col.sample)))
-    hitters = [v for v, n in seen.most_common(top_k) if n >= floor]
-    if hitters:
-        marks = ", ".join("?" for _ in hitters)
+    if col.hitters:
+        marks = ", ".join("?" for _ in col.hitters)
         col.slot["top"] = sel.add(
-            f"histogram({col.raw}) FILTER (WHERE {col.raw} IN ({marks}))", *hitters
+            f"histogram({col.raw}) FILTER (WHERE {col.raw} IN ({marks}))", *col.hitters
         )
-
-
-def _quantiles(sample: list[Any]) -> dict[str, float]:
-    """Linear interpolation between order statistics (numpy's default method)."""
-    values = sorted(float(v) for v in sample)
-    if not values:
-        return {}
-    out: dict[str, float] = {}
-    for key, q in QUANTILES.items():
-        h = (len(values) - 1) * q
-        lo = math.floor(h)
-        hi = min(lo + 1, len(values) - 1)
-        out[key] = values[lo] + (h - lo) * (values[hi] - values[lo])
-    return out
 
 
 def _column_profile(col: _Column, row_count: int, bins: int, top_k: int) -> ColumnProfile:
@@ -414,7 +454,7 @@ def _column_profile(col: _Column, row_count: int, bins: int, top_k: int) -> Colu
         out.max = _json_value(col.high, col)
     if col.kind in NUMERIC_KINDS:
         out.mean, out.std = col.mean, col.std
-        out.quantiles = _quantiles(col.sample)
+        out.quantiles = col.quantiles
         out.histogram = _histogram(col, bins)
     elif col.kind == "boolean":
         true, false = col.true_count, col.non_null - col.true_count

@@ -37,7 +37,9 @@ RuleValue = str | int | float | bool
 class _RuleBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=200, description="Shown in reports; defaults to a summary.")
+    name: str | None = Field(
+        None, max_length=200, description="Shown in reports; defaults to a summary."
+    )
     severity: Severity = Field("error", description="Only failing 'error' rules fail the report.")
 
 
@@ -103,7 +105,7 @@ class SqlRule(_RuleBase):
     or null fails. No ``;``, comments or unbalanced parentheses."""
 
     type: Literal["sql"] = "sql"
-    name: str = Field(min_length=1, max_length=200)  # type: ignore[assignment]
+    name: str = Field(min_length=1, max_length=200)
     predicate: str = Field(min_length=1, max_length=10_000)
 
 
@@ -200,7 +202,11 @@ def _validate(rule: Rule, session: DuckSession) -> None:
     elif isinstance(rule, SqlRule):
         check_sql_expression(rule.predicate, context=label)
         try:
-            cursor = session.con.execute(f"SELECT ({rule.predicate}) FROM data LIMIT 0")
+            # In WHERE, DuckDB refuses aggregates and window functions, which have no
+            # per-row meaning; LIMIT 0 binds the query without reading data.
+            cursor = session.con.execute(
+                f"SELECT ({rule.predicate}) FROM data WHERE ({rule.predicate}) IS NOT NULL LIMIT 0"
+            )
         except Exception as exc:  # any DuckDB error: parser, binder, permission
             raise InvalidInput(
                 f"{label}: predicate {rule.predicate!r} is not valid: {_message(exc)}"
@@ -267,7 +273,9 @@ def _scan(session: DuckSession, rules: list[Rule]) -> tuple[int, dict[int, int]]
                 p,
                 context=f"rule {rule_name(rules[i])!r} could not be evaluated",
             )
-        raise InvalidInput(f"the data-quality checks could not be evaluated: {_message(exc)}") from exc
+        raise InvalidInput(
+            f"the data-quality checks could not be evaluated: {_message(exc)}"
+        ) from exc
     assert row is not None  # an aggregate without GROUP BY returns one row
     return int(row[0]), {i: int(row[slot] or 0) for i, slot in slots.items()}
 
@@ -322,4 +330,3 @@ def _result(rule: Rule, failing: int, row_count: int) -> RuleResult:
         failing_ratio=ratio,
         message=f"{status}: {what}",
     )
-

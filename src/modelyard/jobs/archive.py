@@ -20,8 +20,16 @@ from modelyard.errors import InvalidInput
 
 # Never part of a source snapshot: caches and environments that change on every run.
 SOURCE_EXCLUDES = frozenset(
-    {".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache", ".ruff_cache",
-     ".ipynb_checkpoints", ".DS_Store"}  # fmt: skip
+    {
+        ".git",
+        "__pycache__",
+        ".venv",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".ipynb_checkpoints",
+        ".DS_Store",
+    }
 )
 
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.paths import safe_join
+from modelyard.jobs import builtins
 from modelyard.jobs.archive import extract_tar_gz, walk, write_tar_gz
 from modelyard.jobs.schemas import JobSpec, ModelArtifact, OutputFile, ResolvedChannel
 
@@ -163,7 +164,7 @@ def command(spec: JobSpec, layout: Layout, python: str) -> list[str]:
     """The job's argv: a script from the source, or a built-in algorithm module."""
     args = user_args(spec)
     if spec.algorithm is not None:
-        return [python, "-m", f"modelyard.algorithms.{spec.algorithm}", *args]
+        return [python, "-m", builtins.module_of(spec.algorithm), *args]
     assert spec.entry_point is not None
     script = str(safe_join(layout.code, spec.entry_point))
     if spec.entry_point.endswith(".sh"):
@@ -258,7 +259,7 @@ def environment(
 
 def _module_name(spec: JobSpec) -> str:
     if spec.algorithm is not None:
-        return f"modelyard.algorithms.{spec.algorithm}"
+        return builtins.module_of(spec.algorithm)
     entry = spec.entry_point or ""
     return entry.rsplit("/", 1)[-1].removesuffix(".py").removesuffix(".sh")
 
@@ -266,7 +267,9 @@ def _module_name(spec: JobSpec) -> str:
 # -- inputs ---------------------------------------------------------------------------------
 
 
-def materialize_inputs(layout: Layout, channels: list[ResolvedChannel], store: ArtifactStore) -> None:
+def materialize_inputs(
+    layout: Layout, channels: list[ResolvedChannel], store: ArtifactStore
+) -> None:
     """Put each channel's files under ``input/data/<channel>/``, every object verified.
 
     File mode: a hard link to the store's (read-only) object when the store is a local
@@ -351,4 +354,3 @@ def harvest(
             info = store.put_file(path)
             outputs.append(OutputFile(path=rel, digest=info.digest, size=info.size))
     return model, outputs
-

@@ -51,6 +51,7 @@ from modelyard.jobs.backends.base import (
 )
 from modelyard.jobs.ledger import ActiveAttempt
 from modelyard.jobs.metrics import MetricExtractor
+from modelyard.jobs.schemas import TERMINAL_STATES
 
 log = logging.getLogger("modelyard.jobs")
 
@@ -301,7 +302,8 @@ class Controller:
     ) -> None:
         self._drain(active, backend, plan, {})
         exit = AttemptExit("spawn_error", message=message)
-        ledger.finish_attempt(self.db, active.attempt_id, exit, None)
+        if ledger.finish_attempt(self.db, active.attempt_id, exit, None) in TERMINAL_STATES:
+            self._extractors.pop(active.job_id, None)
 
     def _finalize(self, active: ActiveAttempt, poll: Poll) -> None:
         plan = self.plan(active)
@@ -319,8 +321,10 @@ class Controller:
             exit = replace(
                 exit, reason="collect_error", message=f"storing the job's results failed: {exc}"
             )
-        ledger.finish_attempt(self.db, active.attempt_id, exit, collected)
+        state = ledger.finish_attempt(self.db, active.attempt_id, exit, collected)
         self._stop_sent.discard(active.attempt_id)
+        if state in TERMINAL_STATES:
+            self._extractors.pop(active.job_id, None)
         try:
             backend.cleanup(plan, ref)
         except Exception:

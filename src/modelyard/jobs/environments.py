@@ -102,8 +102,18 @@ def ensure_environment(requirements_file: Path, envs_root: Path, log: IO[bytes])
             "".join(f"{d}\n" for d in _parent_site_dirs()), encoding="utf-8"
         )
         _run(
-            [sys.executable, "-m", "pip", "--python", str(python), "install",
-             "--disable-pip-version-check", "--no-input", "-r", str(requirements_file)],  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                str(python),
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "-r",
+                str(requirements_file),
+            ],
             log,
             cwd,
             "installing requirements.txt",

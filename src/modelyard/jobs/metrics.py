@@ -1,8 +1,9 @@
 """Metrics from a job's log: SageMaker-style metric definitions and the in-job helper.
 
-Inside a job, :func:`log_metric` prints one line in a fixed format::
+Inside a job, :func:`log_metric` prints one line in a fixed format (the one the built-in
+algorithms print too; ``step=`` is optional)::
 
-    [modelyard:metric] {"name": "validation:auc", "value": 0.91, "step": 3}
+    #metric name=validation:auc value=0.91 step=3
 
 and the controller, which already reads every log line, stores it as a metric point. No
 network, token or server address is needed inside the job, and the line is also a
@@ -12,15 +13,15 @@ helper costs nothing to import in a job.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-METRIC_LINE_PREFIX = "[modelyard:metric] "
+METRIC_LINE_PREFIX = "#metric "
 _METRIC_NAME = re.compile(r"[A-Za-z0-9_.:/=+@-]{1,255}")
+_METRIC_LINE = re.compile(r"#metric name=(\S{1,255}) value=(\S+)(?: step=(\d{1,18}))?\s*")
 # Metric definitions run over at most this much of a line: keeps a pathological regex on a
 # pathological line from stalling the controller for long.
 MATCH_WINDOW = 4096
@@ -39,8 +40,8 @@ def log_metric(name: str, value: float, step: int | None = None) -> None:
         raise ValueError(f"metric {name!r}: value {value!r} is not a finite number")
     if step is not None and (not isinstance(step, int) or step < 0):
         raise ValueError(f"metric {name!r}: step {step!r} must be a non-negative integer")
-    payload = json.dumps({"name": name, "value": number, "step": step})
-    sys.stdout.write(f"{METRIC_LINE_PREFIX}{payload}\n")
+    suffix = "" if step is None else f" step={step}"
+    sys.stdout.write(f"{METRIC_LINE_PREFIX}name={name} value={number!r}{suffix}\n")
     sys.stdout.flush()
 
 
@@ -53,16 +54,17 @@ class ExtractedMetric:
 
 
 def _from_sdk_line(text: str) -> ExtractedMetric | None:
+    match = _METRIC_LINE.fullmatch(text)
+    if match is None or not _METRIC_NAME.fullmatch(match.group(1)):
+        return None
     try:
-        data = json.loads(text[len(METRIC_LINE_PREFIX) :])
-        name, value, step = data["name"], float(data["value"]), data.get("step")
-    except (ValueError, KeyError, TypeError):
+        value = float(match.group(2))
+    except ValueError:
         return None
-    if not isinstance(name, str) or not _METRIC_NAME.fullmatch(name) or not math.isfinite(value):
+    if not math.isfinite(value):
         return None
-    if step is not None and (not isinstance(step, int) or not 0 <= step < 2**63):
-        return None
-    return ExtractedMetric(name, value, step, "sdk")
+    step = int(match.group(3)) if match.group(3) is not None else None
+    return ExtractedMetric(match.group(1), value, step, "sdk")
 
 
 class MetricExtractor:

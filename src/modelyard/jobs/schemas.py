@@ -76,8 +76,8 @@ class MetricDefinition(BaseModel):
     """A metric read from the job's log: the first capture group of ``regex`` is the value."""
 
     name: str = Field(pattern=METRIC_NAME)
-    regex: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NO_NUL)] = (
-        Field(description="Python regular expression with one capture group for the value.")
+    regex: Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=NO_NUL)] = Field(
+        description="Python regular expression with one capture group for the value."
     )
 
     @model_validator(mode="after")

@@ -75,9 +75,7 @@ class AttemptRow(Base):
 class LogLineRow(Base):
     __tablename__ = "job_log_lines"
 
-    job_id: Mapped[str] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
-    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer)
     stream: Mapped[str] = mapped_column(String(10))

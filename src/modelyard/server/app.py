@@ -42,6 +42,7 @@ def build_api(runtime: Runtime) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runtime.start_background()
         yield
         runtime.close()
 

@@ -15,6 +15,7 @@ from modelyard.jobs.backends.base import ComputeBackend
 
 BACKENDS: dict[str, str] = {
     "local": "modelyard.jobs.backends.local:LocalBackend",
+    "ray": "modelyard.jobs.backends.ray:RayBackend",
 }
 
 

@@ -6,7 +6,7 @@ again after a control-plane restart must be recoverable from the :class:`Attempt
 (deterministic paths) and the ``ref`` dict it returned from :meth:`ComputeBackend.launch`
 (stored in the attempt row) — never from memory alone.
 
-A conformance suite (``tests/jobs/test_backend_contract.py``) runs against each backend.
+A conformance suite (``tests/jobs/test_job_backend.py``) runs against each backend.
 """
 
 from __future__ import annotations

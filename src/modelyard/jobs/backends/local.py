@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 import modelyard
 from modelyard.errors import InvalidInput, ModelyardError
@@ -192,7 +192,9 @@ class LocalBackend(ComputeBackend):
         )
         src_root = str(Path(modelyard.__file__).resolve().parents[1])
         sup_env = dict(os.environ)
-        sup_env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, os.environ.get("PYTHONPATH")]))
+        sup_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [src_root, os.environ.get("PYTHONPATH")])
+        )
         with open(directory / "supervisor.log", "ab") as sup_log:
             try:
                 proc = subprocess.Popen(
@@ -228,7 +230,7 @@ class LocalBackend(ComputeBackend):
             proc = psutil.Process(pid)
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return False
-            born = proc.create_time()
+            born = float(proc.create_time())
         except psutil.Error:
             return False
         if create_time is not None:
@@ -277,7 +279,7 @@ class LocalBackend(ComputeBackend):
         if child is None or started is None:
             return
         try:
-            born = psutil.Process(int(child)).create_time()
+            born = float(psutil.Process(int(child)).create_time())
         except psutil.Error:
             return
         if started - 1.0 <= born <= started + 60.0:

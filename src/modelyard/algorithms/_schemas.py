@@ -1,9 +1,9 @@
 """Declarations of the built-in algorithms: hyperparameters, model files, metrics, signatures.
 
 Everything here is pure pydantic, so the jobs domain and the SDK can validate a built-in
-job's hyperparameters (``HYPERPARAMETERS[name].model_validate(...)``) before launching it,
-without importing XGBoost or scikit-learn, and ``docs/algorithms.md`` is rendered from
-these classes by :mod:`modelyard.algorithms._docs`.
+job's hyperparameters (:func:`modelyard.algorithms.validate_hyperparameters`) before
+launching it, without importing XGBoost or scikit-learn, and ``docs/algorithms.md`` is
+rendered from these classes by :mod:`modelyard.algorithms._docs`.
 
 Hyperparameter values arrive as strings in SageMaker's ``hyperparameters.json`` and on the
 command line; pydantic's lax mode turns ``"100"``, ``"0.3"`` and ``"true"`` into the declared
@@ -330,7 +330,7 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             XGBoostHyperparameters,
             ("model.ubj",),
             _TABULAR + "; rank:* also a `group` column",
-            "train:<metric> and validation:<metric> every round; test:<metric>",
+            "`train:<metric>` and `validation:<metric>` every round; `test:<metric>`",
             "probability of class 1 (binary:logistic), class probabilities (multi:softprob), "
             "class index (multi:softmax), a value (reg:*) or a relevance score (rank:*)",
         ),
@@ -339,7 +339,7 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             LightGBMHyperparameters,
             ("model.txt",),
             _TABULAR + "; ranking objectives also a `group` column",
-            "train:<metric> and validation:<metric> every round; test:<metric>",
+            "`train:<metric>` and `validation:<metric>` every round; `test:<metric>`",
             "probability of class 1 (binary), class probabilities (multiclass*), a value "
             "(regression*) or a relevance score (ranking)",
         ),
@@ -348,7 +348,8 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             LinearLearnerHyperparameters,
             ("model.npz", "model.json"),
             _TABULAR,
-            "train/validation/test: accuracy and log_loss (classifiers), mse and r2 (regressor)",
+            "`<channel>:accuracy` and `<channel>:log_loss` (classifiers), `<channel>:mse` and "
+            "`<channel>:r2` (regressor) for train, validation and test",
             "predicted label (`predict`), class probabilities (`predict_proba`, classifiers)",
         ),
         _info(
@@ -356,7 +357,8 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             KMeansHyperparameters,
             ("model.npz", "model.json"),
             "train (required), validation and test (optional): numeric features only",
-            "train/validation/test: msd (mean squared distance to the nearest centre), ssd",
+            "`<channel>:msd` (mean squared distance to the nearest centre) and `<channel>:ssd` "
+            "(their sum) for train, validation and test",
             "index of the nearest centre",
         ),
         _info(
@@ -364,7 +366,8 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             KNNHyperparameters,
             ("model.npz", "model.json"),
             _TABULAR,
-            "validation/test: accuracy (classifier) or mse (regressor)",
+            "`<channel>:accuracy` (classifier) or `<channel>:mse` (regressor) for validation "
+            "and test",
             "majority label of the k nearest training rows, or their mean label",
         ),
         _info(
@@ -372,7 +375,8 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             PCAHyperparameters,
             ("model.npz", "model.json"),
             "train (required), validation and test (optional): numeric features only",
-            "train:explained_variance_ratio; validation/test: reconstruction_mse",
+            "`train:explained_variance_ratio`; `<channel>:reconstruction_mse` for train, "
+            "validation and test",
             "projection on the num_components principal components",
         ),
         _info(
@@ -381,7 +385,8 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             ("model.skops",),
             "train (required), validation and test (optional): numeric features, optionally "
             "a 0/1 anomaly label column named by `label`",
-            "train/validation/test: mean_score; with labels: auc",
+            "`<channel>:mean_score` for train, validation and test; `<channel>:auc` where "
+            "labels are given",
             "anomaly score in (0, 1], higher = more anomalous",
         ),
         _info(
@@ -390,7 +395,7 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             ("model.skops",),
             "train (required), validation and test (optional): a text and a label column, or "
             "fastText lines `__label__<class> <text>`",
-            "train/validation/test: accuracy",
+            "`<channel>:accuracy` for train, validation and test",
             "predicted label (`predict`), class probabilities (`predict_proba`)",
         ),
         _info(
@@ -398,8 +403,10 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             ForecastingHyperparameters,
             ("model.json",),
             "train (required): timestamp, target and optional item_id columns",
-            "validation:mape, validation:rmse on a holdout of the last prediction_length steps",
-            "prediction_length forecasts per series; forecast.csv in SM_OUTPUT_DATA_DIR",
+            "`validation:mape` (a fraction) and `validation:rmse` on a holdout of each series' "
+            "last prediction_length steps",
+            "prediction_length forecasts per series (item ids in, rows of forecasts out); "
+            "`forecast.csv` in SM_OUTPUT_DATA_DIR",
         ),
     )
 }
