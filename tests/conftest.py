@@ -5,19 +5,14 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
 
 from modelyard.client.sdk import Client, connect
-from modelyard.config import Settings
 from modelyard.runtime import Runtime
-from modelyard.server.app import create_app
+from testkit import LiveServer, make_settings
 
 pytest_plugins = ["fixtures.seaweed"]
 
@@ -74,52 +69,11 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    return Settings.from_env(home=tmp_path / "home", **overrides)
-
-
 @pytest.fixture
 def runtime(tmp_path: Path, db_url: str) -> Iterator[Runtime]:
     rt = Runtime(make_settings(tmp_path, db_url=db_url))
     yield rt
     rt.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LiveServer:
-    """A real uvicorn server in a background thread, on a free loopback port."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(runtime),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture

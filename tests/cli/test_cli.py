@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from conftest import free_port
 from modelyard.cli.main import app
+from testkit import free_port
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ import pytest
 import s3fs
 
 import modelyard as my
-from conftest import free_port
+from testkit import free_port
 
 
 def _cli(*args: str, env: dict[str, str]) -> str:

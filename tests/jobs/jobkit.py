@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from conftest import LiveServer, make_settings
 from modelyard.client.estimators import Estimator
 from modelyard.client.sdk import Client
 from modelyard.runtime import Runtime
+from testkit import LiveServer, make_settings
 
 T = TypeVar("T")
 

@@ -12,10 +12,10 @@ import pytest
 from jobkit import live_server, source  # noqa: F401 (live_server: a fixture)
 
 import modelyard as my
-from conftest import LiveServer
 from modelyard.client.sdk import Client
 from modelyard.errors import InvalidInput, NotFound, PermissionDenied
 from modelyard.jobs.builtins import known_algorithms
+from testkit import LiveServer
 
 
 def _code(client: Client, tmp_path: Path) -> dict[str, Any]:

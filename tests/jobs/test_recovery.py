@@ -19,8 +19,8 @@ import pytest
 from jobkit import estimator, wait_for
 
 import modelyard as my
-from conftest import free_port
 from modelyard.client.sdk import Client
+from testkit import free_port
 
 LOOPER = """
     import os, time

@@ -10,12 +10,12 @@ import pyarrow as pa
 import pytest
 
 import modelyard as my
-from conftest import LiveServer, make_settings
 from modelyard.client.sdk import Client
 from modelyard.client.transport import EmbeddedTransport, RemoteTransport
 from modelyard.runtime import Runtime
 from modelyard.security.service import local_principal
 from modelyard.security.store import TokenRow
+from testkit import LiveServer, make_settings
 
 
 def admin_client(runtime: Runtime) -> Client:

@@ -10,12 +10,12 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation import GenerationMode
 
-from conftest import make_settings
 from modelyard.client.sdk import Client
 from modelyard.client.transport import EmbeddedTransport
 from modelyard.runtime import Runtime
 from modelyard.security.service import local_principal
 from modelyard.server.app import create_app
+from testkit import make_settings
 
 
 @pytest.fixture(scope="module")

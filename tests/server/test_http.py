@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import make_settings
 from modelyard.runtime import Runtime
 from modelyard.server.app import create_app
+from testkit import make_settings
 
 
 @pytest.fixture

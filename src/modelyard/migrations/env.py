@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import modelyard.core.events  # noqa: F401  (core tables)
 from modelyard.core.db import Base
 from modelyard.domains import operations
 
