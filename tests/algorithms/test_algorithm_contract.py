@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +147,23 @@ def test_exit_status_and_failure_file(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "Traceback" in capsys.readouterr().err
     assert run_entry_point("demo", bad_data, ["stray"], env) == 1
     assert "unexpected command-line argument" in failure.read_text()
+
+
+def test_public_modules_are_exactly_the_algorithms() -> None:
+    """The jobs domain treats every public module of the package as an algorithm."""
+    package = importlib.import_module("modelyard.algorithms")
+    public = {m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")}
+    assert public == set(ALGORITHMS)
+    for info in ALGORITHMS.values():
+        module = importlib.import_module(info.module)
+        assert callable(module.main) and callable(module.load)
+
+
+def test_importing_the_package_loads_no_ml_library() -> None:
+    code = (
+        "import sys, modelyard.algorithms; "
+        "print([m for m in ('xgboost', 'lightgbm', 'sklearn', 'statsmodels', 'pandas') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -41,6 +41,7 @@ def test_binary_classification_with_early_stopping(job: JobDir) -> None:
     assert result.last("validation:binary_logloss") == best
     assert metadata["rounds"] == history[-1][0] + 1
     assert (job.model / "model.txt").read_text().count("Tree=") == metadata["rounds"]
+    assert [step for step, _ in result.metrics["train:auc"]] == [history[-1][0]]
     test = rows(data, 1250)
     predictor = assert_round_trip(job, "lightgbm", pa.table(without(test, "label")))
     assert np.mean((predictor.predict(pa.table(test)) > 0.5) == test["label"]) > 0.85

@@ -115,6 +115,16 @@ def test_integer_column(mixed: DatasetProfile) -> None:
     assert n.histogram is not None and sum(n.histogram.counts) == N
 
 
+def test_low_cardinality_histogram_matches_numpy(tmp_path: Path) -> None:
+    # Integers 0..6 in 5 bins: no value falls on an interior edge (1.2, 2.4, 3.6, 4.8).
+    p = profile(parquet_source(tmp_path, MIXED.select(["n"])), bins=5)
+    hist = column(p, "n").histogram
+    assert hist is not None
+    counts, edges = np.histogram(MIXED.column("n").to_numpy(), bins=5, range=(0, 6))
+    assert hist.counts == counts.tolist()
+    assert hist.edges == pytest.approx(edges.tolist())
+
+
 def test_string_top_values_are_exact_and_ranked(mixed: DatasetProfile) -> None:
     c = column(mixed, "colour")
     values, counts = np.unique(CATS, return_counts=True)

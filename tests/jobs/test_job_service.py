@@ -48,7 +48,7 @@ def test_submissions_refused_by_the_service(client: Client, tmp_path: Path) -> N
             InvalidInput,
             "unique",
         ),
-        ({**code, "backend": "ray"}, InvalidInput, "use one of: local"),
+        ({**code, "backend": "kubernetes"}, InvalidInput, "use one of: local"),
         ({**code, "backend": "local://x"}, InvalidInput, "takes no address"),
         ({**code, "resources": {"instance_count": 2}}, InvalidInput, "runs one instance"),
         ({**code, "resources": {"cpus": 1000}}, InvalidInput, "this machine has"),

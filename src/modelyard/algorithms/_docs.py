@@ -58,10 +58,12 @@ cannot take) stops the job before any training: a one-paragraph message naming t
 problem is written to `$SM_OUTPUT_DIR/failure` and stderr, and the exit status is 1. An
 unexpected error exits with status 2, its traceback on stderr.
 
-**Serving.** Every module has `load(model_dir)` returning a predictor whose
-`predict(rows)` accepts a 2-D array, positional rows, mappings keyed by feature name, a
-`pyarrow.Table` or a pandas DataFrame, and reads only the files listed below. skops files
-are loaded with a trusted-types list fixed in code.
+**Serving.** Every module has `load(model_dir)` returning a predictor that reads only the
+files listed below (skops files with a trusted-types list fixed in code, never types read
+from the file). For tabular algorithms `predict(rows)` accepts a 2-D array, positional
+rows in signature order, mappings keyed by feature name, a `pyarrow.Table` or a pandas
+DataFrame; text_classification's takes texts (or mappings, tables with the text column);
+forecasting's takes item ids and returns one row of forecasts per id.
 
 **Hosts.** Training is single-host: a job whose `SM_HOSTS` lists more than one host fails
 with a message saying so. Data-parallel XGBoost and LightGBM across hosts (Ray) are

@@ -161,7 +161,10 @@ class LightGBMHyperparameters(TabularHyperparameters):
     early_stopping_rounds: int | None = Field(
         None,
         ge=1,
-        description="Stop when validation has not improved for this many rounds.",
+        description=(
+            "Stop when the first validation metric has not improved for this many rounds; "
+            "needs a validation channel. The saved model keeps the best round."
+        ),
     )
     group: str | None = Field(None, description="Query-id column for ranking objectives.")
     num_threads: int | None = Field(None, ge=1, description="Threads; default SM_NUM_CPUS.")
@@ -226,7 +229,13 @@ class PCAHyperparameters(Hyperparameters):
 
 
 class RandomCutForestHyperparameters(Hyperparameters):
-    """Anomaly detection with SageMaker RCF's interface; an Isolation Forest underneath."""
+    """Anomaly detection with SageMaker RCF's interface; an Isolation Forest underneath.
+
+    This is **not** Amazon's Random Cut Forest: it is scikit-learn's ``IsolationForest``
+    (splits on a uniformly random feature, not in proportion to feature ranges). It keeps
+    RCF's hyperparameter names and its convention that a higher score is more anomalous;
+    scores are isolation scores in (0, 1], not comparable with SageMaker RCF's.
+    """
 
     num_trees: int = Field(100, ge=1, le=10_000, description="Number of trees.")
     num_samples_per_tree: int = Field(
@@ -330,7 +339,8 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             XGBoostHyperparameters,
             ("model.ubj",),
             _TABULAR + "; rank:* also a `group` column",
-            "`train:<metric>` and `validation:<metric>` every round; `test:<metric>`",
+            "`validation:<metric>` every round; `train:<metric>` and `test:<metric>` once, for "
+            "the saved model",
             "probability of class 1 (binary:logistic), class probabilities (multi:softprob), "
             "class index (multi:softmax), a value (reg:*) or a relevance score (rank:*)",
         ),
@@ -339,7 +349,8 @@ ALGORITHMS: dict[str, AlgorithmInfo] = {
             LightGBMHyperparameters,
             ("model.txt",),
             _TABULAR + "; ranking objectives also a `group` column",
-            "`train:<metric>` and `validation:<metric>` every round; `test:<metric>`",
+            "`validation:<metric>` every round; `train:<metric>` and `test:<metric>` once, for "
+            "the saved model",
             "probability of class 1 (binary), class probabilities (multiclass*), a value "
             "(regression*) or a relevance score (ranking)",
         ),

@@ -158,6 +158,8 @@ def read_series(
         times = pd.to_datetime(table.column(hps.timestamp_column).to_pylist())
     except (ValueError, TypeError) as exc:
         raise DataError(f"timestamp column '{hps.timestamp_column}' is not dates: {exc}") from None
+    if times.isna().any():
+        raise DataError(f"timestamp column '{hps.timestamp_column}' has missing values")
     target_type = table.schema.field(hps.target_column).type
     if not (pa.types.is_integer(target_type) or pa.types.is_floating(target_type)):
         raise DataError(
@@ -259,10 +261,14 @@ class ForecastPredictor:
     def predict(self, data: Any = None) -> npt.NDArray[np.float64]:
         """Forecasts, shape (items, prediction_length), for item ids (or rows with one).
 
-        ``None`` means every series, in stored order.
+        ``data`` is one item id, a sequence of ids or of mappings holding the item-id
+        column, or ``None`` for every series in stored order (a single series trained
+        without an item-id column has the id ``None``).
         """
         if data is None:
             items = self.item_ids
+        elif isinstance(data, str):
+            items = [data]
         else:
             items = [
                 row[self.signature.inputs[0].name] if isinstance(row, Mapping) else row

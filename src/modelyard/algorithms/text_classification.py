@@ -142,7 +142,12 @@ def read_texts(
             )
     if not tables:
         raise DataError(f"channel '{channel}' is empty: its files in {folder} have no rows")
-    table = pa.concat_tables(tables, promote_options="permissive")
+    try:
+        table = pa.concat_tables(tables, promote_options="permissive")
+    except pa.ArrowException as exc:
+        raise DataError(
+            f"channel '{channel}': files disagree on the text and label columns: {exc}"
+        ) from None
     if hps.text_column not in table.column_names:
         raise DataError(
             f"channel '{channel}' has no text column '{hps.text_column}'; set `text_column` "

@@ -7,8 +7,9 @@ Trains gradient-boosted trees with :func:`xgboost.train` on the ``train`` channe
 
 Writes to ``SM_MODEL_DIR``: ``model.ubj`` (XGBoost's UBJSON format; with early stopping,
 only the rounds up to the best one), ``signature.json`` and ``metadata.json``. Metric
-lines: ``train:<metric>`` and ``validation:<metric>`` every round (step = round, from 0),
-then the saved model's validation metrics again at its last round.
+lines: ``validation:<metric>`` every round (step = round, from 0); ``train:<metric>`` once,
+for the saved model, at its last round (after early stopping, the validation metrics are
+printed again there too); ``test:<metric>`` at the same step.
 
 The hot path stays in Arrow: the reader's table goes to a ``QuantileDMatrix`` (hist) or
 ``DMatrix`` (approx, exact) without pandas or a row-major copy.
@@ -156,11 +157,19 @@ def load(model_dir: str | Path) -> XGBoostPredictor:
 
 
 class _MetricLines(xgb.callback.TrainingCallback):
-    """Prints each round's evaluation results as metric lines."""
+    """Prints each round's validation results, and the training-set metrics at the end.
 
-    def __init__(self, metrics: Metrics) -> None:
+    Training-set metrics come once, after the last round, while the booster still holds
+    its prediction cache for the training rows (a metric pass, ~15 ms on 1M rows).
+    Computing them every round, as ``evals=[(dtrain, "train")]`` would, costs about 10%
+    of the training time on 1M rows, which is not cheap enough to be the default.
+    """
+
+    def __init__(self, metrics: Metrics, dtrain: xgb.DMatrix, train_at_end: bool) -> None:
         super().__init__()
         self.metrics = metrics
+        self.dtrain = dtrain
+        self.train_at_end = train_at_end
 
     def after_iteration(
         self, model: Any, epoch: int, evals_log: xgb.callback.TrainingCallback.EvalsLog
@@ -172,11 +181,17 @@ class _MetricLines(xgb.callback.TrainingCallback):
                 self.metrics.emit(f"{data_name}:{metric}", value, epoch)
         return False
 
+    def after_training(self, model: xgb.Booster) -> xgb.Booster:
+        if self.train_at_end:
+            step = model.num_boosted_rounds() - 1
+            _emit_eval(model, self.dtrain, "train", self.metrics, step)
+        return model
+
 
 def train_booster(
     params: dict[str, Any],
     dtrain: xgb.DMatrix,
-    evals: Sequence[tuple[xgb.DMatrix, str]],
+    dvalid: xgb.DMatrix | None,
     *,
     num_round: int,
     early_stopping_rounds: int | None,
@@ -184,24 +199,31 @@ def train_booster(
 ) -> xgb.Booster:
     """Train on this host and return the booster cut at its best round.
 
+    Emits validation metrics every round, then the saved model's training-set metrics
+    (and, after early stopping, its validation metrics again) at its last round.
+
     This is the seam for multi-host training: a Ray-backed data-parallel trainer (one
     worker per host in ``SM_HOSTS``, each with its shard) will replace this call. Today
     :meth:`Contract.require_single_host` rejects multi-host jobs before data is read.
     """
+    stopping = early_stopping_rounds is not None
     booster = xgb.train(
         params,
         dtrain,
         num_boost_round=num_round,
-        evals=list(evals),
+        evals=[] if dvalid is None else [(dvalid, "validation")],
         early_stopping_rounds=early_stopping_rounds,
         verbose_eval=False,
-        callbacks=[_MetricLines(metrics)],
+        callbacks=[_MetricLines(metrics, dtrain, train_at_end=not stopping)],
     )
-    if (
-        early_stopping_rounds is not None
-        and booster.best_iteration + 1 < booster.num_boosted_rounds()
-    ):
-        booster = booster[: booster.best_iteration + 1]
+    if stopping:
+        assert dvalid is not None
+        if booster.best_iteration + 1 < booster.num_boosted_rounds():
+            booster = booster[: booster.best_iteration + 1]
+        step = booster.num_boosted_rounds() - 1
+        # The cut model's metrics are the last lines for their names.
+        _emit_eval(booster, dtrain, "train", metrics, step)
+        _emit_eval(booster, dvalid, "validation", metrics, step)
     return booster
 
 
@@ -251,21 +273,18 @@ def train(contract: Contract) -> None:
     _check_feature_names(data)
     nthread = hps.nthread or contract.num_cpus
     dtrain = _dmatrix(data.train, hps, nthread, ref=None)
-    evals = [(dtrain, "train")]
+    dvalid = None
     if data.validation is not None:
-        evals.append((_dmatrix(data.validation, hps, nthread, ref=dtrain), "validation"))
+        dvalid = _dmatrix(data.validation, hps, nthread, ref=dtrain)
     booster = train_booster(
         booster_params(hps, data.num_class, nthread),
         dtrain,
-        evals,
+        dvalid,
         num_round=hps.num_round,
         early_stopping_rounds=hps.early_stopping_rounds,
         metrics=contract.metrics,
     )
     last_round = booster.num_boosted_rounds() - 1
-    if data.validation is not None and hps.early_stopping_rounds is not None:
-        # Early stopping cut the booster: its validation metrics are the last lines.
-        _emit_eval(booster, evals[-1][0], "validation", contract.metrics, last_round)
     signature = Signature(
         algorithm=NAME,
         inputs=data.inputs,

@@ -247,6 +247,8 @@ def profile(
                         col.hist = _bins(row[col.slot["hist"]], bins)
                     if "top" in col.slot:
                         col.top_counts = dict(row[col.slot["top"]] or {})
+                    if "values" in col.slot:
+                        _read_value_counts(col, dict(row[col.slot["values"]] or {}), bins)
         profiles = [_column_profile(col, row_count, bins, top_k) for col in columns]
     return DatasetProfile(row_count=row_count, column_count=len(columns), columns=profiles)
 
@@ -352,7 +354,8 @@ def _statistics(session: DuckSession, columns: list[_Column], share: float, top_
                 s["max"] = out(agg(f"max({col.num if col.kind == 'float' else col.raw})"))
                 s["mean"] = out(agg(f"avg({x})"))
                 s["std"] = out(agg(f"stddev_samp({x})"))
-            s["distinct"] = out(agg(f"approx_count_distinct({col.num})"))
+            distinct = agg(f"approx_count_distinct({col.num})")
+            s["distinct"] = out(distinct)
             # Integers are sampled as they are: the same list gives quantiles and
             # frequent values.
             sample = sample_of(col.num)
@@ -363,16 +366,20 @@ def _statistics(session: DuckSession, columns: list[_Column], share: float, top_
             if not col.ranged:
                 lo, hi = _min_max_exprs(col, col.raw)
                 s["min"], s["max"] = out(agg(lo)), out(agg(hi))
-            s["distinct"] = out(agg(f"approx_count_distinct({col.raw})"))
+            distinct = agg(f"approx_count_distinct({col.raw})")
+            s["distinct"] = out(distinct)
             if col.kind in _SAMPLED_DISCRETE and top_k:
                 sample = sample_of(col.raw)
         if top_k and col.kind in TOP_VALUE_KINDS and col.kind != "boolean":
             assert sample is not None
+            # Only high-cardinality columns need heavy hitters (the others are counted
+            # exactly in pass 3), and list_histogram() of a large sample is not cheap.
             s["hitters"] = out(
+                f"CASE WHEN {distinct} > {EXACT_TOP_VALUES_LIMIT} THEN "
                 f"list_slice(list_reverse_sort(list_transform(list_filter("
                 f"map_entries(list_histogram({sample})), lambda e: e.value >= greatest(2, "
                 f"len({sample}) * {HEAVY_HITTER_SHARE!r})), "
-                f"lambda e: struct_pack(n := e.value, v := e.key))), 1, {top_k})"
+                f"lambda e: struct_pack(n := e.value, v := e.key))), 1, {top_k}) END"
             )
     aliased = ", ".join(f"{e} AS _a{i}" for i, e in enumerate(inner.exprs))
     sql = f"SELECT {', '.join(outer)} FROM (SELECT {aliased} FROM {_source(columns, share=share)})"
@@ -412,6 +419,23 @@ def _read_statistics(col: _Column, row: tuple[Any, ...]) -> None:
         col.std = _finite_or_none(row[s["std"]])
 
 
+def _read_value_counts(col: _Column, counts: dict[Any, int], bins: int) -> None:
+    """Top values (integers) and the histogram of a numeric column from exact counts of
+    each of its values, binned by the same arithmetic as :func:`_histogram_expr`."""
+    if col.kind == "integer":
+        col.top_counts = counts
+    rng = col.numeric_range()
+    if rng is None or rng[1] <= rng[0]:
+        return
+    lo, hi = rng
+    scale = bins / (hi - lo)
+    by_bin: dict[int, int] = {}
+    for value, n in counts.items():
+        index = math.floor((float(value) - lo) * scale)
+        by_bin[index] = by_bin.get(index, 0) + int(n)
+    col.hist = _bins(by_bin, bins)
+
+
 def _bins(by_bin: dict[int, int] | None, bins: int) -> dict[int, int]:
     out: dict[int, int] = {}
     for index, count in (by_bin or {}).items():
@@ -422,13 +446,18 @@ def _bins(by_bin: dict[int, int] | None, bins: int) -> dict[int, int]:
 
 def _add_counts(sel: _Select, col: _Column, bins: int, top_k: int) -> None:
     """Pass 3 aggregates of one column (none when passes 1-2 answered everything)."""
-    if col.kind in NUMERIC_KINDS:
+    low_cardinality = (col.distinct or 0) <= EXACT_TOP_VALUES_LIMIT
+    if col.kind in NUMERIC_KINDS and col.values:
+        if low_cardinality:
+            # Exact counts of each value give the top values and the histogram at once.
+            col.slot["values"] = sel.add(f"histogram({col.num})")
+            return
         hist = _histogram_expr(col, bins)
         if hist is not None:
             col.slot["hist"] = sel.add(hist[0], *hist[1])
     if not top_k or col.kind not in TOP_VALUE_KINDS or col.kind == "boolean" or not col.non_null:
         return
-    if (col.distinct or 0) <= EXACT_TOP_VALUES_LIMIT:
+    if low_cardinality:
         col.slot["top"] = sel.add(f"histogram({col.raw})")
         return
     if col.hitters:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 import modelyard
 from modelyard.core.artifacts import open_store
@@ -261,20 +261,26 @@ class HostWorker:
         info = HostInfo(task.host, ip, node_id, socket.gethostname(), os.getpid())
         if not self._advance("created", "preparing"):
             return replace(info, error=f"{task.host} was already prepared ({self._phase})")
-        try:
-            self._python = self._build_tree()
-        except (ModelyardError, EnvironmentBuildFailed) as exc:
-            message = f"preparing {task.host} on {ip} failed: {exc}"
-            self._set_phase("failed", message)
-            return replace(info, error=message)
-        except (OSError, tarfile.TarError, subprocess.SubprocessError) as exc:
-            message = f"preparing {task.host} on {ip} failed: {exc!r}"
-            self._set_phase("failed", message)
-            return replace(info, error=message)
-        if len(task.hosts) > 1:
-            info = replace(info, lgbm_port=free_port())
-            if task.index == 0:
-                info = replace(info, xgb_tracker=self._start_tracker(ip))
+        with ThreadPoolExecutor(1, thread_name_prefix="modelyard-tracker") as side:
+            # algo-1 of a multi-host job starts XGBoost's tracker meanwhile (importing
+            # XGBoost takes seconds).
+            tracker = None
+            if len(task.hosts) > 1 and task.index == 0:
+                tracker = side.submit(self._start_tracker, ip)
+            try:
+                self._python = self._build_tree()
+            except (ModelyardError, EnvironmentBuildFailed) as exc:
+                message = f"preparing {task.host} on {ip} failed: {exc}"
+                self._set_phase("failed", message)
+                return replace(info, error=message)
+            except (OSError, tarfile.TarError, subprocess.SubprocessError) as exc:
+                message = f"preparing {task.host} on {ip} failed: {exc!r}"
+                self._set_phase("failed", message)
+                return replace(info, error=message)
+            if len(task.hosts) > 1:
+                info = replace(info, lgbm_port=free_port())
+            if tracker is not None:
+                info = replace(info, xgb_tracker=tracker.result())
         self._advance("preparing", "prepared")  # unless stopped meanwhile
         return info
 
