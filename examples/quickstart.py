@@ -32,8 +32,12 @@ def make_customers(n: int, *, seed: int, drift: float = 0.0, broken_emails: int 
         "monthly_spend": [round(max(0.0, rng.gauss(40 + drift, 15)), 2) for _ in range(n)],
         "plan": [rng.choices(plans, weights=[5, 3, 2, 1])[0] for _ in range(n)],
         "email": [f"c{i}@example.com" for i in range(n)],
-        "churned": [rng.random() < 0.2 for _ in range(n)],
     }
+    # Churn depends on tenure and spend (plus noise), so a model has something to learn.
+    rows["churned"] = [
+        rng.random() < (0.55 if t < 12 else 0.08) + (0.2 if s > 60 else 0.0)
+        for t, s in zip(rows["tenure_months"], rows["monthly_spend"], strict=True)
+    ]
     for i in rng.sample(range(n), broken_emails):
         rows["email"][i] = None
     return pa.table(rows)
@@ -107,7 +111,47 @@ def main() -> int:
     except my.Conflict as exc:
         console.print(f"gate stops the pipeline for v{v2.version}: {exc.message}")
 
-    console.rule("5. the audit trail")
+    console.rule("5. train the built-in XGBoost on the version that passed")
+    table_v1 = client.datasets.to_arrow("customers", v1.version)
+    plans = {"free": 0, "pro": 1, "team": 2, "enterprise": 3}
+    features = pa.table(
+        {
+            "tenure_months": table_v1["tenure_months"],
+            "monthly_spend": table_v1["monthly_spend"],
+            "plan": pa.array([plans[p] for p in table_v1["plan"].to_pylist()], pa.int32()),
+            "churned": pa.array([int(c) for c in table_v1["churned"].to_pylist()], pa.int8()),
+        }
+    )
+    split = int(features.num_rows * 0.8)
+    train = client.datasets.register("churn-train", features.slice(0, split), profile=False)
+    valid = client.datasets.register(
+        "churn-validation", features.slice(split), profile=False
+    )
+    estimator = my.Estimator(
+        algorithm="xgboost",
+        hyperparameters={
+            "objective": "binary:logistic",
+            "num_round": 60,
+            "max_depth": 4,
+            "eval_metric": "auc,logloss",
+            "label": "churned",
+        },
+        client=client,
+    )
+    job = estimator.fit(
+        {
+            "train": f"churn-train:{train.version}",
+            "validation": f"churn-validation:{valid.version}",
+        },
+        logs=False,
+    )
+    console.print(f"job {job.id}: {job.state} after {len(job.attempt_list)} attempt(s)")
+    for name, value in sorted(job.final_metrics.items()):
+        console.print(f"   {name} = {value:.4f}")
+    if job.model is not None:
+        console.print(f"model artifact {job.model.digest[:12]}… ({job.model.size} bytes)")
+
+    console.rule("6. the audit trail")
     events = client.audit.list(limit=20).events
     for e in reversed(events):
         console.print(

@@ -12,7 +12,7 @@ from algokit import JobDir
 
 
 @pytest.fixture(scope="session")
-def pycache(pytestconfig: pytest.Config) -> Path | None:
+def pycache(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Path | None:
     """A bytecode cache shared by the children, where writing it beside sources is off.
 
     pip compiles bytecode when it installs; an environment that neither has it nor allows
@@ -22,7 +22,10 @@ def pycache(pytestconfig: pytest.Config) -> Path | None:
     """
     if not (sys.flags.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE")):
         return None
-    return Path(pytestconfig.cache.mkdir("algorithms-pycache"))
+    cache = getattr(pytestconfig, "cache", None)  # None with -p no:cacheprovider
+    if cache is None:
+        return tmp_path_factory.mktemp("pycache")
+    return Path(cache.mkdir("algorithms-pycache"))
 
 
 @pytest.fixture

@@ -25,5 +25,7 @@ def test_quickstart_runs_the_lifecycle(tmp_path: Path) -> None:
     assert "v1: PASSED" in out and "v2: FAILED" in out
     assert "every customer has an email: 130 failing rows" in out
     assert "monthly_spend" in out and "SHIFTED" in out
-    assert "datasets.register_version" in out  # the audit trail
+    assert "Completed after 1 attempt(s)" in out  # the built-in XGBoost job
+    assert "validation:auc = 0." in out and "model artifact" in out
+    assert "datasets.register_version" in out and "jobs.submit" in out  # the audit trail
     assert (tmp_path / "qs" / "modelyard.db").exists()
