@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 import modelyard
 from modelyard.errors import InvalidInput, ModelyardError
