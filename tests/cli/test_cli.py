@@ -114,3 +114,14 @@ def test_up_serves_and_shuts_down_gracefully(tmp_path: Path) -> None:
     # uvicorn finishes in-flight work, runs shutdown, then re-raises SIGTERM for the exit status.
     assert proc.returncode in (0, -15), out
     assert "Application shutdown complete" in out and "Finished server process" in out
+
+
+def test_db_upgrade_and_current(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    out = run("db", "upgrade", "--db", url)
+    assert out.startswith("schema empty -> ")
+    head = out.split("-> ")[1].strip()
+    assert run("db", "current", "--db", url).split() == ["current:", head, "head:", head]
+    assert run("db", "upgrade", "--db", url).strip() == f"schema {head} -> {head}"
+    bad = runner.invoke(app, ["db", "upgrade", "--db", "mysql://x/y"])
+    assert bad.exit_code == 1 and "not supported" in bad.output
