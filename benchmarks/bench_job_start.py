@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import modelyard as my
+from modelyard.jobs.backends.ray import shutdown_drivers
 
 REPO = Path(__file__).resolve().parent.parent
 GOAL_MS = 150.0
@@ -109,9 +110,7 @@ def ray_cluster(address: str | None, base: Path) -> Iterator[str]:
     try:
         yield cluster.address
     finally:
-        import ray
-
-        ray.shutdown()
+        shutdown_drivers()
         cluster.stop()
 
 

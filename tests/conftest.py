@@ -14,7 +14,7 @@ from modelyard.client.sdk import Client, connect
 from modelyard.runtime import Runtime
 from testkit import LiveServer, make_settings
 
-pytest_plugins = ["fixtures.seaweed"]
+pytest_plugins = ["fixtures.seaweed", "fixtures.ray_cluster"]
 
 PG_ADMIN_URL = os.environ.get("MODELYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,13 +35,8 @@ from modelyard.core.artifacts import LocalArtifactStore
 from modelyard.errors import InvalidInput
 from modelyard.jobs.backends import backend_class
 from modelyard.jobs.backends.base import AttemptExit, ComputeBackend
-from modelyard.jobs.backends.ray import (
-    NAMESPACE,
-    RayBackend,
-    cluster_environments,
-    combine_exits,
-    ray_address,
-)
+from modelyard.jobs.backends.ray import RayBackend, driver_pids, ray_address
+from modelyard.jobs.backends.ray_driver import NAMESPACE, cluster_environments, combine_exits
 from modelyard.jobs.backends.ray_worker import HostInfo, shard
 from modelyard.jobs.schemas import ChannelInput, ResolvedChannel, ResourceUsage
 
@@ -55,7 +52,7 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 def _kill_actors_of(backend: RayBackend) -> None:
     """Whatever attempts a test left behind (actors hold CPUs of the 2-CPU cluster)."""
-    prefix = f"modelyard.{backend._tag}."
+    prefix = f"modelyard.{backend.tag}."
     for entry in ray.util.list_named_actors(all_namespaces=True):
         if entry["namespace"] == NAMESPACE and entry["name"].startswith(prefix):
             ray.kill(ray.get_actor(entry["name"], namespace=NAMESPACE))
@@ -315,7 +312,9 @@ def test_a_job_outlives_its_control_plane(home: Path, tmp_path: Path) -> None:
             client, tmp_path, RELEASED, backend="ray", environment={"RELEASE": str(release)}
         ).fit(wait=False)
         wait_for(lambda: len(_texts(client, job.id)) >= 3)
-    ray.shutdown()  # the runtime, its controller and its Ray connection are gone
+    # The runtime and its controller are gone; so is the Ray driver, killed outright.
+    for pid in driver_pids().values():
+        os.kill(pid, signal.SIGKILL)
 
     with my.connect(home=home) as client:
         running = client.jobs.get(job.id)

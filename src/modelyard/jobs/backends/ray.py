@@ -2,20 +2,24 @@
 
 Backend URLs:
 
-- ``ray`` — connect with ``ray.init(address="auto")``: the cluster named by
-  ``RAY_ADDRESS`` (``host:6379``, the GCS address) or else the one running on this
-  machine. The control plane must run on a node of the cluster (as ``modelyard up`` on
-  the head node does).
+- ``ray`` — ``ray.init(address="auto")``: the cluster named by ``RAY_ADDRESS`` (its GCS
+  ``host:port``), else the one running on this machine. The control plane must run on a
+  node of the cluster (as ``modelyard up`` on the head node does).
 - ``ray://<host>:<port>`` — a Ray Client address (default port 10001), for a control
-  plane outside the cluster. Needs ``ray[client]`` installed on both sides.
+  plane outside the cluster. Needs ``ray[client]`` on both sides.
 
-One process talks to one Ray cluster (``ray.init`` is process-wide); a job naming another
-address fails to launch with a message saying so.
+The control plane does not import Ray. A Ray driver ends its whole process when the
+cluster's GCS is unreachable for 60 s, so each address gets a driver process of its own
+(:mod:`modelyard.jobs.backends.ray_driver`), started on first use and shared by the
+control planes of this process; calls go to it over a local socket. If it dies (the
+cluster went away), calls fail with :class:`~modelyard.errors.ConfigurationError` — the
+controller retries them on its next pass — and a new one is started, at most every
+:data:`RESTART_BACKOFF_S`.
 
 Each host ``algo-<i>`` of attempt ``n`` of job ``J`` is the actor
-``modelyard.<home tag>.J.n.algo-<i>`` in the ``modelyard`` namespace, created with
+``modelyard.<home tag>.J.n.algo-<i>`` in namespace ``modelyard``, created with
 ``lifetime="detached"`` so it outlives the control plane: after a restart the controller
-finds it again by name (``ray.get_actor``) from the plan alone. The actor
+finds it again by name from the plan alone. The actor
 (:class:`~modelyard.jobs.backends.ray_worker.HostWorker`) runs the local backend's
 supervisor on its node and answers ``poll``/``read_logs``/``stop``/``collect``. It reads
 the source and inputs from the artifact store and writes model/output back to it from the
@@ -26,39 +30,36 @@ local-folder store works where all nodes share the file system (one machine).
 placement group with the ``SPREAD`` strategy (one bundle per host, spread over nodes
 where possible; on a one-node cluster all bundles land on that node). Every host gets
 ``SM_HOSTS``/``SM_CURRENT_HOST``, its shard of each ``ShardedByS3Key`` channel, and the
-data-parallel contract of :data:`CLUSTER_ENV`. The attempt succeeds when every host
-succeeds; a failing host stops the others; ``model/`` and ``output/`` come from algo-1.
-Log lines of algo-1 are stored as they are, other hosts' prefixed ``[algo-<i>] ``.
+data-parallel variables of :func:`~modelyard.jobs.backends.ray_driver.cluster_environments`.
+The attempt succeeds when every host succeeds; a failing host stops the others;
+``model/`` and ``output/`` come from algo-1. Log lines of algo-1 are stored as they are,
+other hosts' prefixed ``[algo-<i>] ``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import logging
+import importlib.util
 import os
+import secrets
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.managers import BaseManager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError
-from ray.util.placement_group import (
-    PlacementGroup,
-    get_placement_group,
-    placement_group,
-    remove_placement_group,
-)
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
+import modelyard
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.errors import ConfigurationError, InvalidInput
 from modelyard.jobs.backends.base import (
-    AttemptExit,
     AttemptPlan,
     BackendRef,
     Capacity,
@@ -68,38 +69,22 @@ from modelyard.jobs.backends.base import (
     LogLines,
     Poll,
 )
-from modelyard.jobs.backends.ray_worker import (
-    HOST_ADDRESSES_ENV,
-    LGBM_MACHINES_ENV,
-    LGBM_PORT_ENV,
-    XGB_TRACKER_PORT_ENV,
-    XGB_TRACKER_URI_ENV,
-    HostInfo,
-    HostPoll,
-    HostTask,
-    HostWorker,
-)
-from modelyard.jobs.contract import FAILURE_LIMIT
-from modelyard.jobs.schemas import JobSpec, ResourceUsage
+from modelyard.jobs.schemas import JobSpec
 
-NAMESPACE = "modelyard"
 DEFAULT_CLIENT_PORT = 10001
-# Variables passed to every multi-host job (besides SM_HOSTS / SM_CURRENT_HOST).
-CLUSTER_ENV = (
-    HOST_ADDRESSES_ENV,
-    XGB_TRACKER_URI_ENV,
-    XGB_TRACKER_PORT_ENV,
-    LGBM_MACHINES_ENV,
-    LGBM_PORT_ENV,
-)
+# A driver process that failed to start is not tried again for this long.
+RESTART_BACKOFF_S = 15.0
+# How long a new driver process may take to connect to Ray.
+DRIVER_START_TIMEOUT_S = 120.0
+# How long a call waits for a driver being started: the first one of this process for a
+# cluster (imports and ray.init take seconds), and a replacement for one that died.
+FIRST_START_WAIT_S = 60.0
+RESTART_WAIT_S = 5.0
 # Not secrets: where the artifact store is. Credentials come from each node's own
 # environment (or instance role); they are never put into actor arguments.
-_FORWARDED_ENV = ("MODELYARD_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_REGION")
-
-_RemoteWorker = ray.remote(HostWorker)
-_connect_lock = threading.Lock()
-_connected_to: str | None = None
-_generation = 0
+FORWARDED_ENV = ("MODELYARD_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_REGION")
+# The driver process's connection errors: it died, or was never there.
+_GONE = (EOFError, OSError)
 
 
 def ray_address(url: str) -> str:
@@ -121,95 +106,196 @@ def ray_address(url: str) -> str:
     return f"ray://{parts.hostname}:{port}"
 
 
-def connect(address: str) -> int:
-    """Connect this process to Ray at ``address`` once; a number that changes on reconnect.
+@dataclass(frozen=True)
+class DriverOptions:
+    """A control plane's settings for its driver: the backend's timeouts, fixed at first use."""
 
-    An existing connection (made here or by the caller's own ``ray.init``) is reused; a
-    connection this module made to another address is refused.
-    """
-    global _connected_to, _generation
-    with _connect_lock:
-        if ray.is_initialized():
-            if _connected_to is not None and _connected_to != address:
-                raise ConfigurationError(
-                    f"this process is connected to the Ray cluster at {_connected_to!r}; it "
-                    f"cannot also use {address!r} (one Ray cluster per control plane)"
-                )
-            return _generation
+    address: str
+    stop_grace_s: float  # between SIGTERM and SIGKILL (stop, max runtime)
+    placement_timeout_s: float  # a multi-host job's placement group
+    prepare_timeout_s: float  # the hosts' preparation, including waiting to be scheduled
+    call_timeout_s: float  # poll/read_logs/stop/cleanup: slower counts as busy
+    collect_timeout_s: float  # uploading model/ and output/ from the node
+    launch_grace_s: float  # a launch interrupted by a control-plane crash is given up
+    linger_s: float  # an actor nobody calls for this long ends itself after its job
+    store_env: dict[str, str]  # FORWARDED_ENV as the control plane has them
+
+
+# -- driver processes -------------------------------------------------------------------------
+
+
+class _DriverManager(BaseManager):
+    pass
+
+
+_DriverManager.register("RayDriver")
+
+
+@dataclass
+class _Driver:
+    """A driver process being started (in a thread) or running, and its manager."""
+
+    address: str
+    folder: Path
+    manager: _DriverManager
+    authkey: bytes
+    wait_until: float  # callers wait for the start to settle until then
+    process: subprocess.Popen[bytes] | None = None
+    error: str | None = None  # why the start failed
+    settled_at: float = 0.0
+    settled: threading.Event = field(default_factory=threading.Event)
+
+    def usable(self) -> bool:
+        return self.settled.is_set() and self.error is None and self.alive()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Start the process and connect to it; sets ``error`` or makes it usable."""
         try:
-            ray.init(
-                address=address,
-                namespace=NAMESPACE,
-                log_to_driver=False,
-                logging_level=logging.WARNING,
+            self._start()
+        except ConfigurationError as exc:
+            self.error = str(exc)
+        except (OSError, EOFError) as exc:
+            self.error = f"the Ray driver for {self.address!r} did not start: {exc!r}"
+        if self.error is not None:
+            self.close()
+        self.settled_at = time.monotonic()
+        self.settled.set()
+
+    def _start(self) -> None:
+        socket_path = str(self.folder / "driver.sock")
+        src_root = str(Path(modelyard.__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, env.get("PYTHONPATH")]))
+        env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # The driver gives up (ends) 10 s after the cluster became unreachable, not 60 s:
+        # calls stuck meanwhile wait that long, and a new driver takes over.
+        env.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "10")
+        command = [sys.executable, "-m", "modelyard.jobs.backends.ray_driver", socket_path]
+        self.process = process = subprocess.Popen(
+            [*command, self.address, str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            start_new_session=True,  # a Ctrl-C in the control plane's terminal is not for it
+        )
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(self.authkey.hex().encode() + b"\n")
+        process.stdin.close()
+        ready, _, _ = select.select([process.stdout], [], [], DRIVER_START_TIMEOUT_S)
+        line = process.stdout.readline().decode(errors="replace").strip() if ready else ""
+        process.stdout.close()
+        if line != "ready":
+            code = process.poll()
+            why = line.removeprefix("error: ") or (
+                f"it exited with code {code}"
+                if code is not None
+                else f"no answer within {DRIVER_START_TIMEOUT_S:.0f} s"
             )
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"cannot connect to the Ray cluster at {address!r}: {exc}"
-            ) from exc
-        _connected_to = address
-        _generation += 1
-        return _generation
+            raise ConfigurationError(f"the Ray driver for {self.address!r} did not start: {why}")
+        self.manager.connect()
+
+    def close(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _cluster_resources() -> dict[str, float]:
-    """The cluster's total resources (``CPU``, ``GPU``, ``memory`` in bytes…)."""
-    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-    return resources
+_drivers: dict[str, _Driver] = {}
+_failed_at: dict[str, float] = {}
+_ever_ready: set[str] = set()
+_drivers_lock = threading.Lock()
 
 
-def _cause(exc: BaseException) -> str:
-    """A short description of a Ray error (a task error's own exception, not the trace)."""
-    cause = getattr(exc, "cause", None)
-    return repr(cause) if isinstance(cause, BaseException) else str(exc).splitlines()[0]
+def _driver_key(address: str) -> str:
+    # "auto" means RAY_ADDRESS if set: a different value is a different cluster.
+    return f"auto={os.environ.get('RAY_ADDRESS', '')}" if address == "auto" else address
 
 
-def _combine_usage(exits: Sequence[AttemptExit]) -> ResourceUsage | None:
-    usages = [e.usage for e in exits if e.usage is not None]
-    if not usages:
-        return None
-    return ResourceUsage(
-        cpu_seconds=sum(u.cpu_seconds for u in usages),
-        peak_rss_bytes=max(u.peak_rss_bytes for u in usages),
-        wall_seconds=max(u.wall_seconds for u in usages),
-        gpu_seconds=None,
+def _new_driver(key: str, address: str) -> _Driver:
+    """Start a driver in the background (called with the lock held)."""
+    now = time.monotonic()
+    wait = _failed_at.get(key, -RESTART_BACKOFF_S) + RESTART_BACKOFF_S - now
+    if wait > 0:
+        raise ConfigurationError(
+            f"the Ray cluster at {address!r} was unreachable; trying again in {wait:.0f} s"
+        )
+    folder = Path(tempfile.mkdtemp(prefix="modelyard-ray-"))
+    authkey = secrets.token_bytes(32)
+    first = key not in _ever_ready
+    driver = _Driver(
+        address,
+        folder,
+        _DriverManager(address=str(folder / "driver.sock"), authkey=authkey),
+        authkey,
+        wait_until=now + (FIRST_START_WAIT_S if first else RESTART_WAIT_S),
     )
+    threading.Thread(target=driver.start, name="modelyard-ray-driver", daemon=True).start()
+    return driver
 
 
-def combine_exits(hosts: Sequence[str], exits: Sequence[AttemptExit]) -> AttemptExit:
-    """How a multi-host attempt ended: success if every host succeeded, else the cause.
+def _driver_for(address: str) -> _Driver:
+    """The usable driver process for ``address``, started if needed.
 
-    The cause is the first host (in host order) that failed other than by being stopped —
-    the others were stopped because of it — else the first host that did not succeed.
-    Usage: CPU seconds summed, peak RSS and wall time the largest.
+    Raises :class:`ConfigurationError` at once while a restart is pending or backing off,
+    and after a bounded wait while a start is under way (up to
+    :data:`FIRST_START_WAIT_S` for a cluster this process never reached, else
+    :data:`RESTART_WAIT_S`), so a Ray outage does not hold up the controller's loop.
     """
-    started = [e.started_at for e in exits if e.started_at is not None]
-    ended = [e.ended_at for e in exits if e.ended_at is not None]
-    common: dict[str, Any] = {
-        "usage": _combine_usage(exits),
-        "started_at": min(started) if started else None,
-        "ended_at": max(ended) if ended else None,
-    }
-    failed = [(h, e) for h, e in zip(hosts, exits, strict=True) if not e.succeeded]
-    if not failed:
-        return AttemptExit("exited", exit_code=0, **common)
-    causes = [(h, e) for h, e in failed if e.reason != "stopped"]
-    host, first = (causes or failed)[0]
-    message = first.message
-    if len(hosts) > 1 and message:
-        message = f"{host}: {message}"
-    return AttemptExit(
-        first.reason, exit_code=first.exit_code, signal=first.signal, message=message, **common
-    )
+    key = _driver_key(address)
+    with _drivers_lock:
+        driver = _drivers.get(key)
+        if driver is not None and driver.settled.is_set() and not driver.usable():
+            if driver.error is not None:
+                _failed_at[key] = driver.settled_at
+            driver.close()
+            del _drivers[key]
+            driver = None
+        if driver is None:
+            driver = _drivers[key] = _new_driver(key, address)
+    if not driver.settled.wait(max(driver.wait_until - time.monotonic(), 0.0)):
+        raise ConfigurationError(f"still connecting to the Ray cluster at {address!r}")
+    if driver.error is not None:
+        raise ConfigurationError(driver.error)
+    _ever_ready.add(key)
+    return driver
+
+
+def driver_pids() -> dict[str, int]:
+    """This process's running Ray driver processes: ``{cluster: pid}``."""
+    with _drivers_lock:
+        return {k: d.process.pid for k, d in _drivers.items() if d.process and d.alive()}
+
+
+def shutdown_drivers() -> None:
+    """End this process's Ray driver processes (attempts on the clusters keep running)."""
+    with _drivers_lock:
+        drivers = list(_drivers.values())
+        _drivers.clear()
+        _failed_at.clear()
+    for driver in drivers:
+        driver.settled.wait(DRIVER_START_TIMEOUT_S)
+        driver.close()
+
+
+# -- the backend ------------------------------------------------------------------------------
 
 
 class RayBackend(ComputeBackend):
-    scheme = "ray"
+    scheme: ClassVar[str] = "ray"
     # Between SIGTERM and SIGKILL when stopping an attempt or at its max runtime.
     stop_grace_s = 10.0
     # How long a launch waits for a multi-host job's placement group.
     placement_timeout_s = 300.0
-    # How long a launch waits for the hosts to prepare (inputs, a requirements venv).
+    # How long a launch waits for the hosts to be scheduled and prepared (inputs, venv).
     prepare_timeout_s = 1800.0
     # poll/read_logs/stop: an actor slower than this counts as busy, not as gone.
     call_timeout_s = 10.0
@@ -223,358 +309,79 @@ class RayBackend(ComputeBackend):
     def __init__(self, url: str, artifacts: ArtifactStore, home: Path) -> None:
         super().__init__(url, artifacts, home)
         self.address = ray_address(url)
-        self._tag = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
-        self._handles: dict[str, Any] = {}
-        self._handles_of = -1
-        self._pending_since: dict[str, float] = {}
-        self._stopping: set[str] = set()
+        self.tag = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+        self._proxy: Any = None
+        self._proxy_of: _Driver | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def validate(cls, url: str, spec: JobSpec) -> None:
         ray_address(url)
+        if importlib.util.find_spec("ray") is None:
+            raise InvalidInput("the Ray backend needs Ray: pip install 'modelyard[ray]'")
 
-    def _connect(self) -> None:
-        generation = connect(self.address)
+    def _options(self) -> DriverOptions:
+        return DriverOptions(
+            address=self.address,
+            stop_grace_s=self.stop_grace_s,
+            placement_timeout_s=self.placement_timeout_s,
+            prepare_timeout_s=self.prepare_timeout_s,
+            call_timeout_s=self.call_timeout_s,
+            collect_timeout_s=self.collect_timeout_s,
+            launch_grace_s=self.launch_grace_s,
+            linger_s=self.linger_s,
+            store_env={k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)},
+        )
+
+    def _driver(self) -> Any:
+        """This control plane's :class:`~modelyard.jobs.backends.ray_driver.RayDriver`."""
+        driver = _driver_for(self.address)
         with self._lock:
-            if generation != self._handles_of:
-                self._handles.clear()
-                self._handles_of = generation
+            if self._proxy is None or self._proxy_of is not driver:
+                manager: Any = driver.manager
+                self._proxy = manager.RayDriver(self.artifacts.url, self.tag, self._options())
+                self._proxy_of = driver
+            return self._proxy
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._driver(), method)(*args)
+        except _GONE as exc:
+            with self._lock:
+                self._proxy = None
+            raise ConfigurationError(
+                f"lost the Ray driver process for {self.address!r} ({exc!r}); the Ray "
+                "cluster may be down. It is restarted on the next call."
+            ) from exc
 
     def capacity(self) -> Capacity:
-        self._connect()
-        resources = _cluster_resources()
-        return Capacity(
-            cpus=int(resources.get("CPU", 0)),
-            memory_mb=int(resources.get("memory", 0)) // 2**20,
-            gpus=int(resources.get("GPU", 0)),
-        )
-
-    # -- names ------------------------------------------------------------------------------
-
-    @staticmethod
-    def hosts(spec: JobSpec) -> list[str]:
-        return [f"algo-{i + 1}" for i in range(spec.resources.instance_count)]
-
-    def group_name(self, plan: AttemptPlan) -> str:
-        """The placement group's name (also the prefix of the actors' names)."""
-        return f"modelyard.{self._tag}.{plan.job_id}.{plan.attempt}"
-
-    def actor_names(self, plan: AttemptPlan) -> list[str]:
-        return [f"{self.group_name(plan)}.{host}" for host in self.hosts(plan.spec)]
-
-    def _lookup(self, name: str) -> Any:
-        with self._lock:
-            handle = self._handles.get(name)
-        if handle is not None:
-            return handle
-        try:
-            handle = ray.get_actor(name, namespace=NAMESPACE)
-        except ValueError:  # no live actor of that name
-            return None
-        with self._lock:
-            self._handles[name] = handle
-        return handle
-
-    def _forget(self, name: str) -> None:
-        with self._lock:
-            self._handles.pop(name, None)
-
-    def _ref(self, plan: AttemptPlan, infos: Sequence[HostInfo] = ()) -> BackendRef:
-        ref: BackendRef = {
-            "address": self.address,
-            "namespace": NAMESPACE,
-            "actors": self.actor_names(plan),
-        }
-        if plan.spec.resources.instance_count > 1:
-            ref["placement_group"] = self.group_name(plan)
-        if infos:
-            ref["hosts"] = {
-                i.host: {"node_ip": i.node_ip, "node_id": i.node_id, "pid": i.pid} for i in infos
-            }
-        return ref
-
-    # -- launch -----------------------------------------------------------------------------
-
-    def _discard(self, plan: AttemptPlan) -> None:
-        """Kill the attempt's actors and remove its placement group, whatever is left."""
-        for name in self.actor_names(plan):
-            handle = self._lookup(name)
-            self._forget(name)
-            self._pending_since.pop(name, None)
-            if handle is not None:
-                with contextlib.suppress(RayError, ValueError):
-                    ray.kill(handle, no_restart=True)
-        if plan.spec.resources.instance_count > 1:
-            with contextlib.suppress(RayError, ValueError):  # ValueError: no such group
-                remove_placement_group(get_placement_group(self.group_name(plan)))
-        self._stopping.discard(self.group_name(plan))
-
-    def _placement_group(self, plan: AttemptPlan) -> PlacementGroup:
-        res = plan.spec.resources
-        bundle: dict[str, float] = {"CPU": float(res.cpus)}
-        if res.gpus:
-            bundle["GPU"] = float(res.gpus)
-        if res.memory_mb:
-            bundle["memory"] = float(res.memory_mb * 2**20)
-        group: PlacementGroup = placement_group(
-            [dict(bundle) for _ in range(res.instance_count)],
-            strategy="SPREAD",
-            name=self.group_name(plan),
-            lifetime="detached",
-        )
-        ready, _ = ray.wait([group.ready()], timeout=self.placement_timeout_s)
-        if not ready:
-            raise LaunchFailed(
-                f"the Ray cluster could not reserve {res.instance_count} x {bundle} within "
-                f"{self.placement_timeout_s:.0f} s (cluster resources: "
-                f"{_cluster_resources()})"
-            )
-        return group
-
-    def _task(self, plan: AttemptPlan, index: int) -> HostTask:
-        return HostTask(
-            job_id=plan.job_id,
-            job_name=plan.job_name,
-            attempt=plan.attempt,
-            spec=plan.spec.model_dump(mode="json"),
-            hosts=self.hosts(plan.spec),
-            index=index,
-            store_url=self.artifacts.url,
-            store_env={k: os.environ[k] for k in _FORWARDED_ENV if os.environ.get(k)},
-            stop_grace_s=self.stop_grace_s,
-            linger_s=self.linger_s,
-        )
-
-    def _create(self, plan: AttemptPlan, index: int, group: PlacementGroup | None) -> Any:
-        res = plan.spec.resources
-        options: dict[str, Any] = {
-            "name": self.actor_names(plan)[index],
-            "namespace": NAMESPACE,
-            "lifetime": "detached",
-            "max_restarts": 0,
-            "max_task_retries": 0,
-            "max_concurrency": 8,  # poll and read_logs answer while prepare works
-            "num_cpus": res.cpus,
-            "num_gpus": res.gpus,
-        }
-        if res.memory_mb:
-            options["memory"] = res.memory_mb * 2**20
-        if group is not None:
-            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
-                placement_group=group, placement_group_bundle_index=index
-            )
-        return _RemoteWorker.options(**options).remote(self._task(plan, index))
+        result: Capacity = self._call("capacity")
+        return result
 
     def launch(self, plan: AttemptPlan) -> BackendRef:
         try:
-            self._connect()
+            ref: BackendRef = self._call("launch", plan)
         except ConfigurationError as exc:
             raise LaunchFailed(str(exc)) from exc
-        self._discard(plan)  # what a launch interrupted by a crash left behind
-        try:
-            group = self._placement_group(plan) if plan.spec.resources.instance_count > 1 else None
-            actors = [self._create(plan, i, group) for i in range(len(self.hosts(plan.spec)))]
-            infos: list[HostInfo] = ray.get(
-                [a.prepare.remote() for a in actors], timeout=self.prepare_timeout_s
-            )
-            if any(info.error for info in infos):
-                # No host starts; poll reports the failure and the logs keep the setup output.
-                ray.get([a.stop.remote() for a in actors], timeout=self.call_timeout_s)
-                return self._ref(plan, infos)
-            environments = cluster_environments(infos)
-            ray.get(
-                [a.start.remote(env) for a, env in zip(actors, environments, strict=True)],
-                timeout=self.prepare_timeout_s,
-            )
-        except LaunchFailed:
-            self._discard(plan)
-            raise
-        except GetTimeoutError as exc:
-            self._discard(plan)
-            raise LaunchFailed(
-                f"the attempt's Ray actors did not get ready within "
-                f"{self.prepare_timeout_s:.0f} s (cluster resources: "
-                f"{_cluster_resources()})"
-            ) from exc
-        except RayError as exc:
-            self._discard(plan)
-            raise LaunchFailed(f"starting the attempt on Ray failed: {_cause(exc)}") from exc
-        return self._ref(plan, infos)
-
-    # -- watch ------------------------------------------------------------------------------
-
-    def _call(self, plan: AttemptPlan, method: str, *args: Any, timeout: float) -> list[Any]:
-        """``method`` on every host's actor: its result, or None where there is no actor,
-        or the :class:`RayError` it raised (``GetTimeoutError`` when it is slow)."""
-        names = self.actor_names(plan)
-        handles = [self._lookup(name) for name in names]
-        pending = {
-            i: getattr(h, method).remote(*args) for i, h in enumerate(handles) if h is not None
-        }
-        results: list[Any] = [None] * len(names)
-        deadline = time.monotonic() + timeout
-        for i, object_ref in pending.items():
-            try:
-                results[i] = ray.get(object_ref, timeout=max(deadline - time.monotonic(), 0.01))
-            except RayError as exc:
-                if isinstance(exc, RayActorError):
-                    self._forget(names[i])
-                results[i] = exc
-        return results
+        return ref
 
     def poll(self, plan: AttemptPlan, ref: BackendRef) -> Poll:
-        self._connect()
-        hosts, names = self.hosts(plan.spec), self.actor_names(plan)
-        results = self._call(plan, "poll", timeout=self.call_timeout_s)
-        launched = bool(ref.get("actors"))
-        if all(r is None for r in results):
-            if launched:
-                message = (
-                    "the attempt's Ray actors are gone (the Ray cluster restarted or their "
-                    "node died)"
-                )
-                return Poll("exited", ref, AttemptExit("lost", message=message))
-            return Poll("not_launched")
-        polls: list[Poll] = []
-        interrupted = False
-        now = time.monotonic()
-        for host, name, result in zip(hosts, names, results, strict=True):
-            if isinstance(result, HostPoll):
-                self._pending_since.pop(name, None)
-                stale = result.phase in ("created", "prepared")
-                interrupted |= not launched and stale and result.phase_age_s > self.launch_grace_s
-                polls.append(result.poll)
-            elif isinstance(result, GetTimeoutError):  # busy, or not scheduled yet
-                since = self._pending_since.setdefault(name, now)
-                interrupted |= not launched and now - since > self.launch_grace_s
-                polls.append(Poll("launching"))
-            else:
-                why = f"its Ray actor died: {_cause(result)}" if result else "its actor is gone"
-                polls.append(Poll("exited", exit=AttemptExit("lost", message=f"{host}: {why}")))
-        found = ref if launched else self._ref(plan)
-        if any(p.state == "launching" for p in polls):
-            if interrupted or (not launched and any(p.state == "exited" for p in polls)):
-                self._discard(plan)
-                message = "the attempt's launch was interrupted (the control plane stopped)"
-                return Poll("exited", found, AttemptExit("lost", message=message))
-            return Poll("launching")
-        exits = [p.exit for p in polls if p.exit is not None]
-        if len(exits) < len(polls):
-            if any(not e.succeeded for e in exits):
-                self._stop_rest(plan, polls)
-            return Poll("running", found)
-        return Poll("exited", found, combine_exits(hosts, exits))
-
-    def _stop_rest(self, plan: AttemptPlan, polls: Sequence[Poll]) -> None:
-        """A host failed: stop the others (once), as a failed host fails the attempt."""
-        key = self.group_name(plan)
-        if key in self._stopping:
-            return
-        self._stopping.add(key)
-        for name, p in zip(self.actor_names(plan), polls, strict=True):
-            handle = self._lookup(name)
-            if p.state == "running" and handle is not None:
-                handle.stop.remote()
+        result: Poll = self._call("poll", plan, ref)
+        return result
 
     def read_logs(
         self, plan: AttemptPlan, ref: BackendRef, offsets: dict[str, int], *, final: bool
     ) -> LogLines:
-        self._connect()
-        hosts = self.hosts(plan.spec)
-
-        def key(host: str, stream: str) -> str:
-            return stream if host == hosts[0] else f"{host}/{stream}"
-
-        per_host = [
-            {s: offsets[key(h, s)] for s in ("stdout", "stderr") if key(h, s) in offsets}
-            for h in hosts
-        ]
-        names = self.actor_names(plan)
-        handles = [self._lookup(name) for name in names]
-        pending = [
-            (h, handle.read_logs.remote(o, final))
-            for h, o, handle in zip(hosts, per_host, handles, strict=True)
-            if handle is not None
-        ]
-        lines: list[tuple[str, str]] = []
-        new_offsets = dict(offsets)
-        for host, object_ref in pending:
-            try:
-                batch: LogLines = ray.get(object_ref, timeout=self.call_timeout_s)
-            except RayError:
-                continue  # a gone or busy host: its lines come with a later read, or never
-            prefix = "" if host == hosts[0] else f"[{host}] "
-            lines += [(stream, prefix + text) for stream, text in batch.lines]
-            for stream, value in batch.offsets.items():
-                new_offsets[key(host, stream)] = value
-        return LogLines(lines, new_offsets)
+        result: LogLines = self._call("read_logs", plan, ref, offsets, final)
+        return result
 
     def stop(self, plan: AttemptPlan, ref: BackendRef) -> None:
-        self._connect()
-        for name in self.actor_names(plan):
-            handle = self._lookup(name)
-            if handle is not None:
-                handle.stop.remote()
-
-    # -- results ----------------------------------------------------------------------------
+        self._call("stop", plan, ref)
 
     def collect(self, plan: AttemptPlan, ref: BackendRef, *, succeeded: bool) -> Collected:
-        """algo-1 stores its model/ and output/ (as SageMaker keeps algo-1's); every host
-        is asked for its output/failure, and the first one found (in host order) is used."""
-        self._connect()
-        hosts, names = self.hosts(plan.spec), self.actor_names(plan)
-        results: list[Collected | None] = []
-        for i, (host, name) in enumerate(zip(hosts, names, strict=True)):
-            store = succeeded and i == 0
-            handle = self._lookup(name)
-            try:
-                if handle is None:
-                    raise RuntimeError("its Ray actor is gone")
-                timeout = self.collect_timeout_s if store else self.call_timeout_s
-                results.append(ray.get(handle.collect.remote(store), timeout=timeout))
-            except (RayError, RuntimeError) as exc:
-                if store:
-                    raise RuntimeError(f"storing {host}'s results failed: {_cause(exc)}") from exc
-                results.append(None)
-        failure = None
-        for host, got in zip(hosts, results, strict=True):
-            if got is not None and got.failure:
-                failure = got.failure if len(hosts) == 1 else f"{host}: {got.failure}"
-                break
-        first = results[0]
-        return Collected(
-            first.model if first is not None else None,
-            first.outputs if first is not None else [],
-            failure[:FAILURE_LIMIT] if failure else None,
-        )
+        result: Collected = self._call("collect", plan, ref, succeeded)
+        return result
 
     def cleanup(self, plan: AttemptPlan, ref: BackendRef) -> None:
-        self._connect()
-        self._call(plan, "cleanup", timeout=self.call_timeout_s)
-        self._discard(plan)
-
-
-def cluster_environments(infos: Sequence[HostInfo]) -> list[dict[str, str]]:
-    """The data-parallel variables for each host (nothing for a single-host job).
-
-    ``MODELYARD_HOST_ADDRESSES``: JSON ``{"algo-1": "<node ip>", …}``.
-    ``MODELYARD_XGB_TRACKER_URI`` / ``_PORT``: XGBoost's collective tracker, running on
-    algo-1's node (absent where XGBoost is not installed there); pass them as
-    ``dmlc_tracker_uri``/``dmlc_tracker_port`` with ``dmlc_task_id=SM_CURRENT_HOST`` to
-    ``xgboost.collective.CommunicatorContext``.
-    ``MODELYARD_LGBM_MACHINES``: ``ip:port,…`` in host order, and
-    ``MODELYARD_LGBM_LOCAL_LISTEN_PORT``: this host's port — LightGBM's ``machines`` and
-    ``local_listen_port`` (with ``num_machines=len(SM_HOSTS)``, ``tree_learner="data"``).
-    """
-    if len(infos) < 2:
-        return [{} for _ in infos]
-    common = {
-        HOST_ADDRESSES_ENV: json.dumps({i.host: i.node_ip for i in infos}),
-        LGBM_MACHINES_ENV: ",".join(f"{i.node_ip}:{i.lgbm_port}" for i in infos),
-    }
-    tracker = infos[0].xgb_tracker
-    if tracker is not None:
-        common[XGB_TRACKER_URI_ENV] = tracker["uri"]
-        common[XGB_TRACKER_PORT_ENV] = tracker["port"]
-    return [{**common, LGBM_PORT_ENV: str(i.lgbm_port)} for i in infos]
+        with contextlib.suppress(ConfigurationError):  # the actors end by themselves later
+            self._call("cleanup", plan, ref)
