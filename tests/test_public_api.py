@@ -16,8 +16,7 @@ def test_all_names_resolve() -> None:
 
 def test_importing_the_package_does_not_load_the_sdk() -> None:
     code = (
-        "import sys, modelyard; "
-        "print('modelyard.runtime' in sys.modules, 'pandas' in sys.modules)"
+        "import sys, modelyard; print('modelyard.runtime' in sys.modules, 'pandas' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

@@ -198,8 +198,33 @@ def test_validation_channel_without_the_training_columns(job: JobDir) -> None:
 def test_multi_host_jobs_are_refused(job: JobDir) -> None:
     _classes(job, False)
     env = {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-2"}
-    result = job.run("lightgbm", {"objective": "binary"}, env=env, in_process=True)
+    hps = {"predictor_type": "binary_classifier"}
+    result = job.run("linear_learner", hps, env=env, in_process=True)
     result.assert_failed("SM_HOSTS lists 2 hosts", "single host", "instance_count=1")
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "hps", "missing"),
+    [
+        ("xgboost", {"objective": "binary:logistic"}, "MODELYARD_XGB_TRACKER_URI"),
+        ("lightgbm", {"objective": "binary"}, "MODELYARD_LGBM_MACHINES"),
+    ],
+)
+def test_multi_host_gbdt_needs_the_data_parallel_contract(
+    job: JobDir, algorithm: str, hps: dict[str, Any], missing: str
+) -> None:
+    _classes(job, False)
+    env = {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-1"}
+    result = job.run(algorithm, hps, env=env, in_process=True)
+    result.assert_failed("SM_HOSTS lists 2 hosts", missing, "not set", "Ray backend")
+    assert not (job.model / "model.ubj").exists() and not (job.model / "model.txt").exists()
+
+
+def test_multi_host_multiclass_needs_num_class(job: JobDir) -> None:
+    _classes(job, False)
+    env = {"SM_HOSTS": '["algo-1", "algo-2"]', "SM_CURRENT_HOST": "algo-1"}
+    result = job.run("lightgbm", {"objective": "multiclass"}, env=env, in_process=True)
+    result.assert_failed("multi-host lightgbm multiclass job must set num_class")
 
 
 def test_irregular_series(job: JobDir) -> None:

@@ -14,7 +14,7 @@ import pytest
 from modelyard.core.artifacts import LocalArtifactStore
 from modelyard.data.schemas import StoredFile
 from modelyard.errors import InvalidInput
-from modelyard.jobs import contract
+from modelyard.jobs import contract, ledger
 from modelyard.jobs.archive import SOURCE_EXCLUDES, list_tar_gz, write_tar_gz
 from modelyard.jobs.schemas import JobSpec, ResolvedChannel, Resources, RetryPolicy
 
@@ -211,3 +211,23 @@ def test_unsafe_source_archives_are_refused(
     (tmp_path / "junk.tar.gz").write_bytes(b"not gzip")
     with pytest.raises(InvalidInput, match="not a readable"):
         list_tar_gz(tmp_path / "junk.tar.gz")
+
+
+def test_channel_distribution_is_written_as_s3_distribution_type() -> None:
+    files = [StoredFile(path="a.csv", digest="0" * 64, size=1)]
+    channels = [
+        ResolvedChannel(name=n, mode="File", content_type=None, source="files", files=files)
+        for n in ("train", "validation")
+    ]
+    channels[0] = channels[0].model_copy(update={"distribution": "ShardedByS3Key"})
+    config = contract.input_data_config(channels)
+    assert config["train"]["S3DistributionType"] == "ShardedByS3Key"
+    assert config["validation"]["S3DistributionType"] == "FullyReplicated"
+
+
+def test_job_usage_counts_every_instance() -> None:
+    one = _spec(resources=Resources(cpus=2, memory_mb=512, gpus=1))
+    assert ledger.job_usage(one) == {"cpus": 2, "memory_mb": 512, "gpus": 1}
+    three = _spec(resources=Resources(cpus=2, memory_mb=512, gpus=1, instance_count=3))
+    assert ledger.job_usage(three) == {"cpus": 6, "memory_mb": 1536, "gpus": 3}
+    assert ledger.job_usage(_spec(resources=Resources(instance_count=4)))["memory_mb"] == 0

@@ -257,9 +257,12 @@ def test_processing_job_with_dataset_inputs(client: Client, tmp_path: Path) -> N
         input_mode="FastFile",
         client=client,
     )
-    job = processor.run({"points": data})
+    # One instance: a sharded channel still gets every file.
+    points = client.jobs.channel("points", data, "FastFile", distribution="ShardedByS3Key")
+    job = processor.run({"points": points})
     assert job.kind == "processing" and job.state == "Completed"
     assert job.spec.inputs[0].source == "dataset:points:1"
+    assert job.spec.inputs[0].distribution == "ShardedByS3Key"
     assert [x.text for x in client.jobs.logs(job.id).lines] == [
         "symlink True args ['--mode', 'sum']"
     ]

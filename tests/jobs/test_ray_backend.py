@@ -19,6 +19,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
 from jobkit import estimator, wait_for
@@ -38,7 +39,7 @@ from modelyard.jobs.backends.base import AttemptExit, ComputeBackend
 from modelyard.jobs.backends.ray import RayBackend, driver_pids, ray_address
 from modelyard.jobs.backends.ray_driver import NAMESPACE, cluster_environments, combine_exits
 from modelyard.jobs.backends.ray_worker import HostInfo, shard
-from modelyard.jobs.schemas import ChannelInput, ResolvedChannel, ResourceUsage
+from modelyard.jobs.schemas import ResolvedChannel, ResourceUsage
 
 __all__ = [
     "test_capacity_and_validation",
@@ -258,10 +259,6 @@ def test_two_hosts_get_the_contract_and_train_data_parallel(home: Path, tmp_path
         assert set(job.attempt_list[0].backend_ref["hosts"]) == {"algo-1", "algo-2"}
 
 
-@pytest.mark.skipif(
-    "distribution" not in ChannelInput.model_fields,
-    reason="the jobs schema has no per-channel distribution (ShardedByS3Key) field yet",
-)
 def test_a_sharded_channel_is_split_across_hosts(home: Path, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -272,9 +269,7 @@ def test_a_sharded_channel_is_split_across_hosts(home: Path, tmp_path: Path) -> 
         print("files", sorted(os.listdir(os.environ["SM_CHANNEL_TRAIN"])), flush=True)
     """
     with my.connect(home=home) as client:
-        channel = client.jobs.channel("train", data).model_copy(
-            update={"distribution": "ShardedByS3Key"}
-        )
+        channel = client.jobs.channel("train", data, distribution="ShardedByS3Key")
         est = estimator(client, tmp_path, script, backend="ray", instance_count=2)
         job = est.fit({"train": channel}, logs=False)
         texts = sorted(x.text for x in client.jobs.logs(job.id).lines)
@@ -282,6 +277,54 @@ def test_a_sharded_channel_is_split_across_hosts(home: Path, tmp_path: Path) -> 
             "[algo-2] files ['part-1.csv', 'part-3.csv']",
             "files ['part-0.csv', 'part-2.csv']",
         ]
+
+
+def _csv(path: Path, rng: np.random.Generator, n: int) -> None:
+    x = rng.normal(size=(n, 3))
+    label = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    rows = [f"{y},{a:.5f},{b:.5f},{c:.5f}" for y, (a, b, c) in zip(label, x, strict=True)]
+    lines = ["label,x0,x1,x2", *rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "hps", "model_file"),
+    [
+        ("xgboost", {"objective": "binary:logistic", "num_round": 5}, "model.ubj"),
+        ("lightgbm", {"objective": "binary", "num_boost_round": 5}, "model.txt"),
+    ],
+)
+def test_built_in_gbdt_trains_data_parallel_on_two_hosts(
+    home: Path, tmp_path: Path, algorithm: str, hps: dict[str, object], model_file: str
+) -> None:
+    rng = np.random.default_rng(7)
+    train, valid = tmp_path / "train", tmp_path / "validation"
+    train.mkdir()
+    valid.mkdir()
+    for i in range(4):
+        _csv(train / f"part-{i}.csv", rng, 150)
+    _csv(valid / "valid.csv", rng, 200)
+    with my.connect(home=home) as client:
+        inputs = {
+            "train": client.jobs.channel("train", train, distribution="ShardedByS3Key"),
+            "validation": client.jobs.channel("validation", valid),
+        }
+        est = my.Estimator(
+            algorithm=algorithm,
+            hyperparameters=hps,
+            backend="ray",
+            instance_count=2,
+            client=client,
+        )
+        job = est.fit(inputs, logs=False)
+        assert job.state == "Completed", job.failure_reason
+        assert job.model is not None and model_file in job.model.files
+        texts = [x.text for x in client.jobs.logs(job.id).lines]
+        assert not [t for t in texts if t.startswith("[algo-2] #metric")]  # algo-1 reports
+        latest = client.jobs.metrics(job.id).latest
+        validation = {k: v for k, v in latest.items() if k.startswith("validation:")}
+        assert validation, latest
+        assert all(0.0 <= v < 0.69 for k, v in validation.items() if "logloss" in k)
 
 
 RELEASED = """

@@ -80,6 +80,7 @@ class Metrics:
     """Prints metric lines and remembers the last value of each name for ``metadata.json``."""
 
     final: dict[str, float] = field(default_factory=dict)
+    quiet: bool = False  # remember values but print nothing (hosts other than algo-1)
 
     def emit(self, name: str, value: float, step: int = 0) -> None:
         """Print ``#metric name=<name> value=<float> step=<int>`` and flush stdout.
@@ -95,6 +96,8 @@ class Metrics:
             print(f"metric {name} is {number} at step {step}; not reported", file=sys.stderr)
             return
         self.final[name] = number
+        if self.quiet:
+            return
         print(METRIC_FORMAT.format(name=name, value=repr(number), step=int(step)), flush=True)
 
 
@@ -111,6 +114,8 @@ class Contract:
     num_cpus: int
     cluster: Cluster
     metrics: Metrics = field(default_factory=Metrics)
+    # The platform's MODELYARD_* variables (the data-parallel contract of multi-host jobs).
+    platform_env: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], argv: Sequence[str]) -> Contract:
@@ -130,6 +135,7 @@ class Contract:
             channels=_channels_from(environ, input_dir),
             num_cpus=_num_cpus(environ),
             cluster=_cluster_from(environ),
+            platform_env={k: v for k, v in environ.items() if k.startswith("MODELYARD_")},
         )
 
     def channel(self, name: str) -> Path | None:
@@ -140,13 +146,17 @@ class Contract:
         """Validate the raw hyperparameters against ``model``; raise HyperparameterError."""
         return parse_hyperparameters(model, self.raw_hyperparameters)
 
+    @property
+    def is_lead_host(self) -> bool:
+        """Whether this host writes the model and metrics: algo-1 (the first in SM_HOSTS)."""
+        return self.cluster.current_host == self.cluster.hosts[0]
+
     def require_single_host(self, algorithm: str) -> None:
         """Fail when ``SM_HOSTS`` lists more than one host.
 
-        Built-in algorithms train on one host for now. Data-parallel XGBoost and LightGBM
-        across hosts will plug in at each GBDT module's ``train_booster`` seam (one Ray
-        worker per host, channels sharded by file); until then a multi-host job fails here,
-        before any data is read, rather than training the same model on every host.
+        Most built-in algorithms train on one host; a multi-host job fails here, before
+        any data is read, rather than training the same model on every host. XGBoost and
+        LightGBM train data-parallel instead (:meth:`data_parallel_env`).
         """
         if self.cluster.size > 1:
             raise HyperparameterError(
@@ -154,6 +164,22 @@ class Contract:
                 f"but the built-in {algorithm} algorithm trains on a single host; "
                 "run it with instance_count=1."
             )
+
+    def data_parallel_env(self, algorithm: str, names: Sequence[str]) -> dict[str, str]:
+        """The variables ``names`` that a multi-host backend sets for data-parallel training.
+
+        Raises AlgorithmError naming the missing ones (the job ran on a backend that does
+        not set up multi-host training, such as the local backend).
+        """
+        missing = [n for n in names if not self.platform_env.get(n)]
+        if missing:
+            raise AlgorithmError(
+                f"SM_HOSTS lists {self.cluster.size} hosts but {', '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not set: multi-host {algorithm} "
+                "trains data-parallel and needs a backend that sets up the hosts' "
+                "communication (the Ray backend); run it there or with instance_count=1."
+            )
+        return {n: self.platform_env[n] for n in names}
 
 
 def parse_hyperparameters(model: type[H], raw: Mapping[str, Any]) -> H:

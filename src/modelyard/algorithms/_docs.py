@@ -65,9 +65,14 @@ rows in signature order, mappings keyed by feature name, a `pyarrow.Table` or a 
 DataFrame; text_classification's takes texts (or mappings, tables with the text column);
 forecasting's takes item ids and returns one row of forecasts per id.
 
-**Hosts.** Training is single-host: a job whose `SM_HOSTS` lists more than one host fails
-with a message saying so. Data-parallel XGBoost and LightGBM across hosts (Ray) are
-planned to plug in at the `train_booster` function of each module.
+**Hosts.** `xgboost` and `lightgbm` train data-parallel when `SM_HOSTS` lists several
+hosts (`instance_count > 1` on the Ray backend, which sets the hosts' communication
+variables; without them the job fails at once): each host trains on its own files of the
+`train` channel (give it `distribution="ShardedByS3Key"`; keep `validation` fully
+replicated), and only algo-1 prints metric lines and writes the model. A multi-host
+multiclass job must set `num_class`; XGBoost needs `tree_method` `hist` or `approx`.
+The other algorithms are single-host: a job whose `SM_HOSTS` lists more than one host
+fails with a message saying so.
 """
 
 

@@ -220,3 +220,16 @@ def _sample(values: npt.NDArray[Any], limit: int = 5) -> str:
 def parse_metrics(text: str | None) -> list[str]:
     """Comma-separated metric names, blanks dropped."""
     return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def check_multi_host(contract: Contract, task: Task, num_class: int | None, algorithm: str) -> None:
+    """What data-parallel training across hosts needs beyond one host's checks.
+
+    Each host reads only its shard of ``train``, so the number of classes cannot be
+    inferred from the labels: a multi-host multiclass job must set ``num_class``.
+    """
+    if contract.cluster.size > 1 and task == "multiclass" and num_class is None:
+        raise HyperparameterError(
+            f"a multi-host {algorithm} multiclass job must set num_class: each host sees "
+            "only its shard of the train channel"
+        )

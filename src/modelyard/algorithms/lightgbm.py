@@ -11,6 +11,14 @@ only the rounds up to the best one), ``signature.json`` and ``metadata.json``. M
 lines: ``validation:<metric>`` every round (step = round, from 0); ``train:<metric>`` once,
 for the saved model, at its last round (after early stopping, the validation metrics are
 printed again there too); ``test:<metric>`` at the same step.
+
+Multi-host jobs (Ray backend) train data-parallel (``tree_learner="data"``,
+``pre_partition``): every host reads its shard of ``train`` (give that channel
+``distribution="ShardedByS3Key"``; ``validation`` must be fully replicated, so every host
+stops early at the same round), the hosts connect through ``MODELYARD_LGBM_MACHINES`` and
+``MODELYARD_LGBM_LOCAL_LISTEN_PORT``, and only algo-1 prints metric lines and writes the
+model. Its ``train:<metric>`` lines cover its own shard. Needs ``num_class`` for
+multiclass.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from modelyard.algorithms._contract import Contract, HyperparameterError, Metric
 from modelyard.algorithms._gbdt import (
     Split,
     Task,
+    check_multi_host,
     check_task_hyperparameters,
     load_gbdt_data,
     parse_metrics,
@@ -43,6 +52,8 @@ from modelyard.algorithms._tables import as_matrix
 
 NAME = "lightgbm"
 MODEL_FILE = "model.txt"
+MACHINES_ENV = "MODELYARD_LGBM_MACHINES"
+LISTEN_PORT_ENV = "MODELYARD_LGBM_LOCAL_LISTEN_PORT"
 TASKS: dict[str, Task] = {
     "binary": "binary",
     "multiclass": "multiclass",
@@ -165,16 +176,13 @@ def train_booster(
     early_stopping_rounds: int | None,
     metrics: Metrics,
 ) -> lgb.Booster:
-    """Train on this host and return the booster rolled back to its best round.
+    """Train and return the booster rolled back to its best round.
 
     Emits validation metrics every round, then the kept model's training-set metrics (and,
     after early stopping, its validation metrics again) at its last round. Training-set
     metrics come from the booster's own training scores, so they cost one metric pass;
-    every round they would cost about 10% of the training time on 1M rows.
-
-    This is the seam for multi-host training: a Ray-backed data-parallel trainer (one
-    worker per host in ``SM_HOSTS``, each with its shard) will replace this call. Today
-    :meth:`Contract.require_single_host` rejects multi-host jobs before data is read.
+    every round they would cost about 10% of the training time on 1M rows. With the
+    :func:`network_params` of a multi-host job every host calls this on its shard.
     """
     callbacks = [_metric_lines(metrics)]
     stopping = early_stopping_rounds is not None
@@ -206,17 +214,22 @@ def train_booster(
 
 
 def _dataset(split: Split, params: dict[str, Any], reference: lgb.Dataset | None) -> lgb.Dataset:
-    """A constructed Dataset; ``params`` are the booster's, as binning depends on several."""
+    """A constructed Dataset; ``params`` are the booster's, as binning depends on several.
+
+    Multi-host: left to :func:`lightgbm.train` to construct, after it has connected the
+    hosts, so the bins are found over all shards.
+    """
     group = None
     if split.qid is not None:
         group = np.diff(np.flatnonzero(np.r_[True, split.qid[1:] != split.qid[:-1], True]))
-    return lgb.Dataset(
+    dataset = lgb.Dataset(
         split.features,
         label=split.label,
         group=group,
         reference=reference,
         params=params,
-    ).construct()
+    )
+    return dataset if "machines" in params else dataset.construct()
 
 
 def _emit_eval(
@@ -226,17 +239,41 @@ def _emit_eval(
         metrics.emit(f"{data_name}:{result[1]}", float(result[2]), step)
 
 
+def network_params(contract: Contract) -> dict[str, Any]:
+    """LightGBM's data-parallel parameters for a multi-host job (none for one host)."""
+    if contract.cluster.size == 1:
+        return {}
+    env = contract.data_parallel_env(NAME, [MACHINES_ENV, LISTEN_PORT_ENV])
+    try:
+        port = int(env[LISTEN_PORT_ENV])
+    except ValueError:
+        raise HyperparameterError(
+            f"{LISTEN_PORT_ENV} must be a port number, got {env[LISTEN_PORT_ENV]!r}"
+        ) from None
+    return {
+        "tree_learner": "data",
+        "num_machines": contract.cluster.size,
+        "machines": env[MACHINES_ENV],
+        "local_listen_port": port,
+        "pre_partition": True,
+    }
+
+
 def train(contract: Contract) -> None:
     """Validate, read, train, save; see the module docstring for inputs and outputs."""
     hps = contract.hyperparameters(LightGBMHyperparameters)
-    contract.require_single_host(NAME)
     task = task_of(hps.objective)
     check_task_hyperparameters(contract, task, hps.objective, hps.group, hps.early_stopping_rounds)
     check_metrics(hps.metric)
+    check_multi_host(contract, task, hps.num_class, NAME)
+    network = network_params(contract)
     data = load_gbdt_data(
         contract, hps, algorithm=NAME, task=task, group=hps.group, num_class=hps.num_class
     )
     params = booster_params(hps, data.num_class, hps.num_threads or contract.num_cpus)
+    params.update(network)
+    # Only algo-1 reports; the others' metric values are the same (or their shard's).
+    metrics = contract.metrics if contract.is_lead_host else Metrics(quiet=True)
     dtrain = _dataset(data.train, params, reference=None)
     dvalid = None
     if data.validation is not None:
@@ -247,8 +284,10 @@ def train(contract: Contract) -> None:
         dvalid,
         num_boost_round=hps.num_boost_round,
         early_stopping_rounds=hps.early_stopping_rounds,
-        metrics=contract.metrics,
+        metrics=metrics,
     )
+    if not contract.is_lead_host:
+        return  # algo-1 writes the model
     last_round = booster.current_iteration() - 1
     signature = Signature(
         algorithm=NAME,

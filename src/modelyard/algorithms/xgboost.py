@@ -11,12 +11,21 @@ lines: ``validation:<metric>`` every round (step = round, from 0); ``train:<metr
 for the saved model, at its last round (after early stopping, the validation metrics are
 printed again there too); ``test:<metric>`` at the same step.
 
+Multi-host jobs (Ray backend) train data-parallel: every host reads its shard of ``train``
+(give that channel ``distribution="ShardedByS3Key"``; ``validation`` is best left fully
+replicated), joins XGBoost's collective through the tracker the backend started
+(``MODELYARD_XGB_TRACKER_URI``/``_PORT``, ``dmlc_task_id=SM_CURRENT_HOST``; algo-1 is rank
+0), and only algo-1 prints metric lines and writes the model. Training metrics are
+computed over all shards. Needs ``tree_method`` hist or approx, and ``num_class`` for
+multiclass.
+
 The hot path stays in Arrow: the reader's table goes to a ``QuantileDMatrix`` (hist) or
 ``DMatrix`` (approx, exact) without pandas or a row-major copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +46,7 @@ from modelyard.algorithms._gbdt import (
     GbdtData,
     Split,
     Task,
+    check_multi_host,
     check_task_hyperparameters,
     load_gbdt_data,
     parse_metrics,
@@ -52,6 +62,8 @@ from modelyard.algorithms._tables import as_matrix
 
 NAME = "xgboost"
 MODEL_FILE = "model.ubj"
+TRACKER_URI_ENV = "MODELYARD_XGB_TRACKER_URI"
+TRACKER_PORT_ENV = "MODELYARD_XGB_TRACKER_PORT"
 KNOWN_METRICS = frozenset(
     {
         "rmse", "rmsle", "mae", "mape", "mphe", "logloss", "error", "merror", "mlogloss",
@@ -197,14 +209,11 @@ def train_booster(
     early_stopping_rounds: int | None,
     metrics: Metrics,
 ) -> xgb.Booster:
-    """Train on this host and return the booster cut at its best round.
+    """Train and return the booster cut at its best round.
 
     Emits validation metrics every round, then the saved model's training-set metrics
-    (and, after early stopping, its validation metrics again) at its last round.
-
-    This is the seam for multi-host training: a Ray-backed data-parallel trainer (one
-    worker per host in ``SM_HOSTS``, each with its shard) will replace this call. Today
-    :meth:`Contract.require_single_host` rejects multi-host jobs before data is read.
+    (and, after early stopping, its validation metrics again) at its last round. Inside
+    :func:`collective` (a multi-host job) every host calls this on its shard.
     """
     stopping = early_stopping_rounds is not None
     booster = xgb.train(
@@ -260,30 +269,65 @@ def _emit_eval(
         metrics.emit(f"{data_name}:" + name.removeprefix(f"{data_name}-"), float(value), step)
 
 
+def collective(
+    contract: Contract, hps: XGBoostHyperparameters
+) -> contextlib.AbstractContextManager[Any]:
+    """XGBoost's collective for a multi-host job (nothing for one host).
+
+    Checked before data is read: the tracker variables must be set and the tree method
+    must be one XGBoost distributes.
+    """
+    if contract.cluster.size == 1:
+        return contextlib.nullcontext()
+    if hps.tree_method == "exact":
+        raise HyperparameterError(
+            "tree_method 'exact' trains on a single host; use 'hist' or 'approx' for a "
+            "multi-host job"
+        )
+    env = contract.data_parallel_env(NAME, [TRACKER_URI_ENV, TRACKER_PORT_ENV])
+    try:
+        port = int(env[TRACKER_PORT_ENV])
+    except ValueError:
+        raise HyperparameterError(
+            f"{TRACKER_PORT_ENV} must be a port number, got {env[TRACKER_PORT_ENV]!r}"
+        ) from None
+    return xgb.collective.CommunicatorContext(
+        dmlc_tracker_uri=env[TRACKER_URI_ENV],
+        dmlc_tracker_port=port,
+        dmlc_task_id=contract.cluster.current_host,
+    )
+
+
 def train(contract: Contract) -> None:
     """Validate, read, train, save; see the module docstring for inputs and outputs."""
     hps = contract.hyperparameters(XGBoostHyperparameters)
-    contract.require_single_host(NAME)
     task = task_of(hps.objective)
     check_task_hyperparameters(contract, task, hps.objective, hps.group, hps.early_stopping_rounds)
     check_eval_metrics(hps.eval_metric)
+    check_multi_host(contract, task, hps.num_class, NAME)
+    communicator = collective(contract, hps)
     data = load_gbdt_data(
         contract, hps, algorithm=NAME, task=task, group=hps.group, num_class=hps.num_class
     )
     _check_feature_names(data)
     nthread = hps.nthread or contract.num_cpus
-    dtrain = _dmatrix(data.train, hps, nthread, ref=None)
-    dvalid = None
-    if data.validation is not None:
-        dvalid = _dmatrix(data.validation, hps, nthread, ref=dtrain)
-    booster = train_booster(
-        booster_params(hps, data.num_class, nthread),
-        dtrain,
-        dvalid,
-        num_round=hps.num_round,
-        early_stopping_rounds=hps.early_stopping_rounds,
-        metrics=contract.metrics,
-    )
+    # Only algo-1 reports; the others' metric values are the same (or their shard's).
+    metrics = contract.metrics if contract.is_lead_host else Metrics(quiet=True)
+    with communicator:  # the matrices' quantiles and every round are computed together
+        dtrain = _dmatrix(data.train, hps, nthread, ref=None)
+        dvalid = None
+        if data.validation is not None:
+            dvalid = _dmatrix(data.validation, hps, nthread, ref=dtrain)
+        booster = train_booster(
+            booster_params(hps, data.num_class, nthread),
+            dtrain,
+            dvalid,
+            num_round=hps.num_round,
+            early_stopping_rounds=hps.early_stopping_rounds,
+            metrics=metrics,
+        )
+    if not contract.is_lead_host:
+        return  # algo-1 writes the model
     last_round = booster.num_boosted_rounds() - 1
     signature = Signature(
         algorithm=NAME,

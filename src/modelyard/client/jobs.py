@@ -45,6 +45,7 @@ from modelyard.jobs.schemas import (
     LogPage,
     MetricIn,
     MetricsLogged,
+    S3Distribution,
     SubmitJob,
 )
 
@@ -103,21 +104,38 @@ class JobsAPI:
                 write_tar_gz(staging, archive)
             return rel, self._artifacts.upload(archive).digest
 
-    def channel(self, name: str, source: InputSource, mode: InputMode = "File") -> ChannelInput:
+    def channel(
+        self,
+        name: str,
+        source: InputSource,
+        mode: InputMode = "File",
+        *,
+        distribution: S3Distribution = "FullyReplicated",
+    ) -> ChannelInput:
         """One input channel from a dataset reference, an artifact digest or local data.
 
         ``"customers"`` (latest version) or ``"customers:2"``, a ``DatasetVersion``, a
         64-hex artifact digest, a ``Path`` to a local file or folder (uploaded), a
-        ``ChannelInput`` or a dict of its fields.
+        ``ChannelInput`` or a dict of its fields. ``distribution="ShardedByS3Key"`` gives
+        each host of a multi-host job every n-th file by path (a ``ChannelInput`` or dict
+        keeps its own).
         """
         if isinstance(source, ChannelInput):
             return source.model_copy(update={"name": name})
+        if isinstance(source, Mapping):
+            return ChannelInput.model_validate(
+                {"mode": mode, "distribution": distribution, **source, "name": name}
+            )
+        channel = self._channel(name, source, mode)
+        return channel.model_copy(update={"distribution": distribution})
+
+    def _channel(
+        self, name: str, source: str | os.PathLike[str] | DatasetVersion, mode: InputMode
+    ) -> ChannelInput:
         if isinstance(source, DatasetVersion):
             return ChannelInput(
                 name=name, dataset=source.dataset, version=source.version, mode=mode
             )
-        if isinstance(source, Mapping):
-            return ChannelInput.model_validate({"mode": mode, **source, "name": name})
         text = os.fspath(source)
         local = Path(text)
         is_path = not isinstance(source, str) or text.startswith((".", "/", "~")) or os.sep in text

@@ -127,7 +127,7 @@ def input_data_config(channels: list[ResolvedChannel]) -> dict[str, dict[str, st
     for ch in channels:
         entry = {
             "TrainingInputMode": ch.mode,
-            "S3DistributionType": "FullyReplicated",
+            "S3DistributionType": ch.distribution,
             "RecordWrapperType": "None",
         }
         if ch.content_type:

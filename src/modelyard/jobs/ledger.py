@@ -293,5 +293,7 @@ def finish_attempt(
 
 
 def job_usage(spec: JobSpec) -> dict[str, Any]:
+    """What the job holds while it runs: per-instance resources times ``instance_count``."""
     r = spec.resources
-    return {"cpus": r.cpus, "memory_mb": r.memory_mb or 0, "gpus": r.gpus}
+    n = r.instance_count
+    return {"cpus": r.cpus * n, "memory_mb": (r.memory_mb or 0) * n, "gpus": r.gpus * n}

@@ -34,6 +34,7 @@ JobKind = Literal["training", "processing"]
 JobState = Literal["Pending", "Starting", "Running", "Completed", "Failed", "Stopped"]
 AttemptState = Literal["Starting", "Running", "Completed", "Failed", "Stopped"]
 InputMode = Literal["File", "FastFile"]
+S3Distribution = Literal["FullyReplicated", "ShardedByS3Key"]
 LogStream = Literal["stdout", "stderr"]
 MetricSource = Literal["regex", "sdk", "api"]
 
@@ -124,6 +125,11 @@ class ChannelInput(BaseModel):
         "when the artifact store is remote.",
     )
     content_type: str | None = Field(None, max_length=200, pattern=r"^[!-~]+$")
+    distribution: S3Distribution = Field(
+        "FullyReplicated",
+        description="FullyReplicated: every host gets all files. ShardedByS3Key: with several "
+        "hosts, each gets every n-th file by path (SageMaker's S3DistributionType).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ChannelInput:
@@ -177,6 +183,7 @@ class ResolvedChannel(BaseModel):
     content_type: str | None
     source: str = Field(description="'dataset:<name>:<version>', 'artifact:<digest>' or 'files'.")
     files: list[StoredFile]
+    distribution: S3Distribution = "FullyReplicated"
 
 
 class JobSpec(BaseModel):

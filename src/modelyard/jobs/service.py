@@ -146,6 +146,7 @@ def _resolve(ctx: Context, channel: ChannelInput) -> ResolvedChannel:
         content_type=channel.content_type,
         source=source,
         files=files,
+        distribution=channel.distribution,
     )
 
 

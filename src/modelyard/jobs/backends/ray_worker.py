@@ -139,9 +139,7 @@ def shard(channel: ResolvedChannel, index: int, count: int) -> ResolvedChannel:
 def host_inputs(spec: JobSpec, index: int, count: int) -> list[ResolvedChannel]:
     """The channels as host ``index`` sees them: sharded ones cut, the others whole."""
     return [
-        shard(ch, index, count)
-        if count > 1 and getattr(ch, "distribution", None) == SHARDED
-        else ch
+        shard(ch, index, count) if count > 1 and ch.distribution == SHARDED else ch
         for ch in spec.inputs
     ]
 
