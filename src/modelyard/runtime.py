@@ -23,7 +23,7 @@ from modelyard.core.events import write_events
 from modelyard.core.ids import new_id
 from modelyard.core.operations import Context, Operation, Principal, ProgressFn, _no_progress
 from modelyard.domains import background_factories, operations
-from modelyard.errors import ModelyardError, NotFound, PermissionDenied, Unauthenticated
+from modelyard.errors import ModelyardError, PermissionDenied, Unauthenticated
 from modelyard.migrations import upgrade
 from modelyard.security.service import authenticate, local_principal, record_audit
 
@@ -69,12 +69,6 @@ class Runtime:
         self.stop_background()
         self.db.dispose()
 
-    def operation(self, name: str) -> Operation[Any, Any]:
-        try:
-            return self.operations[name]
-        except KeyError:
-            raise NotFound(f"no operation named {name!r}") from None
-
     def principal(self, token: str | None) -> Principal:
         """Resolve a bearer token. Without auth, no token means the local admin user."""
         if token:
@@ -86,6 +80,18 @@ class Runtime:
                 "(create one with 'modelyard tokens create')"
             )
         return local_principal()
+
+    def authorize(
+        self, op: Operation[Any, Any], principal: Principal, *, origin: str, request_id: str
+    ) -> None:
+        """Raise :class:`PermissionDenied` (and audit the refusal) unless ``principal`` may
+        call ``op``. The server also calls this before it reads an upload's body."""
+        if not principal.can(op.permission):
+            self._audit_failure(op, principal, origin, request_id, None, "permission_denied")
+            raise PermissionDenied(
+                f"{principal.user!r} (role {principal.role}) may not call {op.name}: "
+                f"it needs {op.permission!r}"
+            )
 
     def execute(
         self,
@@ -100,13 +106,7 @@ class Runtime:
     ) -> Any:
         """Run ``op`` as ``principal`` in one transaction; audit it if it mutates."""
         request_id = request_id or new_id("req")
-        if not principal.can(op.permission):
-            error = PermissionDenied(
-                f"{principal.user!r} (role {principal.role}) may not call {op.name}: "
-                f"it needs {op.permission!r}"
-            )
-            self._audit_failure(op, principal, origin, request_id, None, "permission_denied")
-            raise error
+        self.authorize(op, principal, origin=origin, request_id=request_id)
         ctx: Context | None = None
         try:
             # Leaving this block commits the operation's transaction; an exception

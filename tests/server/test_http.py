@@ -98,3 +98,34 @@ def test_upload_with_wrong_expected_digest_is_refused(http: TestClient) -> None:
     )
     assert response.status_code == 400
     assert "expected" in response.json()["message"]
+
+
+def test_limit_follows_the_route_not_the_content_type(http: TestClient, tmp_path: Path) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(4):
+            yield b"x" * 700
+
+    # A chunked upload (no content-length) over the limit is a 413, not a 500.
+    response = http.put(
+        "/api/v1/artifacts", content=chunks(), headers={"content-type": "application/octet-stream"}
+    )
+    assert response.status_code == 413 and response.json()["code"] == "payload_too_large"
+    # Leaving out the content type does not change which limit applies.
+    response = http.put("/api/v1/artifacts", content=b"y" * 2048, headers={"content-type": ""})
+    assert response.status_code == 413
+    objects = [p for p in (tmp_path / "home" / "artifacts" / "objects").rglob("*") if p.is_file()]
+    assert objects == []
+
+
+def test_anonymous_upload_is_refused_before_the_body_is_stored(tmp_path: Path) -> None:
+    runtime = Runtime(make_settings(tmp_path, auth=True))
+    with TestClient(create_app(runtime), base_url="http://127.0.0.1:8765") as c:
+        response = c.put(
+            "/api/v1/artifacts",
+            content=b"z" * 100,
+            headers={"content-type": "application/octet-stream"},
+        )
+    runtime.close()
+    assert response.status_code == 401
+    objects = [p for p in (tmp_path / "home" / "artifacts" / "objects").rglob("*") if p.is_file()]
+    assert objects == []

@@ -11,7 +11,10 @@ class UploadArtifact(BaseModel):
     expected_digest: str | None = Field(
         None,
         pattern=DIGEST_PATTERN,
-        description="If given, the upload is refused unless the content hashes to it.",
+        description=(
+            "If given, the call fails (400) unless the content hashes to it; the content is "
+            "still stored under its real digest."
+        ),
     )
 
 

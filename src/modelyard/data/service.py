@@ -10,6 +10,7 @@ hold the metadata store's write lock.
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelyard.core.db import utcnow
@@ -38,9 +39,15 @@ from modelyard.data.schemas import (
     VersionSummary,
 )
 from modelyard.data.store import DatasetRow, DatasetVersionRow, QualityReportRow
-from modelyard.errors import InvalidInput, NotFound
+from modelyard.errors import Conflict, InvalidInput, NotFound
 
 ops = OperationSet("datasets")
+
+
+def _lock_dataset(session: Session, name: str) -> DatasetRow | None:
+    """The dataset row, locked for this transaction (PostgreSQL; SQLite's writers queue)."""
+    stmt = select(DatasetRow).where(DatasetRow.name == name).with_for_update()
+    return session.scalars(stmt).first()
 
 
 def _dataset_row(session: Session, name: str) -> DatasetRow:
@@ -130,20 +137,26 @@ def register_version(ctx: Context, req: RegisterVersion) -> DatasetVersion:
     )
 
     session = ctx.session  # the write transaction starts here, after the slow reads
-    dataset = session.scalars(
-        select(DatasetRow).where(DatasetRow.name == req.name).with_for_update()
-    ).first()
     now = utcnow()
+    dataset = _lock_dataset(session, req.name)
     if dataset is None:
-        dataset = DatasetRow(
-            id=new_id("ds"),
-            name=req.name,
-            description=req.description,
-            created_by=ctx.principal.user,
-            created_at=now,
-            latest_version=0,
-        )
-        session.add(dataset)
+        try:
+            with session.begin_nested():
+                session.add(
+                    DatasetRow(
+                        id=new_id("ds"),
+                        name=req.name,
+                        description=req.description,
+                        created_by=ctx.principal.user,
+                        created_at=now,
+                        latest_version=0,
+                    )
+                )
+        except IntegrityError:
+            pass  # another client created it first; its row is locked below
+        dataset = _lock_dataset(session, req.name)
+        if dataset is None:  # created and deleted again meanwhile
+            raise Conflict(f"dataset {req.name!r} changed during registration; try again")
     dataset.latest_version += 1
     dataset.updated_at = now
     row = DatasetVersionRow(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,7 +24,7 @@ from modelyard.server.middleware import (
     HostCheckMiddleware,
     RequestIdMiddleware,
 )
-from modelyard.server.routes import operations_router
+from modelyard.server.routes import API_PREFIX, operations_router
 
 log = logging.getLogger("modelyard.server")
 JSON_BODY_LIMIT = 32 * 1024 * 1024
@@ -114,7 +115,15 @@ def create_app(runtime: Runtime) -> ASGIApp:
             allow_headers=["authorization", "content-type", "x-request-id"],
         )
     app = RequestIdMiddleware(app)
+    upload_routes = [
+        (op.method, re.compile(API_PREFIX + re.sub(r"{[a-z_][a-z0-9_]*}", "[^/]+", op.path)))
+        for op in runtime.operations.values()
+        if op.stream_in
+    ]
     app = BodyLimitMiddleware(
-        app, json_limit=JSON_BODY_LIMIT, upload_limit=settings.max_upload_bytes
+        app,
+        json_limit=JSON_BODY_LIMIT,
+        upload_limit=settings.max_upload_bytes,
+        upload_routes=upload_routes,
     )
     return HostCheckMiddleware(app, bind_host=settings.host, extra_hosts=settings.allowed_hosts)

@@ -8,6 +8,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelyard.core.ids import new_id
+from modelyard.errors import PayloadTooLarge
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
@@ -94,19 +95,29 @@ class RequestIdMiddleware:
 
 
 class BodyLimitMiddleware:
-    """413 for bodies over the limit: raw uploads get ``upload_limit``, the rest ``json_limit``."""
+    """413 for bodies over the limit: the upload routes (chosen by method and path, never by
+    the client's Content-Type) get ``upload_limit``, every other route ``json_limit``."""
 
-    def __init__(self, app: ASGIApp, *, json_limit: int, upload_limit: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        json_limit: int,
+        upload_limit: int,
+        upload_routes: list[tuple[str, re.Pattern[str]]],
+    ) -> None:
         self.app = app
         self.json_limit = json_limit
         self.upload_limit = upload_limit
+        self.upload_routes = upload_routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        is_upload = headers.get(b"content-type", b"").startswith(b"application/octet-stream")
+        method, path = scope["method"], scope["path"]
+        is_upload = any(m == method and p.fullmatch(path) for m, p in self.upload_routes)
         limit = self.upload_limit if is_upload else self.json_limit
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -141,7 +152,9 @@ class BodyLimitMiddleware:
                 )
 
 
-class _TooLarge(Exception):
+class _TooLarge(PayloadTooLarge):
+    """Raised from ``receive``; the app's error handler answers it with a 413."""
+
     def __init__(self, limit: int) -> None:
-        super().__init__(limit)
+        super().__init__(f"request body over the {limit}-byte limit")
         self.limit = limit

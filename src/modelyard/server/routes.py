@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import tempfile
+from functools import partial
 from typing import Annotated, Any
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
@@ -20,7 +21,7 @@ from pydantic import BaseModel, create_model
 from pydantic.fields import FieldInfo
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.core.operations import Operation, StreamResult
+from modelyard.core.operations import Operation, Principal, StreamResult
 from modelyard.runtime import Runtime
 
 API_PREFIX = "/api/v1"
@@ -110,8 +111,11 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
         req: BaseModel = op.input.model_validate({**data, **kwargs})
         return req
 
-    def run(request: Request, req: BaseModel, stream: Any = None) -> Any:
-        principal = runtime.principal(bearer_token(request))
+    def run(
+        request: Request, req: BaseModel, stream: Any = None, principal: Principal | None = None
+    ) -> Any:
+        if principal is None:
+            principal = runtime.principal(bearer_token(request))
         return runtime.execute(
             op,
             req,
@@ -133,13 +137,25 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
 
         async def stream_endpoint(request: Request, **kwargs: Any) -> Response:
             req = build_input(kwargs)
+            # Who is calling, and may they, is settled before a byte of the body is read:
+            # an anonymous or unauthorised client cannot make the server store anything.
+            principal = await run_in_threadpool(runtime.principal, bearer_token(request))
+            await run_in_threadpool(
+                partial(
+                    runtime.authorize,
+                    op,
+                    principal,
+                    origin=_origin(request),
+                    request_id=request.state.request_id,
+                )
+            )
             with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
                 # Spool the body first: the operation is synchronous and runs in a worker
                 # thread; the spool keeps memory flat for large uploads.
                 async for chunk in request.stream():
                     await run_in_threadpool(spool.write, chunk)
                 spool.seek(0)
-                result = await run_in_threadpool(run, request, req, spool)
+                result = await run_in_threadpool(run, request, req, spool, principal)
             return respond(result)
 
         endpoint: Any = stream_endpoint
