@@ -20,6 +20,7 @@ SERVICE_MODULES = (
     "modelyard.artifacts.service",
     "modelyard.data.service",
     "modelyard.jobs.service",
+    "modelyard.tracking.service",
 )
 
 

@@ -26,6 +26,8 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesi
     sdk = Client(EmbeddedTransport(runtime, local_principal()))
     sdk.datasets.register("a", pa.table({"x": [1.0, 2.0, None], "s": ["p", "q", "p"]}))
     sdk.users.create("a", "viewer")
+    run = sdk.tracking.create_run("a", params={"a": "1"})
+    sdk.tracking.log_batch(run.id, metrics=[{"key": "a", "value": 1.0, "step": 0}])
     yield schemathesis.openapi.from_asgi("/openapi.json", create_app(runtime))
     runtime.close()
 
@@ -59,5 +61,5 @@ def test_no_server_errors(api_schema: schemathesis.BaseSchema) -> None:
 
         fuzz()
         checked += 1
-    assert checked >= 25  # every operation of the API was exercised
+    assert checked >= 35  # every operation of the API was exercised
     assert failures == []

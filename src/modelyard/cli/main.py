@@ -7,7 +7,7 @@ import ipaddress
 import typer
 import uvicorn
 
-from modelyard.cli import datasets, jobs, security
+from modelyard.cli import datasets, jobs, security, tracking
 from modelyard.cli.common import configure, err_console, handle_errors
 from modelyard.config import Settings
 from modelyard.core.db import Database
@@ -28,6 +28,8 @@ app.add_typer(security.tokens_app, name="tokens")
 app.add_typer(security.audit_app, name="audit")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(jobs.app, name="jobs")
+app.add_typer(tracking.experiments_app, name="experiments")
+app.add_typer(tracking.runs_app, name="runs")
 
 
 @app.callback()

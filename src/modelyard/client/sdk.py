@@ -10,6 +10,7 @@ from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.datasets import DatasetsAPI
 from modelyard.client.jobs import JobsAPI
 from modelyard.client.security import AuditAPI, TokensAPI, UsersAPI
+from modelyard.client.tracking import TrackingAPI
 from modelyard.client.transport import EmbeddedTransport, RemoteTransport, Transport
 from modelyard.config import Settings
 from modelyard.runtime import Runtime
@@ -27,6 +28,7 @@ class Client:
         self.users = UsersAPI(transport)
         self.tokens = TokensAPI(transport)
         self.audit = AuditAPI(transport)
+        self.tracking = TrackingAPI(transport)
 
     @property
     def is_remote(self) -> bool:

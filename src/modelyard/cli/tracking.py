@@ -1,0 +1,99 @@
+"""``modelyard experiments list`` and ``modelyard runs list|show``."""
+
+from __future__ import annotations
+
+import typer
+
+from modelyard.cli.common import client, console, emit, handle_errors, table
+from modelyard.tracking.schemas import Run
+
+experiments_app = typer.Typer(help="Experiments: groups of tracked runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="Tracked runs: params, metrics, tags.", no_args_is_help=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+@experiments_app.command("list")
+@handle_errors
+def list_experiments(
+    prefix: str | None = typer.Option(None), limit: int = 100, offset: int = 0
+) -> None:
+    """List experiments."""
+    with client() as c:
+        result = c.tracking.list_experiments(prefix, limit=limit, offset=offset)
+    emit(
+        result,
+        lambda: table(
+            f"experiments ({result.total})",
+            ["name", "created by", "created at", "tags"],
+            [
+                (e.name, e.created_by, f"{e.created_at:%Y-%m-%d %H:%M:%S}", e.tags or "")
+                for e in result.experiments
+            ],
+        ),
+    )
+
+
+@runs_app.command("list")
+@handle_errors
+def list_runs(
+    experiment: str | None = typer.Option(None, "--experiment", "-e"),
+    filter: str = typer.Option("", "--filter", "-f", help="e.g. metrics.auc > 0.9"),
+    order_by: str = typer.Option("", "--order-by", help="e.g. 'metrics.auc desc'"),
+    limit: int = 100,
+    offset: int = 0,
+) -> None:
+    """Search runs."""
+    with client() as c:
+        result = c.tracking.search_runs(
+            experiment, filter, order_by=order_by, limit=limit, offset=offset
+        )
+    keys = sorted({k for r in result.runs for k in r.metrics})[:6]
+    emit(
+        result,
+        lambda: table(
+            f"runs ({result.total})",
+            ["id", "experiment", "name", "status", "started", *keys],
+            [
+                (
+                    r.id,
+                    r.experiment,
+                    r.name,
+                    r.status,
+                    f"{r.start_time:%Y-%m-%d %H:%M:%S}",
+                    *(_fmt(r.metrics[k].latest) if k in r.metrics else "" for k in keys),
+                )
+                for r in result.runs
+            ],
+        ),
+    )
+
+
+def _show_run(r: Run) -> None:
+    ended = f", ended {r.end_time:%Y-%m-%d %H:%M:%S}" if r.end_time else ""
+    console.print(
+        f"[bold]{r.id}[/bold] {r.name}  experiment {r.experiment}, {r.status}, "
+        f"by {r.created_by}, started {r.start_time:%Y-%m-%d %H:%M:%S}{ended}",
+        highlight=False,
+    )
+    table("params", ["key", "value"], sorted(r.params.items()))
+    table("tags", ["key", "value"], sorted(r.tags.items()))
+    table(
+        "metrics",
+        ["key", "latest", "step", "min", "max", "points"],
+        [
+            (k, _fmt(s.latest), s.step, _fmt(s.min), _fmt(s.max), s.count)
+            for k, s in r.metrics.items()
+        ],
+    )
+
+
+@runs_app.command("show")
+@handle_errors
+def show_run(run_id: str) -> None:
+    """Describe a run."""
+    with client() as c:
+        run = c.tracking.get_run(run_id)
+    emit(run, lambda: _show_run(run))

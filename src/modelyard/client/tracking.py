@@ -1,0 +1,380 @@
+"""SDK wrapper for tracking: experiments, runs, and a buffered run for fast metric logging.
+
+::
+
+    with client.tracking.start_run("churn", name="xgb-1", params={"max_depth": 6}) as run:
+        for step in range(100):
+            run.log_metric("loss", loss, step=step)
+
+Metric points are buffered in memory and sent in batches: by a background thread about
+once a second, synchronously in the caller's thread when the buffer holds ``buffer_size``
+points (so memory stays bounded and nothing is dropped), on :meth:`ActiveRun.flush`, and
+at :meth:`ActiveRun.end` / the end of the ``with`` block. A failed background flush keeps
+its points and raises its error on the next call that logs, flushes or ends. Points are
+durable once a flush that sent them has returned.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from pydantic import ValidationError
+
+from modelyard.client.transport import Transport
+from modelyard.errors import InvalidInput, invalid_input_from
+from modelyard.tracking.schemas import (
+    KEY,
+    MAX_BATCH_POINTS,
+    MAX_STEP,
+    BatchLogged,
+    CompareRuns,
+    Comparison,
+    CreateExperiment,
+    EndRun,
+    EndStatus,
+    Experiment,
+    ExperimentList,
+    GetExperiment,
+    GetMetricHistory,
+    GetRun,
+    ListExperiments,
+    LogBatch,
+    MetricHistory,
+    MetricPoint,
+    Param,
+    Run,
+    RunList,
+    SearchRuns,
+    StartRun,
+    Tag,
+)
+
+_KEY = re.compile(KEY)
+
+
+def _build(model: Any, **fields: Any) -> Any:
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise invalid_input_from(exc) from exc
+
+
+def _params(params: Mapping[str, Any] | None) -> list[Param]:
+    return [_build(Param, key=k, value=str(v)) for k, v in (params or {}).items()]
+
+
+def _tags(tags: Mapping[str, Any] | None) -> list[Tag]:
+    return [_build(Tag, key=k, value=str(v)) for k, v in (tags or {}).items()]
+
+
+class TrackingAPI:
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    # experiments
+    def create_experiment(self, name: str, tags: Mapping[str, str] | None = None) -> Experiment:
+        result: Experiment = self._t.call(
+            "tracking.create_experiment",
+            _build(CreateExperiment, name=name, tags=dict(tags or {})),
+        )
+        return result
+
+    def get_experiment(self, name: str) -> Experiment:
+        result: Experiment = self._t.call(
+            "tracking.get_experiment", _build(GetExperiment, name=name)
+        )
+        return result
+
+    def list_experiments(
+        self, prefix: str | None = None, *, limit: int = 100, offset: int = 0
+    ) -> ExperimentList:
+        result: ExperimentList = self._t.call(
+            "tracking.list_experiments",
+            _build(ListExperiments, prefix=prefix, limit=limit, offset=offset),
+        )
+        return result
+
+    # runs
+    def create_run(
+        self,
+        experiment: str,
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Start a run without the buffering helper (see :meth:`start_run`)."""
+        req = _build(
+            StartRun, experiment=experiment, name=name, params=_params(params), tags=_tags(tags)
+        )
+        result: Run = self._t.call("tracking.start_run", req)
+        return result
+
+    def start_run(
+        self,
+        experiment: str,
+        *,
+        name: str = "",
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        buffer_size: int = MAX_BATCH_POINTS,
+        flush_interval: float = 1.0,
+    ) -> ActiveRun:
+        """Start a run and return it as a context manager that buffers metric points."""
+        run = self.create_run(experiment, name=name, params=params, tags=tags)
+        return ActiveRun(self, run, buffer_size=buffer_size, flush_interval=flush_interval)
+
+    def get_run(self, run_id: str) -> Run:
+        result: Run = self._t.call("tracking.get_run", _build(GetRun, run_id=run_id))
+        return result
+
+    def end_run(self, run_id: str, status: EndStatus = "FINISHED") -> Run:
+        result: Run = self._t.call("tracking.end_run", _build(EndRun, run_id=run_id, status=status))
+        return result
+
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        metrics: list[MetricPoint] | list[Mapping[str, Any]] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> BatchLogged:
+        """Log one batch (validated whole; written all or nothing)."""
+        req = _build(
+            LogBatch,
+            run_id=run_id,
+            metrics=list(metrics or []),
+            params=_params(params),
+            tags=_tags(tags),
+        )
+        return self._send(req)
+
+    def _send(self, req: LogBatch) -> BatchLogged:
+        result: BatchLogged = self._t.call("tracking.log_batch", req)
+        return result
+
+    def metric_history(
+        self, run_id: str, key: str, *, max_points: int | None = None
+    ) -> MetricHistory:
+        result: MetricHistory = self._t.call(
+            "tracking.get_metric_history",
+            _build(GetMetricHistory, run_id=run_id, key=key, max_points=max_points),
+        )
+        return result
+
+    def search_runs(
+        self,
+        experiment: str | None = None,
+        filter: str = "",
+        *,
+        order_by: str = "",
+        limit: int = 100,
+        offset: int = 0,
+    ) -> RunList:
+        result: RunList = self._t.call(
+            "tracking.search_runs",
+            _build(
+                SearchRuns,
+                experiment=experiment,
+                filter=filter,
+                order_by=order_by,
+                limit=limit,
+                offset=offset,
+            ),
+        )
+        return result
+
+    def compare(
+        self, run_ids: list[str], metrics: list[str] | None = None, *, max_points: int = 200
+    ) -> Comparison:
+        req = _build(
+            CompareRuns,
+            run_ids=",".join(run_ids),
+            metrics=",".join(metrics) if metrics else None,
+            max_points=max_points,
+        )
+        result: Comparison = self._t.call("tracking.compare_runs", req)
+        return result
+
+
+class ActiveRun:
+    """A running run that buffers metric points and sends them in batches."""
+
+    def __init__(
+        self,
+        api: TrackingAPI,
+        run: Run,
+        *,
+        buffer_size: int = MAX_BATCH_POINTS,
+        flush_interval: float = 1.0,
+    ) -> None:
+        if not 1 <= buffer_size <= MAX_BATCH_POINTS:
+            raise InvalidInput(f"buffer_size must be 1..{MAX_BATCH_POINTS}, got {buffer_size}")
+        self.api = api
+        self.run = run
+        self.id = run.id
+        self.buffer_size = buffer_size
+        self._buffer: list[dict[str, Any]] = []  # validated points, as plain dicts
+        self._inflight = 0  # points of the batch being sent
+        self._buffer_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flush at a time, in order
+        self._error: BaseException | None = None
+        self._ended = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._background,
+            args=(flush_interval,),
+            name=f"modelyard-run-{run.id}",
+            daemon=True,
+        )
+        self._thread.start()
+        atexit.register(self._at_exit)
+
+    # logging
+    def _raise_pending(self) -> None:
+        if self._ended:
+            raise InvalidInput(f"run {self.id} has ended in this client")
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def log_metric(
+        self, key: str, value: float, step: int = 0, timestamp: int | None = None
+    ) -> None:
+        """Buffer one point (``timestamp`` in ms; now if unset)."""
+        self._raise_pending()
+        value = float(value)
+        if not _KEY.match(key):
+            raise InvalidInput(f"metric key {key!r} does not match {KEY}")
+        if not isinstance(step, int) or not -MAX_STEP <= step <= MAX_STEP:
+            raise InvalidInput(f"step must be an integer within ±2**53, got {step!r}")
+        point = {
+            "key": key,
+            "value": value,
+            "step": step,
+            "timestamp": int(time.time() * 1000) if timestamp is None else int(timestamp),
+        }
+        with self._buffer_lock:
+            self._buffer.append(point)
+            full = len(self._buffer) >= self.buffer_size
+        if full:
+            self.flush()
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        for key, value in metrics.items():
+            self.log_metric(key, value, step=step, timestamp=now)
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Set a param now (params are immutable: a different value raises Conflict)."""
+        self.log_params({key: value})
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._raise_pending()
+        self.api.log_batch(self.id, params=params)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self._raise_pending()
+        self.api.log_batch(self.id, tags=tags)
+
+    # flushing
+    def _flush(self) -> None:
+        with self._flush_lock:
+            while True:
+                with self._buffer_lock:
+                    batch = self._buffer[:MAX_BATCH_POINTS]
+                    del self._buffer[: len(batch)]
+                    self._inflight = len(batch)
+                if not batch:
+                    return
+                try:
+                    req = _build(LogBatch, run_id=self.id, metrics=batch)
+                    self.api._send(req)
+                except BaseException:
+                    with self._buffer_lock:  # keep the points: nothing is dropped
+                        self._buffer[:0] = batch
+                        self._inflight = 0
+                    raise
+                with self._buffer_lock:
+                    self._inflight = 0
+
+    def flush(self) -> None:
+        """Send every buffered point now; raises the error of a failed earlier flush."""
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        self._flush()
+
+    def _background(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            if self._error is not None:
+                continue
+            try:
+                self._flush()
+            except Exception as exc:  # surfaced to the caller on its next call
+                self._error = exc
+
+    @property
+    def pending(self) -> int:
+        """Points buffered but not yet acknowledged by the server."""
+        with self._buffer_lock:
+            return len(self._buffer) + self._inflight
+
+    # ending
+    def end(self, status: EndStatus = "FINISHED") -> Run:
+        """Flush, stop the background thread, and end the run with ``status``.
+
+        If the final flush fails the run is ended as FAILED (best effort) and the flush
+        error is raised.
+        """
+        if self._ended:
+            return self.run
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.flush()
+        except BaseException:
+            self._ended = True
+            atexit.unregister(self._at_exit)
+            with contextlib.suppress(Exception):  # the flush error is the one to report
+                self.api.end_run(self.id, "FAILED")
+            raise
+        self._ended = True
+        atexit.unregister(self._at_exit)
+        self.run = self.api.end_run(self.id, status)
+        return self.run
+
+    def _at_exit(self) -> None:
+        with contextlib.suppress(Exception):  # nowhere left to report to at exit
+            self.end()
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.end("FINISHED")
+            return
+        try:
+            self.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        except Exception as end_error:  # the body's exception is the one that propagates
+            exc.add_note(f"modelyard: ending run {self.id} also failed: {end_error!r}")
+
+
+__all__ = ["ActiveRun", "TrackingAPI"]

@@ -1,0 +1,1 @@
+"""Experiment tracking: experiments, runs, params, tags and metric histories."""

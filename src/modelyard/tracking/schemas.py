@@ -1,0 +1,222 @@
+"""Request and response types of the tracking domain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+EXPERIMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
+RUN_ID = r"^[A-Za-z0-9_-]{1,40}$"
+RUN_NAME = r"^[A-Za-z0-9_.:/ -]{0,200}$"
+# Metric, param and tag keys: no commas (lists of keys travel comma-separated), no quotes
+# or spaces (keys appear unquoted in search filters; backquotes allow dots).
+KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/:]{0,249}$"
+KEY_LIST = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/:]{0,249}(,[A-Za-z0-9_][A-Za-z0-9_.\-/:]{0,249}){0,99}$"
+RUN_ID_LIST = r"^[A-Za-z0-9_-]{1,40}(,[A-Za-z0-9_-]{1,40}){0,99}$"
+MAX_STEP = 2**53
+MAX_TIMESTAMP_MS = 2**53
+MAX_BATCH_POINTS = 10_000
+
+TagKey = Annotated[str, Field(pattern=KEY)]
+TagValue = Annotated[str, Field(max_length=5000)]
+RunStatus = Literal["RUNNING", "FINISHED", "FAILED", "KILLED"]
+EndStatus = Literal["FINISHED", "FAILED", "KILLED"]
+
+# Metric values may be NaN or ±infinity: JSON carries them as "NaN"/"Infinity" strings.
+_FLOATS = ConfigDict(ser_json_inf_nan="strings")
+
+
+def _float_to_json(value: float) -> float | str:
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
+
+
+MetricValue = Annotated[
+    float, PlainSerializer(_float_to_json, return_type=float | str, when_used="json")
+]
+
+
+class Tag(BaseModel):
+    key: str = Field(pattern=KEY)
+    value: str = Field("", max_length=5000)
+
+
+class Param(BaseModel):
+    key: str = Field(pattern=KEY)
+    value: str = Field(max_length=6000)
+
+
+class MetricPoint(BaseModel):
+    model_config = _FLOATS
+
+    key: str = Field(pattern=KEY)
+    value: MetricValue
+    step: int = Field(0, ge=-MAX_STEP, le=MAX_STEP)
+    timestamp: int | None = Field(
+        None, ge=0, le=MAX_TIMESTAMP_MS, description="Milliseconds since the epoch (now if unset)."
+    )
+
+
+class Point(BaseModel):
+    """One point of a metric's history."""
+
+    model_config = _FLOATS
+
+    step: int
+    timestamp: int
+    value: MetricValue
+
+
+class MetricSummary(BaseModel):
+    """Kept up to date at every insert: the latest point (highest step, then time), min, max."""
+
+    model_config = _FLOATS
+
+    latest: MetricValue
+    step: int
+    timestamp: int
+    min: MetricValue | None
+    max: MetricValue | None
+    count: int
+
+
+# --- experiments -----------------------------------------------------------------------
+
+
+class CreateExperiment(BaseModel):
+    name: str = Field(pattern=EXPERIMENT_NAME)
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=100)
+
+
+class Experiment(BaseModel):
+    id: str
+    name: str
+    tags: dict[str, str]
+    created_at: dt.datetime
+    created_by: str
+
+
+class GetExperiment(BaseModel):
+    name: str = Field(pattern=EXPERIMENT_NAME)
+
+
+class ListExperiments(BaseModel):
+    prefix: str | None = Field(None, max_length=200)
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class ExperimentList(BaseModel):
+    experiments: list[Experiment]
+    total: int
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+class StartRun(BaseModel):
+    experiment: str = Field(pattern=EXPERIMENT_NAME, description="Created if it does not exist.")
+    name: str = Field("", pattern=RUN_NAME)
+    params: list[Param] = Field(default_factory=list, max_length=1000)
+    tags: list[Tag] = Field(default_factory=list, max_length=1000)
+
+
+class Run(BaseModel):
+    model_config = _FLOATS
+
+    id: str
+    experiment: str
+    name: str
+    status: RunStatus
+    start_time: dt.datetime
+    end_time: dt.datetime | None
+    created_by: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    metrics: dict[str, MetricSummary]
+
+
+class GetRun(BaseModel):
+    run_id: str = Field(pattern=RUN_ID)
+
+
+class EndRun(BaseModel):
+    run_id: str = Field(pattern=RUN_ID)
+    status: EndStatus = "FINISHED"
+
+
+class LogBatch(BaseModel):
+    run_id: str = Field(pattern=RUN_ID)
+    params: list[Param] = Field(default_factory=list, max_length=1000)
+    tags: list[Tag] = Field(default_factory=list, max_length=1000)
+    metrics: list[MetricPoint] = Field(default_factory=list, max_length=MAX_BATCH_POINTS)
+
+
+class BatchLogged(BaseModel):
+    run_id: str
+    params: int
+    tags: int
+    metrics: int
+
+
+class GetMetricHistory(BaseModel):
+    run_id: str = Field(pattern=RUN_ID)
+    key: str = Field(pattern=KEY)
+    max_points: int | None = Field(
+        None, ge=4, le=100_000, description="Downsample to at most this many points."
+    )
+
+
+class MetricHistory(BaseModel):
+    model_config = _FLOATS
+
+    run_id: str
+    key: str
+    total: int = Field(description="Points stored (before downsampling).")
+    points: list[Point]
+
+
+class SearchRuns(BaseModel):
+    experiment: str | None = Field(None, pattern=EXPERIMENT_NAME)
+    filter: str = Field(
+        "",
+        max_length=4000,
+        description='e.g. metrics.auc > 0.9 and params.depth = "6" and tags.team = "x"',
+    )
+    order_by: str = Field(
+        "", max_length=1000, description="e.g. 'metrics.auc desc, attributes.start_time'"
+    )
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class RunList(BaseModel):
+    model_config = _FLOATS
+
+    runs: list[Run]
+    total: int
+
+
+class CompareRuns(BaseModel):
+    run_ids: str = Field(pattern=RUN_ID_LIST, description="Comma-separated run ids.")
+    metrics: str | None = Field(
+        None, pattern=KEY_LIST, description="Comma-separated metric keys (all if unset)."
+    )
+    max_points: int = Field(200, ge=4, le=100_000)
+
+
+class Comparison(BaseModel):
+    model_config = _FLOATS
+
+    runs: list[Run]
+    param_keys: list[str]
+    differing_params: list[str] = Field(description="Params whose values differ between runs.")
+    histories: dict[str, dict[str, list[Point]]] = Field(
+        description="metric key -> run id -> downsampled points."
+    )

@@ -1,0 +1,490 @@
+"""Operations of the tracking domain: experiments, runs, batched metric ingestion, search.
+
+``log_batch`` validates everything first (the request model, the run's state, params
+that would change), then inserts all metric points in one ``executemany`` statement and
+updates the per-key summaries in the same transaction: a batch is written whole or not
+at all, and once acknowledged it is durable.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelyard.core.db import utcnow
+from modelyard.core.ids import new_id
+from modelyard.core.operations import Context, OperationSet
+from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.tracking import query
+from modelyard.tracking.schemas import (
+    BatchLogged,
+    CompareRuns,
+    Comparison,
+    CreateExperiment,
+    EndRun,
+    Experiment,
+    ExperimentList,
+    GetExperiment,
+    GetMetricHistory,
+    GetRun,
+    ListExperiments,
+    LogBatch,
+    MetricHistory,
+    MetricPoint,
+    MetricSummary,
+    Param,
+    Point,
+    Run,
+    RunList,
+    SearchRuns,
+    StartRun,
+    Tag,
+)
+from modelyard.tracking.store import (
+    ExperimentRow,
+    MetricRow,
+    MetricSummaryRow,
+    ParamRow,
+    RunRow,
+    TagRow,
+)
+
+ops = OperationSet("tracking")
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _experiment_out(row: ExperimentRow) -> Experiment:
+    return Experiment(
+        id=row.id,
+        name=row.name,
+        tags=dict(row.tags or {}),
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
+
+
+def _experiment_row(session: Session, name: str) -> ExperimentRow:
+    row = session.scalars(select(ExperimentRow).where(ExperimentRow.name == name)).first()
+    if row is None:
+        raise NotFound(f"experiment {name!r} does not exist")
+    return row
+
+
+def _run_row(session: Session, run_id: str, *, lock: bool = False) -> RunRow:
+    stmt = select(RunRow).where(RunRow.id == run_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = session.scalars(stmt).first()
+    if row is None:
+        raise NotFound(f"run {run_id!r} does not exist")
+    return row
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _none_to_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _runs_out(session: Session, rows: Sequence[RunRow]) -> list[Run]:
+    """Runs with their params, tags and metric summaries (three queries for all runs)."""
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    names = dict(
+        session.execute(
+            select(ExperimentRow.id, ExperimentRow.name).where(
+                ExperimentRow.id.in_({r.experiment_id for r in rows})
+            )
+        )
+        .tuples()
+        .all()
+    )
+    params: dict[str, dict[str, str]] = {i: {} for i in ids}
+    for run_id, key, value in session.execute(
+        select(ParamRow.run_id, ParamRow.key, ParamRow.value).where(ParamRow.run_id.in_(ids))
+    ).tuples():
+        params[run_id][key] = value
+    tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+    for run_id, key, value in session.execute(
+        select(TagRow.run_id, TagRow.key, TagRow.value).where(TagRow.run_id.in_(ids))
+    ).tuples():
+        tags[run_id][key] = value
+    metrics: dict[str, dict[str, MetricSummary]] = {i: {} for i in ids}
+    for s in session.scalars(select(MetricSummaryRow).where(MetricSummaryRow.run_id.in_(ids))):
+        metrics[s.run_id][s.key] = MetricSummary(
+            latest=_none_to_nan(s.latest),
+            step=s.step,
+            timestamp=s.timestamp,
+            min=s.min,
+            max=s.max,
+            count=s.count,
+        )
+    return [
+        Run(
+            id=r.id,
+            experiment=names.get(r.experiment_id, ""),
+            name=r.name,
+            status=r.status,
+            start_time=r.start_time,
+            end_time=r.end_time,
+            created_by=r.created_by,
+            params=dict(sorted(params[r.id].items())),
+            tags=dict(sorted(tags[r.id].items())),
+            metrics=dict(sorted(metrics[r.id].items())),
+        )
+        for r in rows
+    ]
+
+
+# --- experiments -----------------------------------------------------------------------
+
+
+def _create_experiment(
+    session: Session, name: str, tags: dict[str, str], user: str
+) -> ExperimentRow:
+    row = ExperimentRow(
+        id=new_id("exp"), name=name, tags=tags, created_by=user, created_at=utcnow()
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"experiment {name!r} already exists") from exc
+    return row
+
+
+@ops.operation("POST", "/experiments", permission="tracking.write")
+def create_experiment(ctx: Context, req: CreateExperiment) -> Experiment:
+    """Create an experiment (names are unique)."""
+    ctx.audit_target = f"experiment:{req.name}"
+    session = ctx.session
+    if session.scalars(select(ExperimentRow.id).where(ExperimentRow.name == req.name)).first():
+        raise Conflict(f"experiment {req.name!r} already exists")
+    row = _create_experiment(session, req.name, dict(req.tags), ctx.principal.user)
+    ctx.emit("tracking.experiment_created", {"name": req.name})
+    return _experiment_out(row)
+
+
+@ops.operation("GET", "/experiments", permission="tracking.read")
+def list_experiments(ctx: Context, req: ListExperiments) -> ExperimentList:
+    """List experiments by name."""
+    session = ctx.session
+    where = []
+    if req.prefix:
+        where.append(ExperimentRow.name.like(_escape_like(req.prefix) + "%", escape="\\"))
+    total = session.scalar(select(func.count()).select_from(ExperimentRow).where(*where)) or 0
+    rows = session.scalars(
+        select(ExperimentRow)
+        .where(*where)
+        .order_by(ExperimentRow.name)
+        .limit(req.limit)
+        .offset(req.offset)
+    ).all()
+    return ExperimentList(experiments=[_experiment_out(r) for r in rows], total=total)
+
+
+@ops.operation("GET", "/experiments/{name}", permission="tracking.read")
+def get_experiment(ctx: Context, req: GetExperiment) -> Experiment:
+    """Describe an experiment."""
+    return _experiment_out(_experiment_row(ctx.session, req.name))
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+def _check_unique(items: Iterable[Param | Tag], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        if item.key in out and out[item.key] != item.value:
+            raise InvalidInput(f"{what} {item.key!r} appears twice with different values")
+        out[item.key] = item.value
+    return out
+
+
+@ops.operation("POST", "/runs", permission="tracking.write")
+def start_run(ctx: Context, req: StartRun) -> Run:
+    """Start a run in an experiment (the experiment is created if it does not exist)."""
+    params = _check_unique(req.params, "param")
+    tags = _check_unique(req.tags, "tag")
+    session = ctx.session
+    experiment = session.scalars(
+        select(ExperimentRow).where(ExperimentRow.name == req.experiment)
+    ).first()
+    if experiment is None:
+        try:
+            experiment = _create_experiment(session, req.experiment, {}, ctx.principal.user)
+        except Conflict:  # created concurrently
+            experiment = _experiment_row(session, req.experiment)
+    run = RunRow(
+        id=new_id("run"),
+        experiment_id=experiment.id,
+        name=req.name,
+        status="RUNNING",
+        start_time=utcnow(),
+        end_time=None,
+        created_by=ctx.principal.user,
+    )
+    session.add(run)
+    session.flush()
+    if params:
+        session.execute(
+            insert(ParamRow), [{"run_id": run.id, "key": k, "value": v} for k, v in params.items()]
+        )
+    if tags:
+        session.execute(
+            insert(TagRow), [{"run_id": run.id, "key": k, "value": v} for k, v in tags.items()]
+        )
+    ctx.audit_target = f"run:{run.id}"
+    ctx.emit("tracking.run_started", {"run_id": run.id, "experiment": req.experiment})
+    return _runs_out(session, [run])[0]
+
+
+@ops.operation("GET", "/runs/{run_id}", permission="tracking.read")
+def get_run(ctx: Context, req: GetRun) -> Run:
+    """Describe a run: params, tags, and each metric's latest value, min and max."""
+    session = ctx.session
+    return _runs_out(session, [_run_row(session, req.run_id)])[0]
+
+
+@ops.operation("POST", "/runs/{run_id}/end", permission="tracking.write")
+def end_run(ctx: Context, req: EndRun) -> Run:
+    """End a run with a final status (repeating the same status is a no-op)."""
+    ctx.audit_target = f"run:{req.run_id}"
+    session = ctx.session
+    run = _run_row(session, req.run_id, lock=True)
+    if run.status != "RUNNING":
+        if run.status == req.status:
+            return _runs_out(session, [run])[0]
+        raise Conflict(f"run {run.id} already ended as {run.status}")
+    run.status = req.status
+    run.end_time = utcnow()
+    session.flush()
+    ctx.emit("tracking.run_ended", {"run_id": run.id, "status": req.status})
+    return _runs_out(session, [run])[0]
+
+
+def _merge_summaries(
+    session: Session, run_id: str, points: list[dict[str, Any]], values: list[float]
+) -> None:
+    """Fold a batch into the per-key summaries (latest by (step, timestamp), min, max)."""
+    batch: dict[str, dict[str, Any]] = {}
+    for p, value in zip(points, values, strict=True):
+        s = batch.get(p["key"])
+        finite = None if math.isnan(value) else value
+        if s is None:
+            batch[p["key"]] = {
+                "latest": p["value"],
+                "step": p["step"],
+                "timestamp": p["timestamp"],
+                "min": finite,
+                "max": finite,
+                "count": 1,
+            }
+            continue
+        if (p["step"], p["timestamp"]) >= (s["step"], s["timestamp"]):
+            s.update(latest=p["value"], step=p["step"], timestamp=p["timestamp"])
+        if finite is not None:
+            s["min"] = finite if s["min"] is None else min(s["min"], finite)
+            s["max"] = finite if s["max"] is None else max(s["max"], finite)
+        s["count"] += 1
+    existing = {
+        row.key: row
+        for row in session.scalars(
+            select(MetricSummaryRow).where(
+                MetricSummaryRow.run_id == run_id, MetricSummaryRow.key.in_(list(batch))
+            )
+        )
+    }
+    new_rows = []
+    for key, s in batch.items():
+        old = existing.get(key)
+        if old is None:
+            new_rows.append({"run_id": run_id, "key": key, **s})
+            continue
+        if (s["step"], s["timestamp"]) >= (old.step, old.timestamp):
+            old.latest, old.step, old.timestamp = s["latest"], s["step"], s["timestamp"]
+        lows = [v for v in (old.min, s["min"]) if v is not None]
+        highs = [v for v in (old.max, s["max"]) if v is not None]
+        old.min = min(lows) if lows else None
+        old.max = max(highs) if highs else None
+        old.count = old.count + s["count"]
+    if new_rows:
+        session.execute(insert(MetricSummaryRow), new_rows)
+    session.flush()
+
+
+@ops.operation("POST", "/runs/{run_id}/batch", permission="tracking.write")
+def log_batch(ctx: Context, req: LogBatch) -> BatchLogged:
+    """Log params, tags and up to 10,000 metric points to a running run, all or nothing."""
+    ctx.audit_target = f"run:{req.run_id}"
+    params = _check_unique(req.params, "param")
+    tags = _check_unique(req.tags, "tag")
+    now_ms = int(time.time() * 1000)
+    points: list[dict[str, Any]] = []
+    values: list[float] = []
+    for m in req.metrics:
+        values.append(m.value)
+        points.append(
+            {
+                "run_id": req.run_id,
+                "key": m.key,
+                "value": _nan_to_none(m.value),
+                "step": m.step,
+                "timestamp": now_ms if m.timestamp is None else m.timestamp,
+            }
+        )
+    session = ctx.session
+    run = _run_row(session, req.run_id, lock=True)  # serialises batches of one run
+    if run.status != "RUNNING":
+        raise Conflict(f"run {run.id} is {run.status}; only a RUNNING run accepts data")
+    new_params = {}
+    if params:
+        stored = dict(
+            session.execute(
+                select(ParamRow.key, ParamRow.value).where(
+                    ParamRow.run_id == run.id, ParamRow.key.in_(list(params))
+                )
+            )
+            .tuples()
+            .all()
+        )
+        for key, value in params.items():
+            if key in stored and stored[key] != value:
+                raise Conflict(
+                    f"param {key!r} of run {run.id} is already {stored[key]!r}; "
+                    f"params cannot change (got {value!r})"
+                )
+        new_params = {k: v for k, v in params.items() if k not in stored}
+    # Everything is valid: write.
+    if new_params:
+        session.execute(
+            insert(ParamRow),
+            [{"run_id": run.id, "key": k, "value": v} for k, v in new_params.items()],
+        )
+    if tags:
+        stored_tags = set(
+            session.scalars(
+                select(TagRow.key).where(TagRow.run_id == run.id, TagRow.key.in_(list(tags)))
+            )
+        )
+        for key in stored_tags:
+            session.execute(
+                update(TagRow)
+                .where(TagRow.run_id == run.id, TagRow.key == key)
+                .values(value=tags[key])
+            )
+        fresh = [
+            {"run_id": run.id, "key": k, "value": v}
+            for k, v in tags.items()
+            if k not in stored_tags
+        ]
+        if fresh:
+            session.execute(insert(TagRow), fresh)
+    if points:
+        # One executemany of a Core insert (not the ORM's bulk path) for the whole batch.
+        session.connection().execute(
+            insert(MetricRow.metadata.tables[MetricRow.__tablename__]), points
+        )
+        _merge_summaries(session, run.id, points, values)
+    return BatchLogged(run_id=run.id, params=len(params), tags=len(tags), metrics=len(points))
+
+
+def downsample(points: list[Point], max_points: int | None) -> list[Point]:
+    """At most ``max_points`` evenly spaced points, always with the first, last, min, max."""
+    n = len(points)
+    if max_points is None or n <= max_points:
+        return points
+    finite = [i for i, p in enumerate(points) if not math.isnan(p.value)]
+    keep = {0, n - 1}
+    if finite:
+        keep.add(min(finite, key=lambda i: points[i].value))
+        keep.add(max(finite, key=lambda i: points[i].value))
+    slots = max_points - len(keep)
+    if slots > 0:
+        stride = (n - 1) / (slots + 1)
+        for j in range(1, slots + 1):
+            keep.add(round(j * stride))
+    return [points[i] for i in sorted(keep)]
+
+
+def _history(session: Session, run_id: str, key: str) -> list[Point]:
+    rows = session.execute(
+        select(MetricRow.step, MetricRow.timestamp, MetricRow.value)
+        .where(MetricRow.run_id == run_id, MetricRow.key == key)
+        .order_by(MetricRow.step, MetricRow.timestamp, MetricRow.id)
+    ).tuples()
+    return [Point(step=s, timestamp=t, value=_none_to_nan(v)) for s, t, v in rows]
+
+
+@ops.operation("GET", "/runs/{run_id}/metric-history", permission="tracking.read")
+def get_metric_history(ctx: Context, req: GetMetricHistory) -> MetricHistory:
+    """A metric's points in step order, optionally downsampled to ``max_points``."""
+    session = ctx.session
+    _run_row(session, req.run_id)
+    points = _history(session, req.run_id, req.key)
+    return MetricHistory(
+        run_id=req.run_id, key=req.key, total=len(points), points=downsample(points, req.max_points)
+    )
+
+
+@ops.operation("GET", "/runs", permission="tracking.read")
+def search_runs(ctx: Context, req: SearchRuns) -> RunList:
+    """Search runs with a filter (metrics/params/tags/attributes), sorted and paged."""
+    condition = query.filter_condition(req.filter)
+    order = query.order_terms(req.order_by)
+    session = ctx.session
+    where = []
+    if req.experiment is not None:
+        where.append(RunRow.experiment_id == _experiment_row(session, req.experiment).id)
+    if condition is not None:
+        where.append(condition)
+    total = session.scalar(select(func.count()).select_from(RunRow).where(*where)) or 0
+    rows = session.scalars(
+        select(RunRow)
+        .where(*where)
+        .order_by(*order, RunRow.start_time.desc(), RunRow.id.desc())
+        .limit(req.limit)
+        .offset(req.offset)
+    ).all()
+    return RunList(runs=_runs_out(session, rows), total=total)
+
+
+@ops.operation("GET", "/compare/runs", permission="tracking.read")
+def compare_runs(ctx: Context, req: CompareRuns) -> Comparison:
+    """Runs side by side: params (and which differ) and downsampled metric histories."""
+    run_ids = list(dict.fromkeys(req.run_ids.split(",")))
+    session = ctx.session
+    rows = {r.id: r for r in session.scalars(select(RunRow).where(RunRow.id.in_(run_ids)))}
+    missing = [i for i in run_ids if i not in rows]
+    if missing:
+        raise NotFound(f"runs do not exist: {', '.join(missing)}")
+    runs = _runs_out(session, [rows[i] for i in run_ids])
+    param_keys = sorted({k for r in runs for k in r.params})
+    differing = [k for k in param_keys if len({r.params.get(k) for r in runs}) > 1]
+    if req.metrics:
+        keys = list(dict.fromkeys(req.metrics.split(",")))
+    else:
+        keys = sorted({k for r in runs for k in r.metrics})
+    histories = {
+        key: {r.id: downsample(_history(session, r.id, key), req.max_points) for r in runs}
+        for key in keys
+    }
+    return Comparison(
+        runs=runs, param_keys=param_keys, differing_params=differing, histories=histories
+    )
+
+
+__all__ = ["MetricPoint", "downsample", "ops"]

@@ -1,0 +1,91 @@
+"""Tables of the tracking domain.
+
+Metric points go to ``tracking_metrics`` (one row per point, inserted a batch at a time
+in one statement); ``tracking_metric_summaries`` holds one row per (run, key) with the
+latest value, min and max, updated in the same transaction, so search filters and sorts
+on metrics without scanning histories. NaN is stored as NULL (SQLite cannot store NaN).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from modelyard.core.db import Base, JSONType, UTCDateTime, utcnow
+
+
+class ExperimentRow(Base):
+    __tablename__ = "tracking_experiments"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class RunRow(Base):
+    __tablename__ = "tracking_runs"
+    __table_args__ = (Index("ix_tracking_runs_experiment_start", "experiment_id", "start_time"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    experiment_id: Mapped[str] = mapped_column(
+        ForeignKey("tracking_experiments.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(200), default="")
+    status: Mapped[str] = mapped_column(String(20))
+    start_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    end_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class ParamRow(Base):
+    __tablename__ = "tracking_params"
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("tracking_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class TagRow(Base):
+    __tablename__ = "tracking_tags"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("tracking_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class MetricRow(Base):
+    __tablename__ = "tracking_metrics"
+    __table_args__ = (Index("ix_tracking_metrics_run_key_step", "run_id", "key", "step"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[str] = mapped_column(ForeignKey("tracking_runs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(250))
+    value: Mapped[float | None] = mapped_column(Double, nullable=True)  # NULL = NaN
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)  # milliseconds since the epoch
+
+
+class MetricSummaryRow(Base):
+    __tablename__ = "tracking_metric_summaries"
+    __table_args__ = (Index("ix_tracking_metric_summaries_key_latest", "key", "latest"),)
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("tracking_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    latest: Mapped[float | None] = mapped_column(Double, nullable=True)  # NULL = NaN
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    min: Mapped[float | None] = mapped_column(Double, nullable=True)  # over non-NaN values
+    max: Mapped[float | None] = mapped_column(Double, nullable=True)
+    count: Mapped[int] = mapped_column(BigInteger)
