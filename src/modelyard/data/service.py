@@ -119,11 +119,11 @@ def register_version(ctx: Context, req: RegisterVersion) -> DatasetVersion:
         path = safe_relpath(f.path)
         if path in stored:
             raise InvalidInput(f"file path {path!r} appears twice in the version")
-        if not ctx.artifacts.exists(f.digest):
-            raise InvalidInput(f"artifact {f.digest} for {path!r} was never uploaded")
-        stored[path] = StoredFile(
-            path=path, digest=f.digest, size=ctx.artifacts.stat(f.digest).size
-        )
+        try:
+            size = ctx.artifacts.stat(f.digest).size
+        except NotFound:
+            raise InvalidInput(f"artifact {f.digest} for {path!r} was never uploaded") from None
+        stored[path] = StoredFile(path=path, digest=f.digest, size=size)
     files = [stored[p] for p in sorted(stored)]
     fmt = req.format
     if fmt is None:
