@@ -36,7 +36,7 @@ bench: $(STAMP)
 
 # Regenerate the lock file from pyproject.toml (needs network to PyPI).
 lock: $(STAMP)
-	$(UV) pip compile pyproject.toml --extra postgres --extra s3 --extra pandas --extra polars --extra algorithms --extra ray --extra dev --python-version 3.11 -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra postgres --extra s3 --extra pandas --extra polars --extra algorithms --extra ray --extra onnx --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -21,6 +21,7 @@ SERVICE_MODULES = (
     "modelyard.data.service",
     "modelyard.jobs.service",
     "modelyard.tracking.service",
+    "modelyard.lineage.service",
 )
 
 

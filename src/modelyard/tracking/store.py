@@ -40,6 +40,11 @@ class RunRow(Base):
     start_time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     end_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_by: Mapped[str] = mapped_column(String(100))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    job_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    code_digest: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    git_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
 
 class ParamRow(Base):

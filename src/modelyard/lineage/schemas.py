@@ -1,0 +1,43 @@
+"""Requests and answers of the lineage domain."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelyard.core.lineage import NODE_TYPES
+
+NodeType = Literal["dataset_version", "job", "run", "artifact", "model_version", "endpoint"]
+assert set(NODE_TYPES) == set(NodeType.__args__)  # type: ignore[attr-defined]
+
+
+class GetLineage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node_type: NodeType
+    node_id: str = Field(min_length=1, max_length=100)
+    direction: Literal["upstream", "downstream", "both"] = "both"
+    depth: int = Field(default=10, ge=1, le=50)
+
+
+class LineageNode(BaseModel):
+    type: str
+    id: str
+    label: str
+
+
+class LineageEdge(BaseModel):
+    source: str  # "<type>:<id>"
+    target: str
+    relation: str
+    attrs: dict[str, Any]
+    created_at: dt.datetime
+    created_by: str
+
+
+class LineageGraph(BaseModel):
+    root: str
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]
