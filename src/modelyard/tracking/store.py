@@ -94,3 +94,31 @@ class MetricSummaryRow(Base):
     min: Mapped[float | None] = mapped_column(Double, nullable=True)  # over non-NaN values
     max: Mapped[float | None] = mapped_column(Double, nullable=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunArtifactRow(Base):
+    """A file a run produced: its path inside the run and the content-addressed object."""
+
+    __tablename__ = "tracking_run_artifacts"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("tracking_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RunInputRow(Base):
+    """A dataset version a run read, with the role it played (train, validation...)."""
+
+    __tablename__ = "tracking_run_inputs"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("tracking_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    dataset_version_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    context: Mapped[str] = mapped_column(String(100), default="")

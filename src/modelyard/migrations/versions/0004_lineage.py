@@ -2,7 +2,7 @@
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-11-23 06:38:43.340162
+Create Date: 2026-11-23 06:39:59.758219
 """
 
 from __future__ import annotations
@@ -57,6 +57,38 @@ def upgrade() -> None:
         batch_op.create_index("ix_lineage_edges_dst", ["dst_type", "dst_id"], unique=False)
         batch_op.create_index("ix_lineage_edges_src", ["src_type", "src_id"], unique=False)
 
+    op.create_table(
+        "tracking_run_artifacts",
+        sa.Column("run_id", sa.String(length=40), nullable=False),
+        sa.Column("path", sa.String(length=1000), nullable=False),
+        sa.Column("digest", sa.String(length=64), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", modelyard.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["tracking_runs.id"],
+            name=op.f("fk_tracking_run_artifacts_run_id_tracking_runs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("run_id", "path", name=op.f("pk_tracking_run_artifacts")),
+    )
+    op.create_table(
+        "tracking_run_inputs",
+        sa.Column("run_id", sa.String(length=40), nullable=False),
+        sa.Column("dataset_version_id", sa.String(length=40), nullable=False),
+        sa.Column("dataset", sa.String(length=200), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("context", sa.String(length=100), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["tracking_runs.id"],
+            name=op.f("fk_tracking_run_inputs_run_id_tracking_runs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "run_id", "dataset_version_id", name=op.f("pk_tracking_run_inputs")
+        ),
+    )
     with op.batch_alter_table("tracking_runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("notes", sa.Text(), nullable=False, server_default=""))
         batch_op.add_column(sa.Column("job_id", sa.String(length=40), nullable=True))
@@ -85,6 +117,8 @@ def downgrade() -> None:
         batch_op.drop_column("job_id")
         batch_op.drop_column("notes")
 
+    op.drop_table("tracking_run_inputs")
+    op.drop_table("tracking_run_artifacts")
     with op.batch_alter_table("lineage_edges", schema=None) as batch_op:
         batch_op.drop_index("ix_lineage_edges_src")
         batch_op.drop_index("ix_lineage_edges_dst")
