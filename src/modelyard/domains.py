@@ -22,6 +22,7 @@ SERVICE_MODULES = (
     "modelyard.jobs.service",
     "modelyard.tracking.service",
     "modelyard.lineage.service",
+    "modelyard.registry.service",
 )
 
 

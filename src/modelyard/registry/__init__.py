@@ -1,0 +1,1 @@
+"""The model registry: model groups, numbered versions, approval, aliases and history."""
