@@ -55,6 +55,8 @@ class ModelVersionRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     artifact_digest: Mapped[str] = mapped_column(String(64), index=True)
     artifact_size: Mapped[int] = mapped_column(BigInteger)
+    # The file name a single-file artifact is downloaded as ("" for a folder archive).
+    artifact_filename: Mapped[str] = mapped_column(String(255), default="")
     flavor: Mapped[str] = mapped_column(String(100))
     flavor_metadata: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # {"inputs": [{name, type, shape?}], "outputs": [...]}, or {} when unknown.

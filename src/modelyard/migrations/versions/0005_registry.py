@@ -72,6 +72,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("artifact_digest", sa.String(length=64), nullable=False),
         sa.Column("artifact_size", sa.BigInteger(), nullable=False),
+        sa.Column("artifact_filename", sa.String(length=255), nullable=False),
         sa.Column("flavor", sa.String(length=100), nullable=False),
         sa.Column(
             "flavor_metadata",
