@@ -9,6 +9,7 @@ from types import TracebackType
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.datasets import DatasetsAPI
 from modelyard.client.jobs import JobsAPI
+from modelyard.client.registry import ModelsAPI
 from modelyard.client.security import AuditAPI, TokensAPI, UsersAPI
 from modelyard.client.tracking import TrackingAPI
 from modelyard.client.transport import EmbeddedTransport, RemoteTransport, Transport
@@ -29,6 +30,7 @@ class Client:
         self.tokens = TokensAPI(transport)
         self.audit = AuditAPI(transport)
         self.tracking = TrackingAPI(transport)
+        self.models = ModelsAPI(transport, self.artifacts)
 
     @property
     def is_remote(self) -> bool:
