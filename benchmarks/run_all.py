@@ -14,6 +14,7 @@ BENCHMARKS = [
     "benchmarks.bench_profile",
     "benchmarks.bench_xgboost",
     "benchmarks.bench_job_start",
+    "benchmarks.bench_tracking",
 ]
 
 
