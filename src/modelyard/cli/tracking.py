@@ -97,3 +97,25 @@ def show_run(run_id: str) -> None:
     with client() as c:
         run = c.tracking.get_run(run_id)
     emit(run, lambda: _show_run(run))
+
+
+@runs_app.command("artifacts")
+@handle_errors
+def list_run_artifacts(
+    run_id: str,
+    path: str = typer.Option("", "--path", "-p", help="Folder inside the run to list."),
+) -> None:
+    """List a run's output files (one folder level)."""
+    with client() as c:
+        result = c.tracking.list_artifacts(run_id, path or None)
+    emit(
+        result,
+        lambda: table(
+            f"artifacts of {result.run_id}" + (f" in {result.path}/" if result.path else ""),
+            ["path", "size", "digest"],
+            [
+                (a.path + ("/" if a.is_dir else ""), "" if a.size is None else a.size, a.digest)
+                for a in result.artifacts
+            ],
+        ),
+    )

@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
+import os
+import posixpath
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from pydantic import ValidationError
 
 from modelyard.client.transport import Transport
-from modelyard.errors import InvalidInput, invalid_input_from
+from modelyard.core.paths import collect_files
+from modelyard.errors import ArtifactCorrupted, InvalidInput, NotFound, invalid_input_from
 from modelyard.tracking.schemas import (
     KEY,
     MAX_BATCH_POINTS,
@@ -44,12 +50,17 @@ from modelyard.tracking.schemas import (
     GetExperiment,
     GetMetricHistory,
     GetRun,
+    GetRunArtifact,
     ListExperiments,
+    ListRunArtifacts,
     LogBatch,
+    LogRunArtifact,
     MetricHistory,
     MetricPoint,
     Param,
     Run,
+    RunArtifact,
+    RunArtifactList,
     RunList,
     SearchRuns,
     StartRun,
@@ -203,6 +214,80 @@ class TrackingAPI:
         )
         result: Comparison = self._t.call("tracking.compare_runs", req)
         return result
+
+    # output artifacts
+    def log_artifact(
+        self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> RunArtifact:
+        """Upload one file to ``<artifact_path>/<file name>`` inside a RUNNING run."""
+        name = Path(local_path).name
+        path = posixpath.join(artifact_path, name) if artifact_path else name
+        req = _build(LogRunArtifact, run_id=run_id, path=path)
+        with open(local_path, "rb") as fh:
+            result: RunArtifact = self._t.call("tracking.log_artifact", req, stream=fh)
+        return result
+
+    def log_artifacts(
+        self, run_id: str, folder: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> list[RunArtifact]:
+        """Upload every file below ``folder`` (symlinks not followed), keeping its layout."""
+        out = []
+        for rel, local in collect_files(folder):
+            path = posixpath.join(artifact_path, rel) if artifact_path else rel
+            req = _build(LogRunArtifact, run_id=run_id, path=path)
+            with open(local, "rb") as fh:
+                out.append(self._t.call("tracking.log_artifact", req, stream=fh))
+        return out
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> RunArtifactList:
+        """Files and folders directly inside ``path`` (the run's root if unset)."""
+        result: RunArtifactList = self._t.call(
+            "tracking.list_artifacts", _build(ListRunArtifacts, run_id=run_id, path=path or "")
+        )
+        return result
+
+    def download_artifacts(self, run_id: str, path: str, dest: str | os.PathLike[str]) -> Path:
+        """Download the file or folder ``path`` of a run into the folder ``dest``.
+
+        Returns the local path (``dest/<last component of path>``). Every file is checked
+        against its digest and written atomically.
+        """
+        path = path.strip("/")
+        parent, _, name = path.rpartition("/")
+        listing = self.list_artifacts(run_id, parent or None)
+        entry = next((a for a in listing.artifacts if a.path == path), None)
+        if entry is None:
+            raise NotFound(f"run {run_id} has no artifact {path!r}")
+        target = Path(dest) / name
+        self._download_entry(run_id, entry, target)
+        return target
+
+    def _download_entry(self, run_id: str, entry: RunArtifact, target: Path) -> None:
+        if entry.is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            for child in self.list_artifacts(run_id, entry.path).artifacts:
+                self._download_entry(run_id, child, target / posixpath.basename(child.path))
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        result = self._t.call(
+            "tracking.download_artifact", _build(GetRunArtifact, run_id=run_id, path=entry.path)
+        )
+        hasher = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in result.chunks:
+                    hasher.update(chunk)
+                    out.write(chunk)
+            if hasher.hexdigest() != entry.digest:
+                raise ArtifactCorrupted(
+                    f"{entry.path} of run {run_id} downloaded as {hasher.hexdigest()}, "
+                    f"not {entry.digest}"
+                )
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 class ActiveRun:

@@ -220,3 +220,49 @@ class Comparison(BaseModel):
     histories: dict[str, dict[str, list[Point]]] = Field(
         description="metric key -> run id -> downsampled points."
     )
+
+
+# --- run artifacts ---------------------------------------------------------------------
+
+EXPERIMENT_ID = r"^[A-Za-z0-9_-]{1,40}$"
+ARTIFACT_PATH_MAX = 1000
+
+
+class GetExperimentById(BaseModel):
+    experiment_id: str = Field(pattern=EXPERIMENT_ID)
+
+
+class LogRunArtifact(BaseModel):
+    run_id: str = Field(pattern=RUN_ID)
+    path: str = Field(
+        min_length=1,
+        max_length=ARTIFACT_PATH_MAX,
+        description="Where the file goes inside the run, '/'-separated (e.g. 'model/MLmodel').",
+    )
+
+
+class GetRunArtifact(BaseModel):
+    run_id: str = Field(pattern=RUN_ID)
+    path: str = Field(min_length=1, max_length=ARTIFACT_PATH_MAX)
+
+
+class ListRunArtifacts(BaseModel):
+    run_id: str = Field(pattern=RUN_ID)
+    path: str = Field(
+        "", max_length=ARTIFACT_PATH_MAX, description="Folder to list ('' for the run's root)."
+    )
+
+
+class RunArtifact(BaseModel):
+    path: str = Field(description="Path inside the run.")
+    is_dir: bool
+    size: int | None = Field(description="Bytes (files only).")
+    digest: str | None = Field(description="SHA-256 of the content (files only).")
+
+
+class RunArtifactList(BaseModel):
+    run_id: str
+    path: str = Field(description="The folder listed ('' = the run's root).")
+    artifacts: list[RunArtifact] = Field(
+        description="Files and folders directly inside ``path``, by path."
+    )

@@ -488,3 +488,132 @@ def compare_runs(ctx: Context, req: CompareRuns) -> Comparison:
 
 
 __all__ = ["MetricPoint", "downsample", "ops"]
+
+
+# --- experiments by id, run artifacts ---------------------------------------------------
+# (Imported here, not at the top, so that this section can be added without touching the
+# rest of the module while other work on it is in flight; move them up when convenient.)
+
+from typing import BinaryIO  # noqa: E402
+
+from modelyard.core import lineage  # noqa: E402
+from modelyard.core.operations import StreamResult  # noqa: E402
+from modelyard.core.paths import safe_relpath  # noqa: E402
+from modelyard.tracking.schemas import (  # noqa: E402
+    GetExperimentById,
+    GetRunArtifact,
+    ListRunArtifacts,
+    LogRunArtifact,
+    RunArtifact,
+    RunArtifactList,
+)
+from modelyard.tracking.store import RunArtifactRow  # noqa: E402
+
+
+@ops.operation("GET", "/experiments/by-id/{experiment_id}", permission="tracking.read")
+def get_experiment_by_id(ctx: Context, req: GetExperimentById) -> Experiment:
+    """Describe an experiment given its id (``exp-...``)."""
+    row = ctx.session.get(ExperimentRow, req.experiment_id)
+    if row is None:
+        raise NotFound(f"experiment id {req.experiment_id!r} does not exist")
+    return _experiment_out(row)
+
+
+@ops.operation("PUT", "/runs/{run_id}/artifacts", permission="tracking.write", stream_in=True)
+def log_artifact(ctx: Context, req: LogRunArtifact, stream: BinaryIO) -> RunArtifact:
+    """Store the request body as the run's output file at ``path`` (replacing one there).
+
+    The run must be RUNNING. The content goes to the artifact store first (without
+    holding the write transaction), then the run's row and a lineage edge
+    ``run -> artifact`` (relation ``output``) are written together.
+    """
+    path = safe_relpath(req.path)
+    ctx.audit_target = f"run:{req.run_id}"
+    with ctx.read() as session:  # fail before storing anything for a missing or ended run
+        run = _run_row(session, req.run_id)
+        if run.status != "RUNNING":
+            raise Conflict(f"run {run.id} is {run.status}; only a RUNNING run accepts artifacts")
+    info = ctx.artifacts.put_stream(stream)
+    session = ctx.session
+    run = _run_row(session, req.run_id, lock=True)
+    if run.status != "RUNNING":
+        raise Conflict(f"run {run.id} is {run.status}; only a RUNNING run accepts artifacts")
+    clash = session.scalars(
+        select(RunArtifactRow.path).where(
+            RunArtifactRow.run_id == run.id,
+            (RunArtifactRow.path.like(_escape_like(path) + "/%", escape="\\"))
+            | RunArtifactRow.path.in_(
+                ["/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1)]
+            ),
+        )
+    ).first()
+    if clash is not None:
+        raise Conflict(
+            f"run {run.id} already has {clash!r}: {path!r} cannot be both a file and a folder"
+        )
+    row = session.get(RunArtifactRow, (run.id, path))
+    if row is None:
+        session.add(
+            RunArtifactRow(
+                run_id=run.id, path=path, digest=info.digest, size=info.size, created_at=utcnow()
+            )
+        )
+    else:
+        row.digest, row.size, row.created_at = info.digest, info.size, utcnow()
+    session.flush()
+    lineage.record(
+        session,
+        lineage.Node("run", run.id, run.name or run.id),
+        lineage.Node("artifact", info.digest, path),
+        "output",
+        actor=ctx.principal.user,
+        attrs={"path": path},
+    )
+    ctx.emit("tracking.artifact_logged", {"run_id": run.id, "path": path, "digest": info.digest})
+    return RunArtifact(path=path, is_dir=False, size=info.size, digest=info.digest)
+
+
+@ops.operation("GET", "/runs/{run_id}/artifacts", permission="tracking.read")
+def list_artifacts(ctx: Context, req: ListRunArtifacts) -> RunArtifactList:
+    """Files and folders directly inside ``path`` of a run's outputs (one level, by path).
+
+    A path that names a file, or nothing, lists as empty.
+    """
+    folder = safe_relpath(req.path) if req.path.strip("/") else ""
+    session = ctx.session
+    _run_row(session, req.run_id)
+    stmt = select(RunArtifactRow.path, RunArtifactRow.size, RunArtifactRow.digest).where(
+        RunArtifactRow.run_id == req.run_id
+    )
+    if folder:
+        stmt = stmt.where(RunArtifactRow.path.like(_escape_like(folder) + "/%", escape="\\"))
+    entries: dict[str, RunArtifact] = {}
+    skip = len(folder) + 1 if folder else 0
+    for path, size, digest in session.execute(stmt).tuples():
+        head, sep, _ = path[skip:].partition("/")
+        child = f"{folder}/{head}" if folder else head
+        if sep:
+            entries.setdefault(child, RunArtifact(path=child, is_dir=True, size=None, digest=None))
+        else:
+            entries[child] = RunArtifact(path=child, is_dir=False, size=size, digest=digest)
+    return RunArtifactList(
+        run_id=req.run_id, path=folder, artifacts=[entries[k] for k in sorted(entries)]
+    )
+
+
+@ops.operation(
+    "GET", "/runs/{run_id}/artifacts/content", permission="tracking.read", stream_out=True
+)
+def download_artifact(ctx: Context, req: GetRunArtifact) -> StreamResult:
+    """Stream one output file of a run (verified against its digest while it streams)."""
+    path = safe_relpath(req.path)
+    session = ctx.session
+    _run_row(session, req.run_id)
+    row = session.get(RunArtifactRow, (req.run_id, path))
+    if row is None:
+        raise NotFound(f"run {req.run_id} has no artifact file {path!r}")
+    return StreamResult(
+        chunks=ctx.artifacts.iter_chunks(row.digest),
+        size=row.size,
+        headers={"X-Modelyard-Digest": row.digest},
+    )
