@@ -33,6 +33,13 @@ class Settings(BaseModel):
     )
     cors_origins: list[str] = Field(default_factory=list, description="Empty: CORS closed.")
     max_upload_bytes: int = 64 * 1024**3
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra fully qualified type names that skops model files may hold "
+            "(MODELYARD_TRUSTED_TYPES, comma-separated), beyond modelyard's built-in list."
+        ),
+    )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -45,6 +52,9 @@ class Settings(BaseModel):
             "auth": (_env("MODELYARD_AUTH") or "").lower() in {"1", "true", "yes", "on"},
             "allowed_hosts": [h for h in (_env("MODELYARD_ALLOWED_HOSTS") or "").split(",") if h],
             "cors_origins": [o for o in (_env("MODELYARD_CORS_ORIGINS") or "").split(",") if o],
+            "trusted_types": [
+                t.strip() for t in (_env("MODELYARD_TRUSTED_TYPES") or "").split(",") if t.strip()
+            ],
         }
         if (port := _env("MODELYARD_PORT")) is not None:
             values["port"] = int(port)

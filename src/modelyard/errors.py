@@ -36,6 +36,14 @@ class InvalidInput(ModelyardError):
     code = "invalid_input"
 
 
+class UntrustedModel(InvalidInput):
+    """A saved model needs something the server does not trust: a type outside the
+    allow-list, pickle without permission, or a file whose digest the registry does not
+    vouch for. Nothing of it was executed."""
+
+    code = "untrusted_model"
+
+
 class Unauthenticated(ModelyardError):
     status = 401
     code = "unauthenticated"

@@ -1,0 +1,177 @@
+"""scikit-learn models in skops format, loaded against a server-side allow-list of types.
+
+skops refuses any type it does not trust by default unless the caller lists it. The
+list passed here is built only from this module's :data:`DEFAULT_TRUSTED_TYPES`, the
+``MODELYARD_TRUSTED_TYPES`` setting and the ``trusted_types`` argument of
+``load_model`` — never from the types the file itself says it contains — so a file
+holding anything else (a class defined by whoever wrote the file, a function, an
+arbitrary callable) is refused before any of it is constructed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelyard.config import Settings
+from modelyard.errors import InvalidInput, UntrustedModel
+from modelyard.flavors._base import (
+    Flavor,
+    LoadedModel,
+    LoadOptions,
+    Saved,
+    SaveOptions,
+    json_classes,
+    one_file,
+    require,
+    type_modules,
+)
+from modelyard.flavors._descriptor import ModelDescriptor
+from modelyard.flavors._signature import as_columns, as_matrix
+
+FILE = "model.skops"
+_INSTALL = "pip install scikit-learn skops"
+
+# Beyond skops' own defaults (every public scikit-learn estimator and transformer, NumPy
+# arrays, dtypes and random states, the SciPy sparse matrices and arrays, builtin
+# containers and collections.OrderedDict): scikit-learn internals that fitted models of
+# common estimators hold. Each is a data holder whose state skops restores field by field.
+DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
+    "collections.OrderedDict",
+    "collections.defaultdict",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.EuclideanDistance32",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance32",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance32",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance32",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+    "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.LogLink",
+    "sklearn._loss.link.HalfLogitLink",
+    "sklearn._loss.link.MultinomialLogit",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss.loss.AbsoluteError",
+    "sklearn._loss.loss.PinballLoss",
+    "sklearn._loss.loss.HuberLoss",
+    "sklearn._loss.loss.HalfPoissonLoss",
+    "sklearn._loss.loss.HalfGammaLoss",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.ExponentialLoss",
+)
+
+
+def trusted_types(extra: Sequence[str] = ()) -> list[str]:
+    """The allow-list: built-in types, then the setting, then ``extra``; no duplicates."""
+    merged: dict[str, None] = {}
+    for name in (*DEFAULT_TRUSTED_TYPES, *Settings.from_env().trusted_types, *extra):
+        if not isinstance(name, str) or not name or "." not in name:
+            raise InvalidInput(
+                f"trusted type {name!r} must be a fully qualified name such as "
+                "'sklearn.tree._tree.Tree'"
+            )
+        merged.setdefault(name, None)
+    return list(merged)
+
+
+def _task(estimator: Any) -> str | None:
+    kind = getattr(estimator, "_estimator_type", None)
+    if kind is None:
+        try:
+            kind = estimator.__sklearn_tags__().estimator_type
+        except (AttributeError, TypeError):
+            kind = None
+    return (
+        {
+            "classifier": "classification",
+            "regressor": "regression",
+            "clusterer": "clustering",
+            "outlier_detector": "anomaly_detection",
+            "density_estimator": "density_estimation",
+        }.get(str(kind))
+        if kind
+        else None
+    )
+
+
+def _predictors(estimator: Any) -> tuple[Any, Any]:
+    names = getattr(estimator, "feature_names_in_", None)
+    feature_names = [str(n) for n in names] if names is not None else None
+
+    def convert(data: Any) -> Any:
+        columns = as_columns(data)
+        if columns is None:
+            return np.asarray(data)
+        if feature_names is not None:
+            pandas = require("pandas", "sklearn", "pip install pandas")
+            missing = [n for n in feature_names if n not in columns]
+            if missing:
+                raise InvalidInput(f"missing column(s) {', '.join(map(repr, missing))}")
+            return pandas.DataFrame({n: columns[n] for n in feature_names})
+        if len(columns) == 1:
+            return next(iter(columns.values()))  # text pipelines read one column of strings
+        return as_matrix(columns, None)
+
+    def predict(data: Any) -> Any:
+        return np.asarray(estimator.predict(convert(data)))
+
+    proba = None
+    if hasattr(estimator, "predict_proba"):
+
+        def proba(data: Any) -> Any:
+            return np.asarray(estimator.predict_proba(convert(data)))
+
+    return predict, proba
+
+
+class SklearnFlavor(Flavor):
+    name = "sklearn"
+    libraries = ("scikit-learn", "skops", "scipy")
+
+    def matches(self, model: Any) -> bool:
+        return "sklearn" in type_modules(model)
+
+    def save(self, model: Any, folder: Path, options: SaveOptions) -> Saved:
+        sio = require("skops.io", self.name, _INSTALL)
+        sio.dump(model, folder / FILE)
+        classes = getattr(model, "classes_", None)
+        predict, _proba = _predictors(model)
+        return Saved(
+            framework=self.versions(),
+            task=_task(model),
+            classes=json_classes(classes) if classes is not None else None,
+            extra={"estimator": f"{type(model).__module__}.{type(model).__qualname__}"},
+            predict=predict,
+        )
+
+    def load(self, folder: Path, descriptor: ModelDescriptor, options: LoadOptions) -> LoadedModel:
+        sio = require("skops.io", self.name, _INSTALL)
+        exceptions = require("skops.io.exceptions", self.name, _INSTALL)
+        path = one_file(folder, descriptor, [FILE])
+        allowed = trusted_types(options.trusted_types)
+        try:
+            estimator = sio.load(path, trusted=allowed)
+        except exceptions.UntrustedTypesFoundException as exc:
+            raise UntrustedModel(
+                f"{path.name} holds type(s) outside the trusted list: {exc}. Add a type to "
+                "MODELYARD_TRUSTED_TYPES or pass trusted_types=[...] only if you trust its "
+                "code; nothing from the file was constructed"
+            ) from None
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise InvalidInput(f"{path.name} is not a readable skops file: {exc}") from None
+        predict, proba = _predictors(estimator)
+        return LoadedModel(descriptor, estimator, predict, proba, path=folder)
