@@ -28,6 +28,11 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesi
     sdk.users.create("a", "viewer")
     run = sdk.tracking.create_run("a", params={"a": "1"})
     sdk.tracking.log_batch(run.id, metrics=[{"key": "a", "value": 1.0, "step": 0}])
+    model = sdk.artifacts.upload(b"model").digest
+    sdk.models.register("a", artifact=model, flavor="sklearn", run_id=run.id)
+    sdk.models.register("a", artifact=model, flavor="sklearn")
+    sdk.models.approve("a", 1)
+    sdk.models.set_alias("a", "production", 1)
     yield schemathesis.openapi.from_asgi("/openapi.json", create_app(runtime))
     runtime.close()
 
@@ -61,5 +66,5 @@ def test_no_server_errors(api_schema: schemathesis.BaseSchema) -> None:
 
         fuzz()
         checked += 1
-    assert checked >= 35  # every operation of the API was exercised
+    assert checked >= 46  # every operation of the API was exercised
     assert failures == []
