@@ -1,0 +1,118 @@
+"""The replica process: ``python -m modelyard.serving --model-dir DIR --name NAME --port P``.
+
+The flags become a :class:`ServerSettings`, passed to every uvicorn worker process in
+the ``MODELYARD_SERVING_SETTINGS`` environment variable; each worker builds its app with
+:func:`app_factory` and loads the model in the background, answering ``/ping`` with 503
+until it is loaded (200 after; 503 with the reason if loading failed). SIGTERM or
+SIGINT stops the server gracefully (in-flight requests finish) with exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from modelyard.serving.app import ModelServer
+from modelyard.serving.loading import load_servable
+from modelyard.serving.settings import DEFAULT_MAX_PAYLOAD_BYTES, ENV_VAR, ServerSettings
+
+log = logging.getLogger("modelyard.serving")
+
+
+def app_factory() -> ModelServer:
+    """uvicorn's factory (``modelyard.serving.process:app_factory``), once per worker."""
+    _setup_logging()
+    settings = ServerSettings.from_env()
+    return ModelServer(settings, loader=lambda: load_servable(settings))
+
+
+def _setup_logging() -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+        )
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m modelyard.serving",
+        description="Serve one model version (SageMaker /invocations and KServe v2 routes).",
+    )
+    p.add_argument("--model-dir", type=Path, help="a saved model folder")
+    p.add_argument("--name", required=True, help="the model's name (v2 routes, headers)")
+    p.add_argument("--version", default="1", help="the model version (default 1)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model)")
+    p.add_argument("--max-batch-size", type=int, default=32, help="rows per predict call")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait to fill a batch")
+    p.add_argument(
+        "--max-payload-bytes",
+        type=int,
+        default=DEFAULT_MAX_PAYLOAD_BYTES,
+        help="larger request bodies get 413 (default 6 MiB, as SageMaker)",
+    )
+    p.add_argument("--handler", type=Path, help="a SageMaker inference script (model_fn, ...)")
+    p.add_argument("--no-onnx", action="store_true", help="never use the ONNX Runtime fast path")
+    p.add_argument("--onnx-sample", type=Path, help=".npy or .csv rows to verify ONNX against")
+    p.add_argument("--onnx-rtol", type=float, default=1e-4)
+    p.add_argument("--onnx-atol", type=float, default=1e-5)
+    p.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    p.add_argument("--log-level", default="info")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.model_dir is None and args.handler is None:
+        print("error: give --model-dir (a saved model folder) or --handler", file=sys.stderr)
+        return 2
+    if args.model_dir is not None and not args.model_dir.is_dir():
+        print(f"error: --model-dir {str(args.model_dir)!r} is not a folder", file=sys.stderr)
+        return 2
+    if args.handler is not None and not args.handler.is_file():
+        print(f"error: --handler {str(args.handler)!r} is not a file", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        settings = ServerSettings(
+            name=args.name,
+            version=args.version,
+            model_dir=args.model_dir.resolve() if args.model_dir else None,
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+            max_payload_bytes=args.max_payload_bytes,
+            use_onnx=not args.no_onnx,
+            onnx_rtol=args.onnx_rtol,
+            onnx_atol=args.onnx_atol,
+            onnx_sample=args.onnx_sample.resolve() if args.onnx_sample else None,
+            handler=args.handler.resolve() if args.handler else None,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    os.environ[ENV_VAR] = settings.to_env()
+    uvicorn.run(
+        "modelyard.serving.process:app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    return 0
