@@ -68,6 +68,7 @@ class _JobRunner:
         metric_definitions: Sequence[Any] | None = None,
         input_mode: InputMode = "File",
         name: str | None = None,
+        experiment: str = "jobs",
         client: Client | None = None,
     ) -> None:
         self.entry_point = entry_point
@@ -86,6 +87,7 @@ class _JobRunner:
         self.metric_definitions = metric_definitions
         self.input_mode = input_mode
         self.name = name
+        self.experiment = experiment
         self.client = client
         self.latest_job: Job | None = None
         self._own_client: Client | None = None
@@ -109,6 +111,7 @@ class _JobRunner:
             "metric_definitions",
             "input_mode",
             "name",
+            "experiment",
         ]
         return {k: getattr(self, k) for k in keys}
 
@@ -134,6 +137,7 @@ class _JobRunner:
         request = SubmitJob(
             kind=self._kind,
             name=name or self.name,
+            experiment=self.experiment,
             entry_point=entry,
             source_digest=digest,
             algorithm=self.algorithm,

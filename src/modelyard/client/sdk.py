@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
+
+from pydantic import ValidationError
 
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.datasets import DatasetsAPI
@@ -14,6 +17,8 @@ from modelyard.client.security import AuditAPI, TokensAPI, UsersAPI
 from modelyard.client.tracking import TrackingAPI
 from modelyard.client.transport import EmbeddedTransport, RemoteTransport, Transport
 from modelyard.config import Settings
+from modelyard.errors import invalid_input_from
+from modelyard.lineage.schemas import GetLineage, LineageGraph
 from modelyard.runtime import Runtime
 from modelyard.security.service import local_principal
 
@@ -29,12 +34,37 @@ class Client:
         self.users = UsersAPI(transport)
         self.tokens = TokensAPI(transport)
         self.audit = AuditAPI(transport)
-        self.tracking = TrackingAPI(transport)
+        self.tracking = TrackingAPI(transport, self.artifacts)
         self.models = ModelsAPI(transport, self.artifacts)
 
     @property
     def is_remote(self) -> bool:
         return isinstance(self.transport, RemoteTransport)
+
+    def lineage(
+        self,
+        node_type: str,
+        node_id: str,
+        *,
+        direction: Literal["upstream", "downstream", "both"] = "both",
+        depth: int = 10,
+    ) -> LineageGraph:
+        """The lineage graph around a node: ``client.lineage("run", run.id, direction=...)``.
+
+        Node types: ``dataset_version``, ``job``, ``run``, ``artifact`` (a digest),
+        ``model_version``, ``endpoint``.
+        """
+        try:
+            req = GetLineage(
+                node_type=node_type,
+                node_id=node_id,
+                direction=direction,
+                depth=depth,
+            )
+        except ValidationError as exc:
+            raise invalid_input_from(exc) from exc
+        graph: LineageGraph = self.transport.call("lineage.get_lineage", req)
+        return graph
 
     def close(self) -> None:
         self.transport.close()

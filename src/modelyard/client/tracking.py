@@ -25,13 +25,15 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from pydantic import ValidationError
 
+from modelyard.client import provenance
+from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.transport import Transport
 from modelyard.core.paths import collect_files
 from modelyard.errors import ArtifactCorrupted, InvalidInput, NotFound, invalid_input_from
@@ -61,10 +63,12 @@ from modelyard.tracking.schemas import (
     Run,
     RunArtifact,
     RunArtifactList,
+    RunInput,
     RunList,
     SearchRuns,
     StartRun,
     Tag,
+    UpdateRun,
 )
 
 _KEY = re.compile(KEY)
@@ -85,9 +89,37 @@ def _tags(tags: Mapping[str, Any] | None) -> list[Tag]:
     return [_build(Tag, key=k, value=str(v)) for k, v in (tags or {}).items()]
 
 
+InputSpec = str | tuple[str, int | None] | tuple[str, int | None, str]
+
+
+def _inputs(inputs: Sequence[InputSpec] | None) -> list[RunInput]:
+    """``"customers"`` (latest), ``("customers", 3)`` or ``("customers", 3, "train")``."""
+    built = []
+    for item in inputs or []:
+        if isinstance(item, str):
+            built.append(_build(RunInput, dataset=item))
+        else:
+            dataset, version, *rest = item
+            built.append(
+                _build(RunInput, dataset=dataset, version=version, context=rest[0] if rest else "")
+            )
+    return built
+
+
 class TrackingAPI:
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, artifacts: ArtifactsAPI | None = None) -> None:
         self._t = transport
+        self._artifacts = artifacts
+
+    def _code_digest(self, code: str | os.PathLike[str]) -> str:
+        if self._artifacts is None:
+            raise InvalidInput("this client cannot upload a code snapshot (no artifacts API)")
+        path = Path(code)
+        if not path.exists():
+            raise InvalidInput(f"code {str(path)!r} does not exist")
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = provenance.snapshot(path, Path(tmp))
+            return self._artifacts.upload(archive).digest
 
     # experiments
     def create_experiment(self, name: str, tags: Mapping[str, str] | None = None) -> Experiment:
@@ -120,12 +152,43 @@ class TrackingAPI:
         name: str = "",
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
+        notes: str = "",
+        inputs: Sequence[InputSpec] | None = None,
+        code: str | os.PathLike[str] | None = None,
+        capture: bool = False,
     ) -> Run:
-        """Start a run without the buffering helper (see :meth:`start_run`)."""
+        """Start a run without the buffering helper (see :meth:`start_run`).
+
+        ``inputs`` name the dataset versions the run reads; ``code`` (a script or a
+        folder) is uploaded as a snapshot and its digest recorded; ``capture`` records
+        the environment (imported distributions' versions) and the git commit of the
+        code (or of the running script when ``code`` is not given).
+        """
+        environment: dict[str, str] = {}
+        commit: str | None = None
+        if capture:
+            environment = provenance.environment()
+            where = Path(code) if code is not None else provenance.main_script()
+            commit = provenance.git_commit(where) if where is not None else None
         req = _build(
-            StartRun, experiment=experiment, name=name, params=_params(params), tags=_tags(tags)
+            StartRun,
+            experiment=experiment,
+            name=name,
+            params=_params(params),
+            tags=_tags(tags),
+            notes=notes,
+            inputs=_inputs(inputs),
+            code_digest=self._code_digest(code) if code is not None else None,
+            git_commit=commit,
+            environment=environment,
         )
         result: Run = self._t.call("tracking.start_run", req)
+        return result
+
+    def update_run(self, run_id: str, *, name: str | None = None, notes: str | None = None) -> Run:
+        """Rename a run or replace its notes."""
+        req = _build(UpdateRun, run_id=run_id, name=name, notes=notes)
+        result: Run = self._t.call("tracking.update_run", req)
         return result
 
     def start_run(
@@ -135,11 +198,28 @@ class TrackingAPI:
         name: str = "",
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
+        notes: str = "",
+        inputs: Sequence[InputSpec] | None = None,
+        code: str | os.PathLike[str] | None = None,
+        capture: bool = True,
         buffer_size: int = MAX_BATCH_POINTS,
         flush_interval: float = 1.0,
     ) -> ActiveRun:
-        """Start a run and return it as a context manager that buffers metric points."""
-        run = self.create_run(experiment, name=name, params=params, tags=tags)
+        """Start a run and return it as a context manager that buffers metric points.
+
+        By default the run records its environment and git commit (``capture``); see
+        :meth:`create_run` for ``inputs`` and ``code``.
+        """
+        run = self.create_run(
+            experiment,
+            name=name,
+            params=params,
+            tags=tags,
+            notes=notes,
+            inputs=inputs,
+            code=code,
+            capture=capture,
+        )
         return ActiveRun(self, run, buffer_size=buffer_size, flush_interval=flush_interval)
 
     def get_run(self, run_id: str) -> Run:

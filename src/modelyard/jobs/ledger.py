@@ -23,6 +23,7 @@ from modelyard.jobs.metrics import ExtractedMetric
 from modelyard.jobs.schemas import TERMINAL_STATES, JobSpec
 from modelyard.jobs.states import advance
 from modelyard.jobs.store import AttemptRow, JobRow, LogLineRow, MetricRow
+from modelyard.tracking import recording
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,22 @@ class PendingJob:
     job_id: str
     backend: str
     spec: JobSpec
+
+
+def end_job_run(session: Session, job: JobRow, usage: dict[str, Any] | None = None) -> None:
+    """End the job's tracked run with the job's final state, usage, model and outputs."""
+    model = (job.model["digest"], int(job.model["size"])) if job.model else None
+    outputs = [(o["path"], o["digest"], int(o["size"])) for o in job.outputs or []]
+    recording.close_job_run(
+        session,
+        job_id=job.id,
+        job_name=job.name,
+        state=job.state,
+        actor=job.created_by,
+        usage=usage,
+        model=model,
+        outputs=outputs,
+    )
 
 
 def _locked_job(session: Session, job_id: str) -> JobRow | None:
@@ -104,6 +121,7 @@ def claim(db: Database, job_id: str) -> ActiveAttempt | None:
         if job.stop_requested:
             advance(job, "Stopped", what=f"job {job.id}")
             job.ended_at = now
+            end_job_run(session, job)
             return None
         job.attempt_count += 1
         att = AttemptRow(
@@ -195,6 +213,9 @@ def append_logs(
                     for m in metrics
                 ],
             )
+            recording.append_job_metrics(
+                session, job.id, [(m.name, m.value, m.step, None) for m in metrics]
+            )
         att.log_offsets = dict(offsets)
         return True
 
@@ -260,6 +281,7 @@ def finish_attempt(
             job.model = collected.model.model_dump() if collected and collected.model else None
             job.outputs = [o.model_dump() for o in collected.outputs] if collected else []
             job.ended_at = now
+            end_job_run(session, job, att.usage)
             return job.state
         if exit.reason == "stopped" or job.stop_requested:
             advance(att, "Stopped", what=what, attempt=True)
@@ -267,6 +289,7 @@ def finish_attempt(
             advance(job, "Stopped", what=f"job {job.id}")
             job.state_reason = f"stopped during attempt {att.number}"
             job.ended_at = now
+            end_job_run(session, job, att.usage)
             return job.state
         if exit.reason == "max_runtime":
             reason = (
@@ -289,6 +312,7 @@ def finish_attempt(
             job.failure_reason = reason
             job.state_reason = f"attempt {att.number} failed"
             job.ended_at = now
+            end_job_run(session, job, att.usage)
         return job.state
 
 

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_
 from modelyard.artifacts.schemas import DIGEST_PATTERN
 from modelyard.data.schemas import DATASET_NAME, DatasetFile, StoredFile
 from modelyard.errors import Conflict
+from modelyard.tracking.schemas import EXPERIMENT_NAME
 
 JOB_ID = r"^job-[0-9a-z]{26}$"
 JOB_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -151,6 +152,11 @@ class SubmitJob(BaseModel):
 
     kind: JobKind = "training"
     name: str | None = Field(None, pattern=JOB_NAME, description="Display name (not unique).")
+    experiment: str = Field(
+        "jobs",
+        pattern=EXPERIMENT_NAME,
+        description="Experiment of the job's tracked run (created if it does not exist).",
+    )
     entry_point: str | None = Field(
         None, pattern=ENTRY_POINT, description="Script in the source archive: *.py or *.sh."
     )
@@ -262,6 +268,7 @@ class Job(JobSummary):
     final_metrics: dict[str, float]
     updated_at: dt.datetime
     started_at: dt.datetime | None
+    run_id: str | None = Field(None, description="The run that tracks this job.")
 
     @property
     def finished(self) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from modelyard.core import lineage
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
@@ -30,6 +31,7 @@ from modelyard.jobs import builtins
 from modelyard.jobs.archive import list_tar_gz
 from modelyard.jobs.backends import backend_class
 from modelyard.jobs.controller import make_controller, notify_after_commit
+from modelyard.jobs.ledger import end_job_run
 from modelyard.jobs.schemas import (
     TERMINAL_STATES,
     Attempt,
@@ -56,6 +58,7 @@ from modelyard.jobs.schemas import (
 )
 from modelyard.jobs.states import advance
 from modelyard.jobs.store import AttemptRow, JobRow, LogLineRow, MetricRow
+from modelyard.tracking import recording
 
 ops = OperationSet("jobs")
 
@@ -118,8 +121,11 @@ def _stored(ctx: Context, path: str, digest: str) -> StoredFile:
     return StoredFile(path=safe_relpath(path), digest=digest, size=ctx.artifacts.stat(digest).size)
 
 
-def _resolve(ctx: Context, channel: ChannelInput) -> ResolvedChannel:
+def _resolve(
+    ctx: Context, channel: ChannelInput
+) -> tuple[ResolvedChannel, recording.InputVersion | None]:
     """Pin a channel to exact files (a dataset's latest version is resolved now)."""
+    used: recording.InputVersion | None = None
     if channel.dataset is not None:
         if not ctx.principal.can("datasets.read"):
             raise PermissionDenied(f"{ctx.principal.user!r} may not read datasets")
@@ -128,6 +134,7 @@ def _resolve(ctx: Context, channel: ChannelInput) -> ResolvedChannel:
             version = data_service.get_dataset(ctx, GetDataset(name=channel.dataset)).latest_version
         found = data_service.get_version(ctx, GetVersion(name=channel.dataset, version=version))
         files, source = found.files, f"dataset:{channel.dataset}:{version}"
+        used = recording.InputVersion(found.id, channel.dataset, version, channel.name)
     else:
         if not ctx.principal.can("artifacts.read"):
             raise PermissionDenied(f"{ctx.principal.user!r} may not read artifacts")
@@ -140,7 +147,7 @@ def _resolve(ctx: Context, channel: ChannelInput) -> ResolvedChannel:
         paths = [f.path for f in files]
         if len(set(paths)) != len(paths):
             raise InvalidInput(f"channel {channel.name!r} names a file path twice")
-    return ResolvedChannel(
+    resolved = ResolvedChannel(
         name=channel.name,
         mode=channel.mode,
         content_type=channel.content_type,
@@ -148,6 +155,7 @@ def _resolve(ctx: Context, channel: ChannelInput) -> ResolvedChannel:
         files=files,
         distribution=channel.distribution,
     )
+    return resolved, used
 
 
 @ops.operation("POST", "/jobs", permission="jobs.write")
@@ -162,7 +170,9 @@ def submit(ctx: Context, req: SubmitJob) -> Job:
         raise InvalidInput("hyperparameter names must be unique (case-insensitively)")
     requirements = _check_source(ctx, req)  # slow reads first, before the write lock
     backend = backend_class(req.backend)
-    inputs = [_resolve(ctx, c) for c in req.inputs]
+    resolved = [_resolve(ctx, c) for c in req.inputs]
+    inputs = [channel for channel, _ in resolved]
+    used_versions = [used for _, used in resolved if used is not None]
     spec = JobSpec(
         kind=req.kind,
         entry_point=safe_relpath(req.entry_point) if req.entry_point else None,
@@ -202,10 +212,49 @@ def submit(ctx: Context, req: SubmitJob) -> Job:
     session = ctx.session
     session.add(row)
     session.flush()
+    _open_run(ctx, session, row, req, used_versions)
     ctx.audit_target = f"job:{job_id}"
     ctx.emit("job.submitted", {"job": job_id, "kind": req.kind, "backend": req.backend})
     notify_after_commit(session)
     return _job_out(session, row)
+
+
+def _open_run(
+    ctx: Context,
+    session: Session,
+    row: JobRow,
+    req: SubmitJob,
+    used_versions: list[recording.InputVersion],
+) -> None:
+    """The job's tracked run and its lineage: dataset versions and code -> job -> run."""
+    actor = ctx.principal.user
+    job_node = lineage.Node("job", row.id, f"job {row.name}")
+    tags: dict[str, str] = {"modelyard.job.kind": req.kind}
+    if req.algorithm:
+        tags["modelyard.algorithm"] = req.algorithm
+    run = recording.open_job_run(
+        session,
+        job_id=row.id,
+        job_name=row.name,
+        experiment=req.experiment,
+        actor=actor,
+        params=dict(req.hyperparameters),
+        tags=tags,
+        code_digest=req.source_digest,
+    )
+    recording.record_inputs(session, run, used_versions, actor=actor)
+    for used in used_versions:
+        lineage.record(
+            session, used.node(), job_node, "input", actor=actor, attrs={"channel": used.context}
+        )
+    if req.source_digest:
+        lineage.record(
+            session,
+            lineage.Node("artifact", req.source_digest, "source.tar.gz"),
+            job_node,
+            "code",
+            actor=actor,
+        )
 
 
 # -- reads ----------------------------------------------------------------------------------
@@ -279,6 +328,7 @@ def _job_out(session: Session, row: JobRow) -> Job:
         final_metrics=_latest_metrics(session, row.id),
         updated_at=row.updated_at,
         started_at=row.started_at,
+        run_id=run.id if (run := recording.job_run(session, row.id)) is not None else None,
     )
 
 
@@ -374,6 +424,7 @@ def stop(ctx: Context, req: GetJob) -> Job:
     if job.state == "Pending":
         advance(job, "Stopped", what=f"job {job.id}")
         job.ended_at = now
+        end_job_run(session, job)
     ctx.emit("job.stop_requested", {"job": job.id})
     notify_after_commit(session)
     return _job_out(session, job)
@@ -398,5 +449,8 @@ def log_metrics(ctx: Context, req: LogMetrics) -> MetricsLogged:
             source="api",
         )
         for m in req.metrics
+    )
+    recording.append_job_metrics(
+        ctx.session, job.id, [(m.name, m.value, m.step, None) for m in req.metrics]
     )
     return MetricsLogged(recorded=len(req.metrics))

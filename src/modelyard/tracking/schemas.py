@@ -6,10 +6,22 @@ import datetime as dt
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    model_validator,
+)
+
+from modelyard.artifacts.schemas import DIGEST_PATTERN
+from modelyard.data.schemas import DATASET_NAME
 
 EXPERIMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
 RUN_ID = r"^[A-Za-z0-9_-]{1,40}$"
+ENV_KEY = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+-]{1,200}$")]
+ENV_VALUE = Annotated[str, StringConstraints(max_length=500)]
 RUN_NAME = r"^[A-Za-z0-9_.:/ -]{0,200}$"
 # Metric, param and tag keys: no commas (lists of keys travel comma-separated), no quotes
 # or spaces (keys appear unquoted in search filters; backquotes allow dots).
@@ -61,6 +73,46 @@ class MetricPoint(BaseModel):
     timestamp: int | None = Field(
         None, ge=0, le=MAX_TIMESTAMP_MS, description="Milliseconds since the epoch (now if unset)."
     )
+
+
+MAX_BATCH_KEYS = 1000
+MetricKey = Annotated[str, Field(pattern=KEY)]
+KeyIndex = Annotated[int, Field(ge=0, lt=MAX_BATCH_KEYS)]
+MetricStep = Annotated[int, Field(ge=-MAX_STEP, le=MAX_STEP)]
+TimestampMs = Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS)]
+
+
+class MetricColumns(BaseModel):
+    """Metric points as parallel columns: point ``i`` is ``keys[key_index[i]]`` with
+    ``values[i]`` at ``steps[i]``, logged at ``timestamps[i]`` (ms since the epoch).
+
+    The compact form the SDK sends: each column is validated by its element type (no
+    model per point), and the columns must have the same length.
+    """
+
+    model_config = _FLOATS
+
+    keys: list[MetricKey] = Field(min_length=1, max_length=MAX_BATCH_KEYS)
+    key_index: list[KeyIndex] = Field(max_length=MAX_BATCH_POINTS)
+    values: list[MetricValue] = Field(max_length=MAX_BATCH_POINTS)
+    steps: list[MetricStep] = Field(max_length=MAX_BATCH_POINTS)
+    timestamps: list[TimestampMs] = Field(max_length=MAX_BATCH_POINTS)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> MetricColumns:
+        n = len(self.key_index)
+        if not len(self.values) == len(self.steps) == len(self.timestamps) == n:
+            raise ValueError(
+                "key_index, values, steps and timestamps must have the same length, got "
+                f"{n}, {len(self.values)}, {len(self.steps)}, {len(self.timestamps)}"
+            )
+        if n and max(self.key_index) >= len(self.keys):
+            raise ValueError(
+                f"key_index {max(self.key_index)} is out of range: {len(self.keys)} keys given"
+            )
+        if len(set(self.keys)) != len(self.keys):
+            raise ValueError("keys must be distinct")
+        return self
 
 
 class Point(BaseModel):
@@ -120,11 +172,41 @@ class ExperimentList(BaseModel):
 # --- runs ------------------------------------------------------------------------------
 
 
+class RunInput(BaseModel):
+    """A dataset version the run reads; ``version`` None means the latest, pinned at start."""
+
+    dataset: str = Field(pattern=DATASET_NAME)
+    version: int | None = Field(None, ge=1)
+    context: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,100}$", description="e.g. train")
+
+
+class RunInputOut(BaseModel):
+    dataset: str
+    version: int
+    version_id: str
+    context: str
+
+
 class StartRun(BaseModel):
     experiment: str = Field(pattern=EXPERIMENT_NAME, description="Created if it does not exist.")
     name: str = Field("", pattern=RUN_NAME)
     params: list[Param] = Field(default_factory=list, max_length=1000)
     tags: list[Tag] = Field(default_factory=list, max_length=1000)
+    notes: str = Field("", max_length=100_000, description="Free text (Markdown).")
+    inputs: list[RunInput] = Field(default_factory=list, max_length=100)
+    code_digest: str | None = Field(
+        None, pattern=DIGEST_PATTERN, description="Digest of the code snapshot (uploaded)."
+    )
+    git_commit: str | None = Field(None, pattern=r"^[0-9a-f]{7,64}$")
+    environment: dict[ENV_KEY, ENV_VALUE] = Field(
+        default_factory=dict, max_length=2000, description="Package versions and platform."
+    )
+
+
+class UpdateRun(BaseModel):
+    run_id: str = Field(pattern=RUN_ID)
+    name: str | None = Field(None, pattern=RUN_NAME)
+    notes: str | None = Field(None, max_length=100_000)
 
 
 class Run(BaseModel):
@@ -140,6 +222,12 @@ class Run(BaseModel):
     params: dict[str, str]
     tags: dict[str, str]
     metrics: dict[str, MetricSummary]
+    notes: str = ""
+    job_id: str | None = None
+    code_digest: str | None = None
+    git_commit: str | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
+    inputs: list[RunInputOut] = Field(default_factory=list)
 
 
 class GetRun(BaseModel):
@@ -156,6 +244,11 @@ class LogBatch(BaseModel):
     params: list[Param] = Field(default_factory=list, max_length=1000)
     tags: list[Tag] = Field(default_factory=list, max_length=1000)
     metrics: list[MetricPoint] = Field(default_factory=list, max_length=MAX_BATCH_POINTS)
+    points: MetricColumns | None = Field(
+        None,
+        description="More points in columns (the SDK's form); with metrics, at most "
+        f"{MAX_BATCH_POINTS} in all.",
+    )
 
 
 class BatchLogged(BaseModel):

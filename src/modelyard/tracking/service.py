@@ -17,12 +17,16 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from modelyard.core import lineage
 from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
 from modelyard.core.operations import Context, OperationSet
-from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.tracking import query
+from modelyard.data import service as data_service
+from modelyard.data.schemas import GetDataset, GetVersion
+from modelyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from modelyard.tracking import metrics, query, recording
 from modelyard.tracking.schemas import (
+    MAX_BATCH_POINTS,
     BatchLogged,
     CompareRuns,
     Comparison,
@@ -39,18 +43,20 @@ from modelyard.tracking.schemas import (
     MetricPoint,
     MetricSummary,
     Param,
-    Point,
     Run,
+    RunInput,
+    RunInputOut,
     RunList,
     SearchRuns,
     StartRun,
     Tag,
+    UpdateRun,
 )
 from modelyard.tracking.store import (
     ExperimentRow,
-    MetricRow,
     MetricSummaryRow,
     ParamRow,
+    RunInputRow,
     RunRow,
     TagRow,
 )
@@ -87,10 +93,6 @@ def _run_row(session: Session, run_id: str, *, lock: bool = False) -> RunRow:
     if row is None:
         raise NotFound(f"run {run_id!r} does not exist")
     return row
-
-
-def _nan_to_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
 
 
 def _none_to_nan(value: float | None) -> float:
@@ -131,6 +133,20 @@ def _runs_out(session: Session, rows: Sequence[RunRow]) -> list[Run]:
             max=s.max,
             count=s.count,
         )
+    inputs: dict[str, list[RunInputOut]] = {}
+    for row in session.scalars(
+        select(RunInputRow)
+        .where(RunInputRow.run_id.in_(ids))
+        .order_by(RunInputRow.dataset, RunInputRow.version)
+    ):
+        inputs.setdefault(row.run_id, []).append(
+            RunInputOut(
+                dataset=row.dataset,
+                version=row.version,
+                version_id=row.dataset_version_id,
+                context=row.context,
+            )
+        )
     return [
         Run(
             id=r.id,
@@ -143,6 +159,12 @@ def _runs_out(session: Session, rows: Sequence[RunRow]) -> list[Run]:
             params=dict(sorted(params[r.id].items())),
             tags=dict(sorted(tags[r.id].items())),
             metrics=dict(sorted(metrics[r.id].items())),
+            notes=r.notes,
+            job_id=r.job_id,
+            code_digest=r.code_digest,
+            git_commit=r.git_commit,
+            environment=dict(r.environment or {}),
+            inputs=inputs.get(r.id, []),
         )
         for r in rows
     ]
@@ -219,6 +241,9 @@ def start_run(ctx: Context, req: StartRun) -> Run:
     """Start a run in an experiment (the experiment is created if it does not exist)."""
     params = _check_unique(req.params, "param")
     tags = _check_unique(req.tags, "tag")
+    if req.code_digest and not ctx.artifacts.exists(req.code_digest):
+        raise InvalidInput(f"code snapshot {req.code_digest} was never uploaded")
+    used = [_input_version(ctx, item) for item in req.inputs]
     session = ctx.session
     experiment = session.scalars(
         select(ExperimentRow).where(ExperimentRow.name == req.experiment)
@@ -236,9 +261,23 @@ def start_run(ctx: Context, req: StartRun) -> Run:
         start_time=utcnow(),
         end_time=None,
         created_by=ctx.principal.user,
+        notes=req.notes,
+        job_id=None,
+        code_digest=req.code_digest,
+        git_commit=req.git_commit,
+        environment=dict(req.environment),
     )
     session.add(run)
     session.flush()
+    recording.record_inputs(session, run, used, actor=ctx.principal.user)
+    if req.code_digest:
+        lineage.record(
+            session,
+            lineage.Node("artifact", req.code_digest, "code.tar.gz"),
+            recording.run_node(run),
+            "code",
+            actor=ctx.principal.user,
+        )
     if params:
         session.execute(
             insert(ParamRow), [{"run_id": run.id, "key": k, "value": v} for k, v in params.items()]
@@ -249,6 +288,31 @@ def start_run(ctx: Context, req: StartRun) -> Run:
         )
     ctx.audit_target = f"run:{run.id}"
     ctx.emit("tracking.run_started", {"run_id": run.id, "experiment": req.experiment})
+    return _runs_out(session, [run])[0]
+
+
+def _input_version(ctx: Context, item: RunInput) -> recording.InputVersion:
+    """Pin a run input to an exact dataset version (the latest when none is given)."""
+    if not ctx.principal.can("datasets.read"):
+        raise PermissionDenied(f"{ctx.principal.user!r} may not read datasets")
+    version = item.version
+    if version is None:
+        version = data_service.get_dataset(ctx, GetDataset(name=item.dataset)).latest_version
+    found = data_service.get_version(ctx, GetVersion(name=item.dataset, version=version))
+    return recording.InputVersion(found.id, item.dataset, version, item.context)
+
+
+@ops.operation("PATCH", "/runs/{run_id}", permission="tracking.write")
+def update_run(ctx: Context, req: UpdateRun) -> Run:
+    """Rename a run or replace its notes (allowed after it ended: notes are commentary)."""
+    ctx.audit_target = f"run:{req.run_id}"
+    session = ctx.session
+    run = _run_row(session, req.run_id, lock=True)
+    if req.name is not None:
+        run.name = req.name
+    if req.notes is not None:
+        run.notes = req.notes
+    session.flush()
     return _runs_out(session, [run])[0]
 
 
@@ -279,51 +343,47 @@ def end_run(ctx: Context, req: EndRun) -> Run:
 def _merge_summaries(
     session: Session, run_id: str, points: list[dict[str, Any]], values: list[float]
 ) -> None:
-    """Fold a batch into the per-key summaries (latest by (step, timestamp), min, max)."""
-    batch: dict[str, dict[str, Any]] = {}
-    for p, value in zip(points, values, strict=True):
-        s = batch.get(p["key"])
-        finite = None if math.isnan(value) else value
-        if s is None:
-            batch[p["key"]] = {
-                "latest": p["value"],
-                "step": p["step"],
-                "timestamp": p["timestamp"],
-                "min": finite,
-                "max": finite,
-                "count": 1,
-            }
-            continue
-        if (p["step"], p["timestamp"]) >= (s["step"], s["timestamp"]):
-            s.update(latest=p["value"], step=p["step"], timestamp=p["timestamp"])
-        if finite is not None:
-            s["min"] = finite if s["min"] is None else min(s["min"], finite)
-            s["max"] = finite if s["max"] is None else max(s["max"], finite)
-        s["count"] += 1
-    existing = {
-        row.key: row
-        for row in session.scalars(
-            select(MetricSummaryRow).where(
-                MetricSummaryRow.run_id == run_id, MetricSummaryRow.key.in_(list(batch))
-            )
-        )
-    }
-    new_rows = []
-    for key, s in batch.items():
-        old = existing.get(key)
-        if old is None:
-            new_rows.append({"run_id": run_id, "key": key, **s})
-            continue
-        if (s["step"], s["timestamp"]) >= (old.step, old.timestamp):
-            old.latest, old.step, old.timestamp = s["latest"], s["step"], s["timestamp"]
-        lows = [v for v in (old.min, s["min"]) if v is not None]
-        highs = [v for v in (old.max, s["max"]) if v is not None]
-        old.min = min(lows) if lows else None
-        old.max = max(highs) if highs else None
-        old.count = old.count + s["count"]
-    if new_rows:
-        session.execute(insert(MetricSummaryRow), new_rows)
-    session.flush()
+    """Fold inserted point rows (dicts of key/value/step/timestamp) into the summaries.
+
+    Kept for ``recording.append_points``; new code calls ``metrics.insert_points``.
+    """
+    index: dict[str, int] = {}
+    key_index = [index.setdefault(p["key"], len(index)) for p in points]
+    metrics.merge_summaries(
+        session,
+        run_id,
+        list(index),
+        key_index,
+        [p["value"] for p in points],
+        [p["step"] for p in points],
+        [p["timestamp"] for p in points],
+    )
+
+
+Columns = tuple[list[str], list[int], list[float], list[int], list[int]]
+
+
+def _columns(req: LogBatch) -> Columns:
+    """Both forms of a batch's points as (keys, key_index, values, steps, timestamps)."""
+    given = len(req.metrics) + (len(req.points.key_index) if req.points else 0)
+    if given > MAX_BATCH_POINTS:
+        raise InvalidInput(f"a batch holds at most {MAX_BATCH_POINTS} metric points, got {given}")
+    if req.points is not None:
+        p = req.points
+        keys, key_index = list(p.keys), list(p.key_index)
+        values, steps, timestamps = list(p.values), list(p.steps), list(p.timestamps)
+    else:
+        keys, key_index, values, steps, timestamps = [], [], [], [], []
+    if req.metrics:
+        now_ms = int(time.time() * 1000)
+        index = {k: i for i, k in enumerate(keys)}
+        for m in req.metrics:
+            key_index.append(index.setdefault(m.key, len(index)))
+            values.append(m.value)
+            steps.append(m.step)
+            timestamps.append(now_ms if m.timestamp is None else m.timestamp)
+        keys = list(index)
+    return keys, key_index, values, steps, timestamps
 
 
 @ops.operation("POST", "/runs/{run_id}/batch", permission="tracking.write")
@@ -332,20 +392,7 @@ def log_batch(ctx: Context, req: LogBatch) -> BatchLogged:
     ctx.audit_target = f"run:{req.run_id}"
     params = _check_unique(req.params, "param")
     tags = _check_unique(req.tags, "tag")
-    now_ms = int(time.time() * 1000)
-    points: list[dict[str, Any]] = []
-    values: list[float] = []
-    for m in req.metrics:
-        values.append(m.value)
-        points.append(
-            {
-                "run_id": req.run_id,
-                "key": m.key,
-                "value": _nan_to_none(m.value),
-                "step": m.step,
-                "timestamp": now_ms if m.timestamp is None else m.timestamp,
-            }
-        )
+    columns = _columns(req)
     session = ctx.session
     run = _run_row(session, req.run_id, lock=True)  # serialises batches of one run
     if run.status != "RUNNING":
@@ -393,40 +440,8 @@ def log_batch(ctx: Context, req: LogBatch) -> BatchLogged:
         ]
         if fresh:
             session.execute(insert(TagRow), fresh)
-    if points:
-        # One executemany of a Core insert (not the ORM's bulk path) for the whole batch.
-        session.connection().execute(
-            insert(MetricRow.metadata.tables[MetricRow.__tablename__]), points
-        )
-        _merge_summaries(session, run.id, points, values)
-    return BatchLogged(run_id=run.id, params=len(params), tags=len(tags), metrics=len(points))
-
-
-def downsample(points: list[Point], max_points: int | None) -> list[Point]:
-    """At most ``max_points`` evenly spaced points, always with the first, last, min, max."""
-    n = len(points)
-    if max_points is None or n <= max_points:
-        return points
-    finite = [i for i, p in enumerate(points) if not math.isnan(p.value)]
-    keep = {0, n - 1}
-    if finite:
-        keep.add(min(finite, key=lambda i: points[i].value))
-        keep.add(max(finite, key=lambda i: points[i].value))
-    slots = max_points - len(keep)
-    if slots > 0:
-        stride = (n - 1) / (slots + 1)
-        for j in range(1, slots + 1):
-            keep.add(round(j * stride))
-    return [points[i] for i in sorted(keep)]
-
-
-def _history(session: Session, run_id: str, key: str) -> list[Point]:
-    rows = session.execute(
-        select(MetricRow.step, MetricRow.timestamp, MetricRow.value)
-        .where(MetricRow.run_id == run_id, MetricRow.key == key)
-        .order_by(MetricRow.step, MetricRow.timestamp, MetricRow.id)
-    ).tuples()
-    return [Point(step=s, timestamp=t, value=_none_to_nan(v)) for s, t, v in rows]
+    metrics.insert_points(session, run.id, *columns)
+    return BatchLogged(run_id=run.id, params=len(params), tags=len(tags), metrics=len(columns[1]))
 
 
 @ops.operation("GET", "/runs/{run_id}/metric-history", permission="tracking.read")
@@ -434,10 +449,8 @@ def get_metric_history(ctx: Context, req: GetMetricHistory) -> MetricHistory:
     """A metric's points in step order, optionally downsampled to ``max_points``."""
     session = ctx.session
     _run_row(session, req.run_id)
-    points = _history(session, req.run_id, req.key)
-    return MetricHistory(
-        run_id=req.run_id, key=req.key, total=len(points), points=downsample(points, req.max_points)
-    )
+    total, points = metrics.history(session, req.run_id, req.key, req.max_points)
+    return MetricHistory(run_id=req.run_id, key=req.key, total=total, points=points)
 
 
 @ops.operation("GET", "/runs", permission="tracking.read")
@@ -479,7 +492,7 @@ def compare_runs(ctx: Context, req: CompareRuns) -> Comparison:
     else:
         keys = sorted({k for r in runs for k in r.metrics})
     histories = {
-        key: {r.id: downsample(_history(session, r.id, key), req.max_points) for r in runs}
+        key: {r.id: metrics.history(session, r.id, key, req.max_points)[1] for r in runs}
         for key in keys
     }
     return Comparison(
@@ -487,7 +500,7 @@ def compare_runs(ctx: Context, req: CompareRuns) -> Comparison:
     )
 
 
-__all__ = ["MetricPoint", "downsample", "ops"]
+__all__ = ["MetricPoint", "ops"]
 
 
 # --- experiments by id, run artifacts ---------------------------------------------------
@@ -496,7 +509,6 @@ __all__ = ["MetricPoint", "downsample", "ops"]
 
 from typing import BinaryIO  # noqa: E402
 
-from modelyard.core import lineage  # noqa: E402
 from modelyard.core.operations import StreamResult  # noqa: E402
 from modelyard.core.paths import safe_relpath  # noqa: E402
 from modelyard.tracking.schemas import (  # noqa: E402
