@@ -1,8 +1,10 @@
 """The main job: the modelyard lifecycle that exists so far, end to end.
 
 Run with ``make quickstart``. It registers a dataset, profiles it, registers a second
-version that has drifted, diffs the two, gates on data-quality rules and prints the audit
-trail. State goes to ``MODELYARD_HOME`` if set, else to a fresh temporary folder.
+version that has drifted, diffs the two, gates on data-quality rules, trains the built-in
+XGBoost (the job tracks itself as a run), registers the model, evaluates it in a run of
+its own, approves it, points the ``production`` alias at it, shows its lineage and
+prints the audit trail. State goes to ``MODELYARD_HOME`` if set, else to a fresh temporary folder.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 import modelyard as my
+from modelyard.flavors import load_model
 
 console = Console()
 
@@ -124,9 +127,7 @@ def main() -> int:
     )
     split = int(features.num_rows * 0.8)
     train = client.datasets.register("churn-train", features.slice(0, split), profile=False)
-    valid = client.datasets.register(
-        "churn-validation", features.slice(split), profile=False
-    )
+    valid = client.datasets.register("churn-validation", features.slice(split), profile=False)
     estimator = my.Estimator(
         algorithm="xgboost",
         hyperparameters={
@@ -151,7 +152,93 @@ def main() -> int:
     if job.model is not None:
         console.print(f"model artifact {job.model.digest[:12]}… ({job.model.size} bytes)")
 
-    console.rule("6. the audit trail")
+    assert job.model is not None and job.run_id is not None
+
+    console.rule("6. the job's tracked run")
+    run = client.tracking.get_run(job.run_id)
+    console.print(
+        f"run {run.id} in experiment {run.experiment!r}: {run.status}, "
+        f"{len(run.params)} params, code {run.code_digest or 'built-in'}"
+    )
+    console.print(
+        "   inputs: " + ", ".join(f"{i.dataset} v{i.version} ({i.context})" for i in run.inputs)
+    )
+    for key, summary in run.metrics.items():
+        console.print(f"   {key:28} latest={summary.latest:.4f} ({summary.count} points)")
+
+    console.rule("7. register the model, evaluate it in a run of our own, approve it")
+    model_name = "churn"
+    version = client.models.register(
+        model_name,
+        flavor="builtin:xgboost",
+        artifact=job.model.digest,
+        run_id=run.id,
+        job_id=job.id,
+        metrics={k: v for k, v in job.final_metrics.items() if k.startswith("validation")},
+        card={
+            "intended_use": "rank customers by churn risk for the retention team",
+            "training_data": f"churn-train v{train.version}",
+            "evaluation": f"churn-validation v{valid.version}",
+            "limitations": "synthetic data; plan is label-encoded",
+        },
+        description="built-in XGBoost on tenure, spend and plan",
+    )
+    console.print(f"registered {model_name} v{version.version}: {version.status}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_model(client.models.download(model_name, version.version, tmp))
+        columns = ["tenure_months", "monthly_spend", "plan"]
+        validation = client.datasets.to_arrow("churn-validation", valid.version)
+        matrix = [validation[c].to_pylist() for c in columns]
+        rows = [list(r) for r in zip(*matrix, strict=True)]
+        scores = [float(x) for x in model.predict(rows)]
+    labels = validation["churned"].to_pylist()
+    with client.tracking.start_run(
+        "churn-evaluation",
+        name=f"threshold-sweep-v{version.version}",
+        params={"model": f"{model_name}:{version.version}"},
+        inputs=[("churn-validation", valid.version, "evaluation")],
+        notes="Precision and recall of the registered model at each decision threshold.",
+    ) as evaluation:
+        for step, threshold in enumerate(t / 20 for t in range(1, 20)):
+            hits = [(s >= threshold, bool(y)) for s, y in zip(scores, labels, strict=True)]
+            tp = sum(1 for p, y in hits if p and y)
+            predicted = sum(1 for p, _ in hits if p)
+            actual = sum(1 for _, y in hits if y)
+            evaluation.log_metrics(
+                {
+                    "threshold": threshold,
+                    "precision": tp / predicted if predicted else 1.0,
+                    "recall": tp / actual if actual else 0.0,
+                },
+                step=step,
+            )
+    best = client.tracking.get_run(evaluation.id).metrics
+    console.print(
+        f"evaluation run {evaluation.id}: precision max {best['precision'].max:.3f}, "
+        f"recall max {best['recall'].max:.3f}"
+    )
+    auc = job.final_metrics["validation:auc"]
+    if auc < 0.7:
+        client.models.reject(model_name, version.version, reason=f"validation AUC {auc:.3f} < 0.7")
+        console.print(f"[red]{model_name} v{version.version} rejected: AUC {auc:.3f}[/red]")
+        return 1
+    approved = client.models.approve(
+        model_name, version.version, reason=f"validation AUC {auc:.3f} clears the 0.7 bar"
+    )
+    client.models.set_alias(model_name, "production", version.version)
+    console.print(f"{model_name} v{approved.version}: {approved.status} by {approved.status_by}")
+    for h in client.models.history(model_name).entries:
+        what = f"alias {h.alias}" if h.alias else h.kind
+        console.print(
+            f"   {h.time:%H:%M:%S} {what:18} {h.old or '-':>22} -> {h.new or '-':22} {h.actor}"
+        )
+    graph = client.lineage("model_version", approved.id, direction="upstream")
+    console.print(
+        f"lineage of {model_name} v{approved.version}: "
+        + ", ".join(sorted({n.label for n in graph.nodes}))
+    )
+
+    console.rule("8. the audit trail")
     events = client.audit.list(limit=20).events
     for e in reversed(events):
         console.print(

@@ -27,5 +27,10 @@ def test_quickstart_runs_the_lifecycle(tmp_path: Path) -> None:
     assert "monthly_spend" in out and "SHIFTED" in out
     assert "Completed after 1 attempt(s)" in out  # the built-in XGBoost job
     assert "validation:auc = 0." in out and "model artifact" in out
+    assert "inputs: churn-train v1 (train), churn-validation v1 (validation)" in out
+    assert "registered churn v1: PendingManualApproval" in out
+    assert "churn v1: Approved by local" in out and "alias production" in out
+    assert "evaluation run run-" in out and "churn-validation v1" in out  # lineage
     assert "datasets.register_version" in out and "jobs.submit" in out  # the audit trail
+    assert "models.approve_version" in out
     assert (tmp_path / "qs" / "modelyard.db").exists()
