@@ -89,8 +89,9 @@ class InputSchema:
             if len(shape) >= 2:
                 width = shape[-1] if shape[-1] > 0 else None
                 return cls(width=width, dtype=dtype, tensor_name=name, numeric=numeric)
-            # one 1-D input is one column
-            return cls(columns=(name,), width=1, dtype=dtype, tensor_name=name, numeric=numeric)
+            if spec.name is not None:  # one named 1-D input: a table of one column
+                return cls(columns=(name,), width=1, dtype=dtype, tensor_name=name, numeric=numeric)
+            return cls(dtype=dtype, tensor_name=name, numeric=numeric)
         columns = tuple(spec.name or f"column_{i}" for i, spec in enumerate(inputs))
         return cls(columns=columns, width=len(columns), dtype=dtype, numeric=numeric)
 
