@@ -78,6 +78,18 @@ def _show_run(r: Run) -> None:
         f"by {r.created_by}, started {r.start_time:%Y-%m-%d %H:%M:%S}{ended}",
         highlight=False,
     )
+    if r.job_id:
+        console.print(f"job {r.job_id}", highlight=False)
+    if r.code_digest or r.git_commit:
+        console.print(f"code {r.code_digest or '-'}  git {r.git_commit or '-'}", highlight=False)
+    if r.notes:
+        console.print(r.notes, markup=False, highlight=False)
+    if r.inputs:
+        table(
+            "inputs",
+            ["dataset", "version", "role"],
+            [(i.dataset, i.version, i.context) for i in r.inputs],
+        )
     table("params", ["key", "value"], sorted(r.params.items()))
     table("tags", ["key", "value"], sorted(r.tags.items()))
     table(
