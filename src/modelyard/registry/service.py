@@ -162,12 +162,12 @@ def _version_row(session: Session, group: ModelGroupRow, ref: str | int) -> Mode
         what = f"version {int(ref)}"
     elif ref == LATEST:
         stmt = stmt.order_by(ModelVersionRow.version.desc()).limit(1)
-        what = "any version"
+        what = "versions yet"
     else:
         stmt = stmt.join(ModelAliasRow, ModelAliasRow.version_id == ModelVersionRow.id).where(
             ModelAliasRow.alias == ref
         )
-        what = f"an alias {ref!r}"
+        what = f"alias {ref!r}"
     row = session.scalars(stmt).first()
     if row is None:
         raise NotFound(f"model {group.name!r} has no {what}")
