@@ -74,8 +74,13 @@ def infer_flavor(model: Any) -> str:
     for name, flavor in FLAVORS.items():
         if not name.startswith(PREFIX) and flavor.matches(model):
             return name
+    what = (
+        f"the path {str(model)!r}"
+        if isinstance(model, (str, Path))
+        else f"a {type(model).__module__}.{type(model).__qualname__}"
+    )
     raise InvalidInput(
-        f"cannot tell which flavor saves a {type(model).__module__}.{type(model).__qualname__}; "
+        f"cannot tell which flavor saves {what}; "
         f"pass flavor= one of {', '.join(n for n in FLAVORS if not n.startswith(PREFIX))} "
         "(pickle also needs allow_pickle=True)"
     )

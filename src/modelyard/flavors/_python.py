@@ -48,7 +48,8 @@ class PythonFlavor(Flavor):
             return False
         path = Path(model)
         return path.suffix == ".py" or (
-            path.is_dir() and any((path / c).is_file() for c in ("code", *ENTRY_CANDIDATES))
+            path.is_dir()
+            and ((path / CODE_DIR).is_dir() or any((path / c).is_file() for c in ENTRY_CANDIDATES))
         )
 
     def save(self, model: Any, folder: Path, options: SaveOptions) -> Saved:

@@ -70,12 +70,25 @@ def as_columns(data: Any) -> dict[str, Array] | None:
 
 
 def _array(values: Any, name: str | None) -> Array:
+    """``values`` as an array; a flat list keeps each value's own type (no coercion of
+    ``[1, "x"]`` to strings) and becomes a typed array when its values agree."""
+    if isinstance(values, (list, tuple)) and not any(
+        isinstance(v, (list, tuple, np.ndarray)) for v in values
+    ):
+        array = np.empty(len(values), dtype=object)
+        array[:] = list(values)
+        kind = _object_dtype(array, name)
+        missing = any(_is_missing(v) for v in values)
+        if kind == "float64" or (kind == "int64" and missing):
+            return np.asarray([np.nan if _is_missing(v) else v for v in values], np.float64)
+        if kind in ("int64", "bool") and not missing:
+            return np.asarray(values, dtype=np.int64 if kind == "int64" else np.bool_)
+        return array
     try:
-        array = np.asarray(values)
+        return np.asarray(values)
     except (ValueError, TypeError) as exc:
         where = f"column {name!r}" if name is not None else "input"
         raise InvalidInput(f"{where} is not a regular array: {exc}") from None
-    return array
 
 
 def dtype_of(array: Array, name: str | None = None) -> str:
@@ -186,6 +199,8 @@ def _check_castable(values: Array, target: str, where: str) -> None:
             numbers = np.asarray(present, dtype=np.float64)
         else:
             numbers = values.astype(np.float64)
+        if np.any(np.isnan(numbers)):
+            raise InvalidInput(f"{where} has missing values, which {target} cannot hold")
         if not np.all(np.isfinite(numbers)) or not np.all(numbers == np.round(numbers)):
             raise InvalidInput(f"{where} has non-integer values, which {target} cannot hold")
         if target == "bool" and not np.all(np.isin(numbers, (0, 1))):

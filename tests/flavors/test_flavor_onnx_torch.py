@@ -1,0 +1,99 @@
+"""ONNX models (ONNX Runtime on the CPU) and TorchScript (PyTorch imported lazily)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from skl2onnx import to_onnx
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from modelyard.errors import ConfigurationError, InvalidInput
+from modelyard.flavors import MODEL_FILE, ModelDescriptor, load_model, save_model, sha256_file
+
+
+def test_onnx_classifier_round_trip(tmp_path: Path, xy: Any) -> None:
+    x, y = xy
+    model = LogisticRegression().fit(x, y)
+    proto = to_onnx(model, x[:1].astype(np.float32), target_opset=17)
+    descriptor = save_model(proto, tmp_path / "m", sample_input=x[:4])
+    assert descriptor.flavor == "onnx"
+    assert set(descriptor.files) == {"model.onnx"}
+    assert descriptor.classes == [0, 1]  # from the ZipMap of probabilities
+    assert descriptor.framework["onnxruntime"]
+    loaded = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.predict_proba is not None
+    np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x), atol=1e-5)
+
+
+def test_onnx_file_path_and_graph_signature(tmp_path: Path, xy: Any) -> None:
+    x, _ = xy
+    model = LinearRegression().fit(x, x[:, 0])
+    proto = to_onnx(model, x[:1].astype(np.float32), target_opset=17)
+    path = tmp_path / "reg.onnx"
+    path.write_bytes(proto.SerializeToString())
+    descriptor = save_model(str(path), tmp_path / "m")
+    assert descriptor.flavor == "onnx"
+    assert descriptor.signature is not None
+    assert descriptor.signature.inputs[0].dtype == "float32"
+    assert descriptor.signature.inputs[0].shape == [-1, 4]
+    loaded = load_model(tmp_path / "m")
+    assert loaded.predict_proba is None
+    np.testing.assert_allclose(loaded.predict(x).ravel(), model.predict(x), rtol=1e-4)
+    with pytest.raises(InvalidInput, match="refused the input"):
+        loaded.predict(np.ones((2, 3)))
+
+
+def test_broken_onnx_file_is_refused_at_save(tmp_path: Path) -> None:
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"not a model")
+    with pytest.raises(InvalidInput, match="not a loadable ONNX model"):
+        save_model(path, tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
+def test_torchscript_without_torch_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model.pt").write_bytes(b"archive")
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    with pytest.raises(ConfigurationError, match=r"needs torch.*pip install torch"):
+        save_model(folder / "model.pt", tmp_path / "saved", flavor="torchscript")
+    assert not (tmp_path / "saved").exists()
+    descriptor = ModelDescriptor(
+        flavor="torchscript", files={"model.pt": sha256_file(folder / "model.pt")}
+    )
+    (folder / MODEL_FILE).write_text(descriptor.model_dump_json())
+    with pytest.raises(ConfigurationError, match="torchscript flavor needs torch"):
+        load_model(folder)
+
+
+TORCH_MISSING = importlib.util.find_spec("torch") is None
+
+
+@pytest.mark.skipif(
+    TORCH_MISSING,
+    reason="PyTorch is not installed in this environment (its PyPI wheels bring gigabytes of "
+    "CUDA libraries); install torch to run the TorchScript round trip",
+)
+def test_torchscript_round_trip(tmp_path: Path) -> None:  # pragma: no cover - needs torch
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Softmax(dim=1))
+    scripted = torch.jit.script(net)
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    descriptor = save_model(scripted, tmp_path / "m", sample_input=x)
+    assert descriptor.flavor == "torchscript"
+    assert set(descriptor.files) == {"model.pt"}
+    loaded = load_model(tmp_path / "m")
+    expected = scripted(torch.as_tensor(x)).detach().numpy()
+    np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-6)
+    with pytest.raises(InvalidInput, match="ScriptModule"):
+        save_model(net, tmp_path / "plain")
