@@ -198,3 +198,29 @@ def test_builtin_folder_copied_elsewhere(tmp_path: Path) -> None:
     assert loaded.predict([[0.0, 0.0, 0.0]]).shape == (1,)
     with pytest.raises(InvalidInput, match="is not a linear_learner model folder"):
         save_model(model_dir, tmp_path / "wrong", flavor="builtin:linear_learner")
+
+
+def test_save_options_are_checked(tmp_path: Path, xy: Any) -> None:
+    x, y = xy
+    model = LogisticRegression().fit(x, y)
+    with pytest.raises(InvalidInput, match="extra must be a JSON object"):
+        save_model(model, tmp_path / "m", extra={"when": object()})
+    source = tmp_path / "handler"
+    source.mkdir()
+    (source / "handler.py").write_text(
+        "def load(d):\n    return 1\n\ndef predict(o, x):\n    return x\n"
+    )
+    with pytest.raises(InvalidInput, match="a folder inside it"):
+        save_model(source, source / "saved")
+    assert not (source / "saved").exists()
+    descriptor = save_model(model, tmp_path / "m", extra={"estimator": "forged", "team": "risk"})
+    assert descriptor.extra["team"] == "risk"
+    assert descriptor.extra["estimator"].endswith("LogisticRegression")
+
+
+def test_one_numeric_column_stays_a_matrix(tmp_path: Path, xy: Any) -> None:
+    x, y = xy
+    model = LogisticRegression().fit(x[:, :1], y)
+    save_model(model, tmp_path / "m", sample_input={"x0": x[:3, 0]})
+    loaded = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict({"x0": x[:, 0]}), model.predict(x[:, :1]))

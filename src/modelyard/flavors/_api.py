@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -113,6 +114,10 @@ def save_model(
     name = flavor or infer_flavor(model)
     implementation = get_flavor(name)
     target = Path(path)
+    try:
+        json.dumps(dict(extra or {}), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"extra must be a JSON object: {exc}") from None
     options = SaveOptions(
         allow_pickle=allow_pickle, extra=dict(extra or {}), sample_input=sample_input
     )
@@ -125,6 +130,11 @@ def save_model(
     if in_place:
         saved = implementation.save(model, target, options)
         return _finish(target, name, saved, sample_input, options)
+    if isinstance(model, (str, Path)) and target.resolve().is_relative_to(Path(model).resolve()):
+        raise InvalidInput(
+            f"cannot save {str(model)!r} into {str(target)!r}, a folder inside it; "
+            "choose a folder outside the model's own files"
+        )
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise Conflict(f"{str(target)!r} already exists and is not an empty folder")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +165,7 @@ def _finish(
         framework=saved.framework,
         task=saved.task,
         classes=saved.classes,
-        extra={**saved.extra, **options.extra},
+        extra={**options.extra, **saved.extra},  # the flavor's own keys win
     )
     write_descriptor(folder, descriptor)
     return descriptor

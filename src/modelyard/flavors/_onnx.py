@@ -87,7 +87,8 @@ class OnnxFlavor(Flavor):
 
     def load(self, folder: Path, descriptor: ModelDescriptor, options: LoadOptions) -> LoadedModel:
         session = _session(one_file(folder, descriptor, [FILE]))
-        predict, proba = _predictors(session)
+        signature = descriptor.signature
+        predict, proba = _predictors(session, signature.column_names if signature else None)
         return LoadedModel(descriptor, session, predict, proba, path=folder)
 
 
@@ -114,7 +115,7 @@ def _graph_signature(session: Any) -> Signature:
     )
 
 
-def _feed(session: Any, data: Any) -> dict[str, Any]:
+def _feed(session: Any, data: Any, order: list[str] | None = None) -> dict[str, Any]:
     inputs = session.get_inputs()
     columns = as_columns(data)
     if len(inputs) > 1:
@@ -130,6 +131,8 @@ def _feed(session: Any, data: Any) -> dict[str, Any]:
         return feed
     first = inputs[0]
     dtype = _ORT_TYPES.get(first.type, ("", None))[1]
+    if columns is not None and order and all(n in columns for n in order):
+        return {first.name: as_matrix(columns, order, dtype)}
     return {first.name: as_matrix(data, None, dtype)}
 
 
@@ -141,12 +144,12 @@ def _as_proba(value: Any) -> tuple[Any, list[Any] | None]:
     return np.asarray(value), None
 
 
-def _predictors(session: Any) -> tuple[Any, Any]:
+def _predictors(session: Any, order: list[str] | None = None) -> tuple[Any, Any]:
     outputs = [arg.name for arg in session.get_outputs()]
 
     def run(data: Any, names: list[str]) -> list[Any]:
         try:
-            return list(session.run(names, _feed(session, data)))
+            return list(session.run(names, _feed(session, data, order)))
         except InvalidInput:
             raise
         except Exception as exc:  # shape/type mismatches come back as ORT's own errors

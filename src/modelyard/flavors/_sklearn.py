@@ -108,7 +108,13 @@ def _task(estimator: Any) -> str | None:
     )
 
 
-def _predictors(estimator: Any) -> tuple[Any, Any]:
+def _predictors(estimator: Any, order: list[str] | None = None) -> tuple[Any, Any]:
+    """``predict`` and ``predict_proba`` (or None) taking any supported data format.
+
+    Models fitted on a DataFrame get a DataFrame with their own column names; others get
+    a matrix in ``order`` (the signature's columns) or the data's own column order. A
+    single column of text goes in as a 1-D array, as text pipelines expect.
+    """
     names = getattr(estimator, "feature_names_in_", None)
     feature_names = [str(n) for n in names] if names is not None else None
 
@@ -123,8 +129,11 @@ def _predictors(estimator: Any) -> tuple[Any, Any]:
                 raise InvalidInput(f"missing column(s) {', '.join(map(repr, missing))}")
             return pandas.DataFrame({n: columns[n] for n in feature_names})
         if len(columns) == 1:
-            return next(iter(columns.values()))  # text pipelines read one column of strings
-        return as_matrix(columns, None)
+            only = next(iter(columns.values()))
+            if only.ndim == 1 and only.dtype.kind in "OUS":
+                return only
+        usable = order if order and all(n in columns for n in order) else None
+        return as_matrix(columns, usable)
 
     def predict(data: Any) -> Any:
         return np.asarray(estimator.predict(convert(data)))
@@ -173,5 +182,6 @@ class SklearnFlavor(Flavor):
             ) from None
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise InvalidInput(f"{path.name} is not a readable skops file: {exc}") from None
-        predict, proba = _predictors(estimator)
+        signature = descriptor.signature
+        predict, proba = _predictors(estimator, signature.column_names if signature else None)
         return LoadedModel(descriptor, estimator, predict, proba, path=folder)

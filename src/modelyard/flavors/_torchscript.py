@@ -26,7 +26,7 @@ from modelyard.flavors._base import (
     type_modules,
 )
 from modelyard.flavors._descriptor import ModelDescriptor
-from modelyard.flavors._signature import as_matrix
+from modelyard.flavors._signature import as_columns, as_matrix
 
 FILE = "model.pt"
 _INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"
@@ -69,7 +69,9 @@ class TorchScriptFlavor(Flavor):
     def load(self, folder: Path, descriptor: ModelDescriptor, options: LoadOptions) -> LoadedModel:
         torch = _torch()
         module = _load(torch, one_file(folder, descriptor, [FILE]))
-        return LoadedModel(descriptor, module, _predictor(torch, module), path=folder)
+        signature = descriptor.signature
+        order = signature.column_names if signature else None
+        return LoadedModel(descriptor, module, _predictor(torch, module, order), path=folder)
 
 
 def _load(torch: Any, path: Path) -> Any:
@@ -81,9 +83,11 @@ def _load(torch: Any, path: Path) -> Any:
     return module
 
 
-def _predictor(torch: Any, module: Any) -> Any:
+def _predictor(torch: Any, module: Any, order: list[str] | None = None) -> Any:
     def predict(data: Any) -> Any:
-        array = as_matrix(data, None)
+        columns = as_columns(data)
+        usable = columns is not None and order and all(n in columns for n in order)
+        array = as_matrix(data, order if usable else None)
         if array.dtype == np.float64:
             array = array.astype(np.float32)  # PyTorch models are float32 by default
         with torch.no_grad():
