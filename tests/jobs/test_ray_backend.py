@@ -184,6 +184,24 @@ def test_a_job_runs_on_ray_with_logs_metrics_and_model(home: Path, tmp_path: Pat
         assert attempt.usage is not None and attempt.usage.wall_seconds > 0
 
 
+def test_a_job_runs_through_a_ray_client_address(
+    home: Path, tmp_path: Path, ray_backend_env: RayCluster
+) -> None:
+    """``ray://host:port`` (Ray Client, for a control plane outside the cluster)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rows.csv").write_text("a,b\n1,2\n")
+    with my.connect(home=home) as client:
+        est = estimator(client, tmp_path, WORKER, backend=ray_backend_env.client_address)
+        job = est.fit({"train": data}, logs=False)
+        assert job.state == "Completed", job.failure_reason
+        assert job.backend == ray_backend_env.client_address
+        texts = [(x.stream, x.text) for x in client.jobs.logs(job.id).lines]
+        assert texts[0] == ("stdout", 'host algo-1 ["algo-1"]') and ("stdout", "rows 2") in texts
+        assert client.jobs.metrics(job.id).latest["accuracy"] == 0.7
+        assert job.model is not None and job.model.files == ["weights.txt"]
+
+
 def test_failure_reason_and_stop(home: Path, tmp_path: Path) -> None:
     failing = """
         import os, sys
