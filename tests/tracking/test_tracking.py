@@ -12,7 +12,6 @@ from modelyard.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from modelyard.runtime import Runtime
 from modelyard.security.service import local_principal
 from modelyard.tracking.schemas import Point
-from modelyard.tracking.service import downsample
 
 
 def _pts(client: Client, run_id: str, key: str, max_points: int | None = None) -> list[Point]:
@@ -106,14 +105,6 @@ def test_downsampling_keeps_first_last_min_max(client: Client) -> None:
     assert len(_pts(client, run.id, "x", max_points=10_000)) == 5000
     with pytest.raises(InvalidInput):
         client.tracking.metric_history(run.id, "x", max_points=2)
-
-
-def test_downsample_unit() -> None:
-    pts = [Point(step=i, timestamp=0, value=float(i % 7)) for i in range(1001)]
-    for m in (4, 5, 17, 1000):
-        out = downsample(pts, m)
-        assert len(out) <= m and out[0].step == 0 and out[-1].step == 1000
-        assert {p.value for p in out} >= {0.0, 6.0}
 
 
 def test_search_every_operator_and_kind(client: Client) -> None:

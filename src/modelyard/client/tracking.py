@@ -39,8 +39,10 @@ from modelyard.core.paths import collect_files
 from modelyard.errors import ArtifactCorrupted, InvalidInput, NotFound, invalid_input_from
 from modelyard.tracking.schemas import (
     KEY,
+    MAX_BATCH_KEYS,
     MAX_BATCH_POINTS,
     MAX_STEP,
+    MAX_TIMESTAMP_MS,
     BatchLogged,
     CompareRuns,
     Comparison,
@@ -72,6 +74,34 @@ from modelyard.tracking.schemas import (
 )
 
 _KEY = re.compile(KEY)
+_KEY_CACHE = 10_000  # distinct keys remembered as valid (beyond that, checked each time)
+
+
+def _take_batch(buffer: list[tuple[str, float, int, int]]) -> list[tuple[str, float, int, int]]:
+    """The longest prefix of ``buffer`` that fits one request (points and distinct keys)."""
+    batch = buffer[:MAX_BATCH_POINTS]
+    if len({p[0] for p in batch}) <= MAX_BATCH_KEYS:
+        return batch
+    seen: set[str] = set()
+    for i, point in enumerate(batch):
+        seen.add(point[0])
+        if len(seen) > MAX_BATCH_KEYS:
+            return batch[:i]
+    return batch
+
+
+def _columns(batch: list[tuple[str, float, int, int]]) -> dict[str, Any]:
+    """A batch of points as the columns of :class:`MetricColumns`."""
+    names, values, steps, timestamps = zip(*batch, strict=True)
+    index: dict[str, int] = {}
+    key_index = [index.setdefault(k, len(index)) for k in names]
+    return {
+        "keys": list(index),
+        "key_index": key_index,
+        "values": list(values),
+        "steps": list(steps),
+        "timestamps": list(timestamps),
+    }
 
 
 def _build(model: Any, **fields: Any) -> Any:
@@ -387,7 +417,9 @@ class ActiveRun:
         self.run = run
         self.id = run.id
         self.buffer_size = buffer_size
-        self._buffer: list[dict[str, Any]] = []  # validated points, as plain dicts
+        # Validated points as (key, value, step, timestamp ms) tuples, sent as columns.
+        self._buffer: list[tuple[str, float, int, int]] = []
+        self._valid_keys: set[str] = set()  # keys already checked against KEY
         self._inflight = 0  # points of the batch being sent
         self._buffer_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time, in order
@@ -414,21 +446,30 @@ class ActiveRun:
     def log_metric(
         self, key: str, value: float, step: int = 0, timestamp: int | None = None
     ) -> None:
-        """Buffer one point (``timestamp`` in ms; now if unset)."""
-        self._raise_pending()
+        """Buffer one point (``timestamp`` in ms; now if unset).
+
+        The point is checked here against the same rules the server applies (key
+        pattern, step and timestamp ranges), so a bad point fails in the caller and
+        can never block the points buffered after it.
+        """
+        if self._ended or self._error is not None:
+            self._raise_pending()
         value = float(value)
-        if not _KEY.match(key):
-            raise InvalidInput(f"metric key {key!r} does not match {KEY}")
+        if key not in self._valid_keys:
+            if not isinstance(key, str) or not _KEY.match(key):
+                raise InvalidInput(f"metric key {key!r} does not match {KEY}")
+            if len(self._valid_keys) < _KEY_CACHE:
+                self._valid_keys.add(key)
         if not isinstance(step, int) or not -MAX_STEP <= step <= MAX_STEP:
             raise InvalidInput(f"step must be an integer within ±2**53, got {step!r}")
-        point = {
-            "key": key,
-            "value": value,
-            "step": step,
-            "timestamp": int(time.time() * 1000) if timestamp is None else int(timestamp),
-        }
+        if timestamp is None:
+            ts = int(time.time() * 1000)
+        else:
+            ts = int(timestamp)
+            if not 0 <= ts <= MAX_TIMESTAMP_MS:
+                raise InvalidInput(f"timestamp must be milliseconds in 0..2**53, got {timestamp!r}")
         with self._buffer_lock:
-            self._buffer.append(point)
+            self._buffer.append((key, value, step, ts))
             full = len(self._buffer) >= self.buffer_size
         if full:
             self.flush()
@@ -458,14 +499,13 @@ class ActiveRun:
         with self._flush_lock:
             while True:
                 with self._buffer_lock:
-                    batch = self._buffer[:MAX_BATCH_POINTS]
+                    batch = _take_batch(self._buffer)
                     del self._buffer[: len(batch)]
                     self._inflight = len(batch)
                 if not batch:
                     return
                 try:
-                    req = _build(LogBatch, run_id=self.id, metrics=batch)
-                    self.api._send(req)
+                    self.api._send(_build(LogBatch, run_id=self.id, points=_columns(batch)))
                 except BaseException:
                     with self._buffer_lock:  # keep the points: nothing is dropped
                         self._buffer[:0] = batch

@@ -1,0 +1,254 @@
+"""Metric ingestion in columns and histories downsampled in SQL, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import httpx
+import pytest
+
+from modelyard.client.sdk import Client, connect
+from modelyard.client.tracking import _build
+from modelyard.client.transport import EmbeddedTransport
+from modelyard.errors import Conflict, InvalidInput
+from modelyard.runtime import Runtime
+from modelyard.security.service import local_principal
+from modelyard.tracking.schemas import MAX_BATCH_POINTS, LogBatch
+from testkit import LiveServer
+
+
+def _sdk(runtime: Runtime) -> Client:
+    return Client(EmbeddedTransport(runtime, local_principal()))
+
+
+def _columns(keys: list[str], points: list[tuple[int, float, int]]) -> dict[str, object]:
+    return {
+        "keys": keys,
+        "key_index": [k for k, _, _ in points],
+        "values": [v for _, v, _ in points],
+        "steps": [s for _, _, s in points],
+        "timestamps": [1_700_000_000_000 + s for _, _, s in points],
+    }
+
+
+def _log_columns(c: Client, run_id: str, columns: dict[str, object]) -> None:
+    c.tracking._send(LogBatch.model_validate({"run_id": run_id, "points": columns}))
+
+
+def _m4_reference(values: list[float], width: int) -> set[int]:
+    """Steps M4 keeps when step i holds values[i]: per bucket first, last, argmin, argmax."""
+    kept: set[int] = set()
+    for start in range(0, len(values), width):
+        steps = range(start, min(start + width, len(values)))
+        kept |= {steps[0], steps[-1]}
+        finite = [i for i in steps if not math.isnan(values[i])]
+        if finite:
+            kept.add(min(finite, key=lambda i: (values[i], i)))
+            kept.add(min(finite, key=lambda i: (-values[i], i)))
+    return kept
+
+
+def test_downsampled_history_of_50k_points(runtime: Runtime) -> None:
+    c = _sdk(runtime)
+    run = c.tracking.create_run("m4")
+    rng = random.Random(7)
+    # Two periods per 500 steps: every bucket's first, last, min and max are distinct.
+    values = [math.sin(i * 2 * math.pi / 250) * (1 + rng.random() / 100) for i in range(50_000)]
+    values[12_345], values[40_001] = -50.0, 50.0
+    values[777] = math.nan
+    for start in range(0, 50_000, MAX_BATCH_POINTS):
+        chunk = [(0, values[i], i) for i in range(start, start + MAX_BATCH_POINTS)]
+        _log_columns(c, run.id, _columns(["x"], chunk))
+    hist = c.tracking.metric_history(run.id, "x", max_points=400)
+    steps = [p.step for p in hist.points]
+    # 100 buckets of 500 steps, each keeping 4 distinct points (first, last, min, max).
+    assert hist.total == 50_000 and len(hist.points) == 400
+    assert steps == sorted(steps) and len(set(steps)) == 400
+    assert steps[0] == 0 and steps[-1] == 49_999
+    assert {12_345, 40_001} <= set(steps)
+    assert set(steps) == _m4_reference(values, 500)
+    by_step = {p.step: p for p in hist.points}
+    assert by_step[12_345].value == -50.0 and by_step[40_001].value == 50.0
+    assert by_step[0].value == values[0] and by_step[49_999].value == values[49_999]
+    for p in hist.points:  # every kept point is a stored point, unchanged
+        assert p.value == values[p.step] and p.timestamp == 1_700_000_000_000 + p.step
+    # Fewer points than asked for: all of them, in order.
+    small = c.tracking.metric_history(run.id, "x", max_points=100_000)
+    assert small.total == 50_000 and [p.step for p in small.points] == list(range(50_000))
+    assert math.isnan(small.points[777].value)
+    noisy = c.tracking.create_run("m4-noisy")
+    walk = [rng.gauss(0, 1) for _ in range(20_000)]
+    for start in range(0, 20_000, MAX_BATCH_POINTS):
+        chunk = [(0, walk[i], i) for i in range(start, start + MAX_BATCH_POINTS)]
+        _log_columns(c, noisy.id, _columns(["y"], chunk))
+    got = c.tracking.metric_history(noisy.id, "y", max_points=200)
+    assert {p.step for p in got.points} == _m4_reference(walk, 400)
+    cmp = c.tracking.compare([run.id], ["x"], max_points=40)
+    kept = cmp.histories["x"][run.id]
+    assert len(kept) == 40 and kept[0].step == 0 and kept[-1].step == 49_999
+    assert {p.value for p in kept} >= {-50.0, 50.0}
+
+
+def test_downsampling_constant_repeated_and_single_step_metrics(runtime: Runtime) -> None:
+    c = _sdk(runtime)
+    run = c.tracking.create_run("m4-edge")
+    # A constant metric: ties everywhere must not return every point.
+    _log_columns(c, run.id, _columns(["flat"], [(0, 1.0, i) for i in range(5_000)]))
+    flat = c.tracking.metric_history(run.id, "flat", max_points=40)
+    assert flat.total == 5_000 and 2 <= len(flat.points) <= 40
+    assert flat.points[0].step == 0 and flat.points[-1].step == 4_999
+    # Every point at step 0 (logged without steps): the axis becomes the timestamp.
+    pts = {
+        "keys": ["nostep"],
+        "key_index": [0] * 3_000,
+        "values": [float(i % 17) for i in range(3_000)],
+        "steps": [0] * 3_000,
+        "timestamps": [1_000 + i for i in range(3_000)],
+    }
+    _log_columns(c, run.id, pts)
+    hist = c.tracking.metric_history(run.id, "nostep", max_points=100)
+    stamps = [p.timestamp for p in hist.points]
+    assert 4 < len(stamps) <= 100 and stamps == sorted(stamps)
+    assert stamps[0] == 1_000 and stamps[-1] == 3_999
+    assert {p.value for p in hist.points} >= {0.0, 16.0}
+    # Only NaN values: first and last kept, no min or max to find.
+    _log_columns(c, run.id, _columns(["nan"], [(0, math.nan, i) for i in range(100)]))
+    nan = c.tracking.metric_history(run.id, "nan", max_points=8)
+    assert nan.points[0].step == 0 and nan.points[-1].step == 99
+    assert len(nan.points) <= 8 and all(math.isnan(p.value) for p in nan.points)
+
+
+def test_columns_and_points_in_one_batch_update_summaries(runtime: Runtime) -> None:
+    c = _sdk(runtime)
+    run = c.tracking.create_run("cols")
+    cols = _columns(["a", "b"], [(0, 3.0, 5), (1, 1.0, 0), (0, -1.0, 2), (1, math.nan, 9)])
+    c.tracking._send(
+        LogBatch.model_validate(
+            {
+                "run_id": run.id,
+                "points": cols,
+                "metrics": [{"key": "b", "value": 7.0, "step": 1}, {"key": "c", "value": 2}],
+            }
+        )
+    )
+    m = c.tracking.get_run(run.id).metrics
+    assert (m["a"].count, m["a"].min, m["a"].max, m["a"].latest, m["a"].step) == (
+        2,
+        -1.0,
+        3.0,
+        3.0,
+        5,
+    )
+    assert m["b"].count == 3 and (m["b"].min, m["b"].max) == (1.0, 7.0)
+    assert math.isnan(m["b"].latest) and m["b"].step == 9
+    assert m["c"].count == 1 and m["c"].latest == 2.0
+    # A second batch merges into the summaries: an older step does not replace latest.
+    _log_columns(c, run.id, _columns(["a"], [(0, -9.0, 1), (0, 4.0, 5)]))
+    a = c.tracking.get_run(run.id).metrics["a"]
+    assert (a.count, a.min, a.max, a.latest, a.step) == (4, -9.0, 4.0, 4.0, 5)
+    assert c.tracking.search_runs("cols", "metrics.a.min < -8 and metrics.b > 0").total == 0
+    assert c.tracking.search_runs("cols", "metrics.a.min < -8 and metrics.b.max > 6").total == 1
+
+
+@pytest.mark.parametrize(
+    "columns, message",
+    [
+        (
+            {"keys": ["a"], "key_index": [0, 0], "values": [1.0], "steps": [0], "timestamps": [0]},
+            "same length",
+        ),
+        (
+            {"keys": ["a"], "key_index": [1], "values": [1.0], "steps": [0], "timestamps": [0]},
+            "out of range",
+        ),
+        (
+            {
+                "keys": ["a", "a"],
+                "key_index": [0],
+                "values": [1.0],
+                "steps": [0],
+                "timestamps": [0],
+            },
+            "distinct",
+        ),
+        (
+            {
+                "keys": ["bad key"],
+                "key_index": [0],
+                "values": [1.0],
+                "steps": [0],
+                "timestamps": [0],
+            },
+            "keys",
+        ),
+        (
+            {"keys": ["a"], "key_index": [0], "values": [1.0], "steps": [2**60], "timestamps": [0]},
+            "steps",
+        ),
+        (
+            {"keys": ["a"], "key_index": [0], "values": [1.0], "steps": [0], "timestamps": [-1]},
+            "timestamps",
+        ),
+        (
+            {"keys": ["a"], "key_index": [-1], "values": [1.0], "steps": [0], "timestamps": [0]},
+            "key_index",
+        ),
+        (
+            {"keys": ["a"], "key_index": [0], "values": ["x"], "steps": [0], "timestamps": [0]},
+            "values",
+        ),
+    ],
+)
+def test_bad_columns_are_refused_and_nothing_is_written(
+    live_server: LiveServer, columns: dict[str, object], message: str
+) -> None:
+    c = connect(live_server.url)
+    run = c.tracking.create_run("bad-cols")
+    with pytest.raises(InvalidInput, match=message):  # the SDK refuses it before sending
+        _build(LogBatch, run_id=run.id, points=columns)
+    response = httpx.post(
+        f"{live_server.url}/api/v1/runs/{run.id}/batch", json={"points": columns}, timeout=30
+    )
+    assert response.status_code == 400, response.text
+    assert message in response.text
+    assert c.tracking.get_run(run.id).metrics == {}
+    c.close()
+
+
+def test_too_many_points_in_one_batch(client: Client) -> None:
+    run = client.tracking.create_run("too-many")
+    n = MAX_BATCH_POINTS // 2 + 1
+    req = LogBatch.model_validate(
+        {
+            "run_id": run.id,
+            "points": _columns(["a"], [(0, 1.0, i) for i in range(n)]),
+            "metrics": [{"key": "b", "value": 1.0, "step": i} for i in range(n)],
+        }
+    )
+    with pytest.raises(InvalidInput, match="at most"):
+        client.tracking._send(req)
+    assert client.tracking.get_run(run.id).metrics == {}
+
+
+def test_active_run_checks_points_in_the_caller(client: Client) -> None:
+    with client.tracking.start_run("caller-checks", flush_interval=3600) as run:
+        with pytest.raises(InvalidInput, match="key"):
+            run.log_metric("bad key", 1.0)
+        with pytest.raises(InvalidInput, match="step"):
+            run.log_metric("m", 1.0, step=2**60)
+        with pytest.raises(InvalidInput, match="timestamp"):
+            run.log_metric("m", 1.0, timestamp=-5)
+        for i in range(1_500):  # more distinct keys than one request may carry
+            run.log_metric(f"k{i}", float(i), step=i)
+        assert run.pending == 1_500
+    got = client.tracking.get_run(run.id)
+    assert len(got.metrics) == 1_500 and got.metrics["k1499"].latest == 1499.0
+    assert got.status == "FINISHED"
+
+
+def test_points_to_an_ended_run_are_refused(client: Client) -> None:
+    run = client.tracking.create_run("ended")
+    client.tracking.end_run(run.id)
+    with pytest.raises(Conflict):
+        _log_columns(client, run.id, _columns(["a"], [(0, 1.0, 0)]))
