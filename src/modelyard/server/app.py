@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 
 import modelyard
 from modelyard.errors import ModelyardError, describe_validation_errors
+from modelyard.mlflow_compat import router as mlflow_compat
 from modelyard.runtime import Runtime
 from modelyard.server.middleware import (
     BodyLimitMiddleware,
@@ -100,6 +101,7 @@ def build_api(runtime: Runtime) -> FastAPI:
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     api.include_router(operations_router(runtime))
+    api.include_router(mlflow_compat.mlflow_router(runtime))
     return api
 
 
@@ -120,6 +122,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         for op in runtime.operations.values()
         if op.stream_in
     ]
+    upload_routes.append(("PUT", re.compile(mlflow_compat.UPLOAD_ROUTE)))
     app = BodyLimitMiddleware(
         app,
         json_limit=JSON_BODY_LIMIT,
