@@ -31,6 +31,7 @@ from modelyard.flavors._base import (
 )
 from modelyard.flavors._descriptor import ModelDescriptor
 from modelyard.flavors._signature import as_columns, as_matrix
+from modelyard.flavors._sklearn_checks import check_loaded
 
 FILE = "model.skops"
 _INSTALL = "pip install scikit-learn skops"
@@ -38,10 +39,16 @@ _INSTALL = "pip install scikit-learn skops"
 # Beyond skops' own defaults (every public scikit-learn estimator and transformer, NumPy
 # arrays, dtypes and random states, the SciPy sparse matrices and arrays, builtin
 # containers and collections.OrderedDict): scikit-learn internals that fitted models of
-# common estimators hold. Each is a data holder whose state skops restores field by field.
+# common estimators hold. Each is a data holder whose state skops restores field by field;
+# the ones that hold raw indices (trees, neighbour trees) are checked structurally after
+# loading (see _sklearn_checks), which is why they can be trusted when skops alone does not.
 DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
     "collections.OrderedDict",
     "collections.defaultdict",
+    # HistGradientBoosting with categorical features keeps partial(check_array); skops
+    # checks the function inside a partial on its own, so this trusts no other callable.
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
@@ -183,5 +190,6 @@ class SklearnFlavor(Flavor):
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise InvalidInput(f"{path.name} is not a readable skops file: {exc}") from None
         signature = descriptor.signature
+        check_loaded(estimator)  # index-holding types are checked before any use
         predict, proba = _predictors(estimator, signature.column_names if signature else None)
         return LoadedModel(descriptor, estimator, predict, proba, path=folder)
