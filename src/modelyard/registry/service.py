@@ -19,6 +19,7 @@ Rules (docs/registry.md explains them for users):
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -103,28 +104,31 @@ def _aliases_by_version(session: Session, group_id: str) -> dict[str, list[str]]
     return found
 
 
-def _model_out(session: Session, row: ModelGroupRow) -> Model:
-    aliases = dict(
-        session.execute(
-            select(ModelAliasRow.alias, ModelVersionRow.version)
+def _models_out(session: Session, rows: Sequence[ModelGroupRow]) -> list[Model]:
+    """Groups with their aliases (one query for all of them)."""
+    aliases: dict[str, dict[str, int]] = {r.id: {} for r in rows}
+    if rows:
+        for group_id, alias, version in session.execute(
+            select(ModelAliasRow.group_id, ModelAliasRow.alias, ModelVersionRow.version)
             .join(ModelVersionRow, ModelVersionRow.id == ModelAliasRow.version_id)
-            .where(ModelAliasRow.group_id == row.id)
+            .where(ModelAliasRow.group_id.in_(list(aliases)))
             .order_by(ModelAliasRow.alias)
+        ).tuples():
+            aliases[group_id][alias] = version
+    return [
+        Model(
+            id=row.id,
+            name=row.name,
+            description=row.description,
+            tags=dict(row.tags or {}),
+            latest_version=row.version_count,
+            aliases=aliases[row.id],
+            created_at=row.created_at,
+            created_by=row.created_by,
+            updated_at=row.updated_at,
         )
-        .tuples()
-        .all()
-    )
-    return Model(
-        id=row.id,
-        name=row.name,
-        description=row.description,
-        tags=dict(row.tags or {}),
-        latest_version=row.version_count,
-        aliases=aliases,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        updated_at=row.updated_at,
-    )
+        for row in rows
+    ]
 
 
 def _version_out(group: ModelGroupRow, row: ModelVersionRow, aliases: list[str]) -> ModelVersion:
@@ -236,7 +240,7 @@ def create_model(ctx: Context, req: CreateModel) -> Model:
         raise AlreadyExists(f"model {req.name!r} already exists")
     row = _insert_group(session, req.name, req.description, dict(req.tags), ctx.principal.user)
     ctx.emit("model.created", {"name": row.name, "actor": ctx.principal.user})
-    return _model_out(session, row)
+    return _models_out(session, [row])[0]
 
 
 @ops.operation("GET", "/models", permission="models.read")
@@ -254,14 +258,14 @@ def list_models(ctx: Context, req: ListModels) -> ModelList:
         .limit(req.limit)
         .offset(req.offset)
     ).all()
-    return ModelList(models=[_model_out(session, r) for r in rows], total=total)
+    return ModelList(models=_models_out(session, rows), total=total)
 
 
 @ops.operation("GET", "/models/{name}", permission="models.read")
 def get_model(ctx: Context, req: GetModel) -> Model:
     """Describe a model group: its latest version number and its aliases."""
     session = ctx.session
-    return _model_out(session, _group_row(session, req.name))
+    return _models_out(session, [_group_row(session, req.name)])[0]
 
 
 # --- versions --------------------------------------------------------------------------
