@@ -60,8 +60,9 @@ class _Disconnected(Exception):
 class ModelServer:
     """The ASGI app for one model version. Build it with :func:`build_app`.
 
-    ``loader`` (used by the process entry point) loads the model in a background thread
-    when the ASGI lifespan starts, so ``/ping`` answers 503 while a large model loads.
+    ``loader`` (used by the process entry point) loads the model during the ASGI lifespan
+    startup, before uvicorn accepts connections; :meth:`start_loading` loads it in a
+    background thread instead, with ``/ping`` answering 503 until it is loaded.
     """
 
     def __init__(
@@ -138,7 +139,11 @@ class ModelServer:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.start_loading()
+                # uvicorn starts accepting connections after startup completes, so a worker
+                # only takes requests once its model is loaded; a failed load still
+                # completes startup, and /ping then answers 503 with the reason.
+                if self.servable is None and self.loader is not None:
+                    await asyncio.to_thread(self._load)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for batcher in self._batchers.values():

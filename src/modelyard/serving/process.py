@@ -2,9 +2,10 @@
 
 The flags become a :class:`ServerSettings`, passed to every uvicorn worker process in
 the ``MODELYARD_SERVING_SETTINGS`` environment variable; each worker builds its app with
-:func:`app_factory` and loads the model in the background, answering ``/ping`` with 503
-until it is loaded (200 after; 503 with the reason if loading failed). SIGTERM or
-SIGINT stops the server gracefully (in-flight requests finish) with exit status 0.
+:func:`app_factory` and loads the model before it accepts connections, so every worker
+that answers has its model (``/ping`` 200); if loading fails the worker still starts and
+answers ``/ping`` with 503 and the reason. SIGTERM or SIGINT stops the server gracefully
+(in-flight requests finish) with exit status 0.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +43,10 @@ def _setup_logging() -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+
+
+def _stopped(signum: int, frame: object) -> None:
+    log.info("stopped by signal %d", signum)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -104,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     os.environ[ENV_VAR] = settings.to_env()
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal against the
+    # handlers it found at start; these make that re-raise a no-op, so the exit status is 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped)
     uvicorn.run(
         "modelyard.serving.process:app_factory",
         factory=True,
