@@ -102,6 +102,23 @@ def test_concurrent_alias_moves_leave_one_consistent_history(runtime: Runtime) -
     assert int(moves[-1].new or 0) == boss.models.get("m").aliases["staging"]
 
 
+def test_history_rows_cannot_be_updated_or_deleted(runtime: Runtime) -> None:
+    boss = admin(runtime)
+    boss.models.register("m", artifact=boss.artifacts.upload(b"m").digest, flavor="python")
+    for change in ("update", "delete"):
+        with (
+            pytest.raises(RuntimeError, match="append-only"),
+            runtime.db.transaction() as session,
+        ):
+            row = session.query(HistoryRow).one()
+            if change == "update":
+                row.reason = "rewritten"
+            else:
+                session.delete(row)
+            session.flush()
+    assert [(e.kind, e.reason) for e in boss.models.history("m").entries] == [("registered", "")]
+
+
 def test_a_scientist_may_register_but_not_approve(runtime: Runtime) -> None:
     boss = admin(runtime)
     scientist, _ = user(runtime, "sam", "scientist")

@@ -17,14 +17,16 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Connection,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    event,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Mapper, mapped_column
 
 from modelyard.core.db import Base, JSONType, UTCDateTime, utcnow
 
@@ -112,3 +114,11 @@ class HistoryRow(Base):
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text, default="")
     time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def _append_only(_mapper: Mapper[HistoryRow], _conn: Connection, row: HistoryRow) -> None:
+    raise RuntimeError(f"registry history is append-only (entry {row.seq} was changed)")
+
+
+event.listen(HistoryRow, "before_update", _append_only)
+event.listen(HistoryRow, "before_delete", _append_only)
