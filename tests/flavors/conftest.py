@@ -20,3 +20,9 @@ def xy() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
 def frame(xy: tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]) -> pd.DataFrame:
     x, _ = xy
     return pd.DataFrame(x, columns=["a", "b", "c", "d"])
+
+
+@pytest.fixture(autouse=True)
+def _no_trusted_types_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The allow-list under test is the built-in one, whatever the developer's shell sets."""
+    monkeypatch.delenv("MODELYARD_TRUSTED_TYPES", raising=False)

@@ -76,3 +76,29 @@ def test_forged_neighbour_tree(tmp_path: Path, xy: Any) -> None:
     assert model._tree.get_arrays()[1][0] == 10**6
     with pytest.raises(UntrustedModel, match="index array points outside its data"):
         load_model(_saved(model, tmp_path / "bad"))
+
+
+def test_inner_tree_cannot_claim_more_features_than_its_forest(tmp_path: Path, xy: Any) -> None:
+    x, y = xy
+    model = RandomForestClassifier(n_estimators=2, max_depth=3, random_state=0).fit(x, y)
+    inner = model.estimators_[0]
+    inner.n_features_in_ = 50  # the forest checks inputs against its own 4
+    _forge_tree(inner.tree_, "feature", 0, 40)
+    with pytest.raises(UntrustedModel, match="beyond the 4 features"):
+        load_model(_saved(model, tmp_path))
+
+
+def test_pipelines_of_trees_after_wider_transforms_still_load(tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"city": ["a", "b", "c", "d"] * 10, "n": np.arange(40.0)})
+    labels = np.arange(40) % 2
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["city"]), remainder="passthrough"),
+        RandomForestClassifier(n_estimators=2, random_state=0),
+    ).fit(frame, labels)
+    loaded = load_model(_saved(model, tmp_path))
+    np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))

@@ -49,6 +49,7 @@ DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
     # checks the function inside a partial on its own, so this trusts no other callable.
     "functools.partial",
     "sklearn.utils.validation.check_array",
+    "sklearn.utils._bunch.Bunch",  # a dict with attribute access (stacking, voting)
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",

@@ -24,6 +24,17 @@ TREE = "sklearn.tree._tree.Tree"
 PREDICTOR = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
 NEIGHBOR_TREES = ("sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree")
 _MAX_OBJECTS = 10_000_000
+# Estimators that hand their input to inner trees (or sub-estimators on column subsets)
+# without those checking its width again. Stacking and voting are not among them: their
+# final and member estimators check their own inputs.
+_TREE_MODEL_MODULES = (
+    "sklearn.tree.",
+    "sklearn.ensemble._forest",
+    "sklearn.ensemble._gb",
+    "sklearn.ensemble._bagging",
+    "sklearn.ensemble._iforest",
+    "sklearn.ensemble._hist_gradient_boosting.",
+)
 
 
 def _name(obj: Any) -> str:
@@ -40,9 +51,10 @@ def check_loaded(root: Any) -> None:
     Raises :class:`UntrustedModel` naming the first inconsistency.
     """
     seen: set[int] = set()
-    stack: list[tuple[Any, int | None]] = [(root, None)]
+    # (object, feature bound, whether the bound comes from a chain of tree ensembles)
+    stack: list[tuple[Any, int | None, bool]] = [(root, None, False)]
     while stack:
-        item, n_features = stack.pop()
+        item, n_features, in_chain = stack.pop()
         if id(item) in seen or isinstance(item, (str, bytes, int, float, bool, type(None))):
             continue
         seen.add(id(item))
@@ -50,7 +62,7 @@ def check_loaded(root: Any) -> None:
             raise _refuse("object graph", f"more than {_MAX_OBJECTS} objects")
         own = getattr(item, "n_features_in_", None) if hasattr(item, "__dict__") else None
         if isinstance(own, (int, np.integer)):
-            n_features = int(own)
+            n_features, in_chain = _bound(item, int(own), n_features, in_chain)
         name = _name(item)
         if name == TREE:
             _check_tree(item, n_features)
@@ -69,7 +81,21 @@ def check_loaded(root: Any) -> None:
             children = list(vars(item).values())
         else:
             children = []
-        stack.extend((child, n_features) for child in children)
+        stack.extend((child, n_features, in_chain) for child in children)
+
+
+def _bound(estimator: Any, own: int, outer: int | None, in_chain: bool) -> tuple[int, bool]:
+    """The feature count an estimator's trees must stay below.
+
+    Tree ensembles call their trees with ``check_input=False``: only the outermost
+    ensemble checks the input's width, so inside a chain of ensembles the bound is the
+    smallest count on the way down. Any other estimator (a pipeline step, a stacking
+    final estimator) checks its own input, so its own count starts a new bound.
+    """
+    is_tree_model = type(estimator).__module__.startswith(_TREE_MODEL_MODULES)
+    if is_tree_model and in_chain and outer is not None:
+        return min(outer, own), True
+    return own, is_tree_model
 
 
 def _check_children(kind: str, left: Any, right: Any, internal: Any, count: int) -> None:
@@ -80,10 +106,10 @@ def _check_children(kind: str, left: Any, right: Any, internal: Any, count: int)
         raise _refuse(kind, f"a child node index is outside the {count} nodes")
 
 
-def _check_feature(kind: str, features: Any, limit: int | None) -> None:
+def _check_feature(kind: str, features: Any, limit: int) -> None:
     if features.size and np.any(features < 0):
         raise _refuse(kind, "a split uses a negative feature index")
-    if limit is not None and features.size and np.any(features >= limit):
+    if features.size and np.any(features >= limit):
         raise _refuse(kind, f"a split uses a feature index beyond the {limit} features")
 
 
@@ -99,8 +125,9 @@ def _check_tree(tree: Any, n_features: int | None) -> None:
     leaf = (left == -1) & (right == -1)
     internal = ~leaf
     _check_children(kind, left, right, internal, count)
-    own = int(tree.n_features)
-    limit = own if n_features is None else min(own, n_features)
+    if n_features is None:
+        raise _refuse(kind, "no estimator holding it says how many features it reads")
+    limit = min(int(tree.n_features), n_features)
     _check_feature(kind, nodes["feature"][internal].astype(np.int64), limit)
     if int(state["max_depth"]) > count:
         raise _refuse(kind, "its depth exceeds its node count")
@@ -116,6 +143,8 @@ def _check_predictor(predictor: Any, n_features: int | None) -> None:
     _check_children(
         kind, nodes["left"].astype(np.int64), nodes["right"].astype(np.int64), internal, count
     )
+    if n_features is None:
+        raise _refuse(kind, "no estimator holding it says how many features it reads")
     _check_feature(kind, nodes["feature_idx"][internal].astype(np.int64), n_features)
     categorical = internal & (nodes["is_categorical"] != 0)
     if np.any(categorical):
