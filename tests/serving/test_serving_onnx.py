@@ -141,3 +141,57 @@ def test_boosted_trees_convert(tmp_path: Path, library: str) -> None:
     assert runtime["engine"] == "onnxruntime", runtime
     r = request(app, "POST", "/invocations", json={"instances": x[100:120].tolist()})
     assert r.json()["predictions"] == np.asarray(model.predict(x[100:120])).tolist()
+
+
+def test_a_prepared_decision_is_what_workers_serve(sklearn_array_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from modelyard.serving.loading import load_servable
+    from modelyard.serving.onnx_fastpath import Decision, save_decision
+
+    folder, estimator, x = sklearn_array_model
+    # native, for the recorded reason (no second conversion attempt in the worker)
+    save_decision(Decision("native", "labels differed on 3 rows"), tmp_path / "native")
+    servable = load_servable(
+        ServerSettings(name="m", model_dir=folder, onnx_dir=tmp_path / "native")
+    )
+    assert (servable.runtime.engine, servable.runtime.reason) == (
+        "native",
+        "labels differed on 3 rows",
+    )
+    assert servable.predict(x[:5]).tolist() == estimator.predict(x[:5]).tolist()
+    # onnxruntime, from the saved model and layout
+    model = load_model(folder)
+    converted = servable_from_model(model, ServerSettings(name="m"))
+    assert converted.runtime.engine == "onnxruntime"
+    from modelyard.serving.loading import native_predictors
+    from modelyard.serving.model import InputSchema
+    from modelyard.serving.onnx_fastpath import try_fast_path
+
+    predict, proba = native_predictors(model)
+    decision = try_fast_path(
+        model,
+        InputSchema.from_signature(model.descriptor.signature),
+        ServerSettings(),
+        predict,
+        proba,
+    )
+    save_decision(decision, tmp_path / "onnx")
+    servable = load_servable(ServerSettings(name="m", model_dir=folder, onnx_dir=tmp_path / "onnx"))
+    assert servable.runtime.engine == "onnxruntime"
+    assert servable.model is None  # the worker holds no scikit-learn object
+    assert servable.predict(x[:5]).tolist() == estimator.predict(x[:5]).tolist()
+    assert servable.predict_proba is not None
+    np.testing.assert_allclose(
+        servable.predict_proba(x[:5]), estimator.predict_proba(x[:5]), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_a_failed_preparation_means_native_with_the_reason(tmp_path: Path) -> None:
+    from modelyard.serving.onnx_fastpath import load_decision
+    from modelyard.serving.prepare import prepare
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    prepare(ServerSettings(name="m", model_dir=broken), tmp_path / "out")
+    decision = load_decision(tmp_path / "out")
+    assert decision.engine == "native"
+    assert decision.reason.startswith("ONNX preparation failed (exit status 1")

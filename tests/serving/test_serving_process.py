@@ -86,14 +86,14 @@ def test_replica_process_serves_and_stops_cleanly(  # type: ignore[no-untyped-de
         r = httpx.post(f"{url}/v2/models/clf/versions/2/infer", json=body)
         assert r.json()["outputs"][0]["data"] == estimator.predict(rows).tolist()
         meta = httpx.get(f"{url}/v2/models/clf").json()
-        assert meta["runtime"]["engine"] in ("onnxruntime", "native")
+        assert meta["runtime"]["engine"] == "onnxruntime"
         r = httpx.post(f"{url}/invocations", content=b"1,2\n", headers={"content-type": "text/csv"})
         assert r.status_code == 422
     finally:
         code = stop(proc)
     assert code == 0, log.read_text()
     text = log.read_text()
-    assert "engine onnxruntime" in text or "engine native" in text  # the decision is logged
+    assert "engine onnxruntime: converted" in text  # the decision is logged
 
 
 def test_bad_arguments_exit_2(tmp_path: Path) -> None:

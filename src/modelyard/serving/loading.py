@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelyard.errors import InvalidInput
-from modelyard.flavors import MODEL_FILE, load_model
+from modelyard.flavors import MODEL_FILE, load_model, read_descriptor
 from modelyard.serving import onnx_fastpath
 from modelyard.serving.handler import Handler
 from modelyard.serving.model import (
@@ -45,7 +46,7 @@ def _outputs(signature: SignatureLike | None) -> list[OutputSpec]:
 _FEATURE_NAMES_WARNING = "X does not have valid feature names"
 
 
-def _native_predict(model: ModelLike) -> tuple[PredictFn, PredictFn | None]:
+def native_predictors(model: ModelLike) -> tuple[PredictFn, PredictFn | None]:
     def predict(x: Array) -> Array:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_FEATURE_NAMES_WARNING)
@@ -70,7 +71,7 @@ def servable_from_model(model: ModelLike, settings: ServerSettings) -> Servable:
     """Wrap a loaded model; take the ONNX Runtime fast path when allowed and verified."""
     signature = model.descriptor.signature
     schema = InputSchema.from_signature(signature)
-    predict, predict_proba = _native_predict(model)
+    predict, predict_proba = native_predictors(model)
     runtime = Runtime("native", "ONNX fast path disabled (--no-onnx)")
     if settings.use_onnx:
         decision = onnx_fastpath.try_fast_path(model, schema, settings, predict, predict_proba)
@@ -148,6 +149,10 @@ def load_servable(settings: ServerSettings) -> Servable:
         servable = servable_from_handler(Handler.load(script), settings)
     elif settings.model_dir is None:
         raise InvalidInput("no model: give --model-dir (a saved model folder) or --handler")
+    elif (
+        settings.onnx_dir is not None and (settings.onnx_dir / onnx_fastpath.RUNTIME_FILE).exists()
+    ):
+        servable = _servable_prepared(settings.model_dir, settings.onnx_dir, settings)
     else:
         servable = servable_from_model(load_model(settings.model_dir), settings)
     log.info(
@@ -159,3 +164,28 @@ def load_servable(settings: ServerSettings) -> Servable:
         servable.runtime.reason,
     )
     return servable
+
+
+def _servable_prepared(model_dir: Path, onnx_dir: Path, settings: ServerSettings) -> Servable:
+    """Serve with the decision prepared once for all workers.
+
+    On the ONNX path the worker never imports the model's framework (scikit-learn,
+    XGBoost, LightGBM): only ONNX Runtime, which keeps an idle replica small.
+    """
+    decision = onnx_fastpath.load_decision(onnx_dir)
+    runtime = Runtime(decision.engine, decision.reason)
+    if decision.predict is None:
+        servable = servable_from_model(load_model(model_dir), replace(settings, use_onnx=False))
+        servable.runtime = runtime
+        return servable
+    descriptor = read_descriptor(model_dir)
+    return Servable(
+        name=settings.name,
+        version=settings.version,
+        flavor=descriptor.flavor,
+        schema=InputSchema.from_signature(descriptor.signature),
+        outputs=_outputs(descriptor.signature),
+        predict=decision.predict,
+        predict_proba=decision.predict_proba,
+        runtime=runtime,
+    )

@@ -17,6 +17,7 @@ verification sample is for, and why a real sample beats random rows.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ class Decision:
     reason: str
     predict: PredictFn | None = None
     predict_proba: PredictFn | None = None
+    layout: dict[str, Any] | None = None
+    onnx: bytes | None = None
 
 
 def _native(reason: str) -> Decision:
@@ -66,7 +69,7 @@ def try_fast_path(
     if not schema.numeric:
         return _native("the signature has non-numeric inputs; ONNX conversion needs numbers")
     try:
-        ort = importlib.import_module("onnxruntime")
+        importlib.import_module("onnxruntime")
         skl2onnx = importlib.import_module("skl2onnx")
         onnxmltools = importlib.import_module("onnxmltools")
     except ImportError as exc:
@@ -84,16 +87,11 @@ def try_fast_path(
     except Exception as exc:
         return _native(f"ONNX conversion failed: {type(exc).__name__}: {_short(exc)}")
     try:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # shape-hint warnings from converted tree models
-        session = ort.InferenceSession(
-            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        session_bytes = proto.SerializeToString()
+        session = new_session(session_bytes)
     except Exception as exc:
         return _native(f"ONNX Runtime could not load the converted model: {_short(exc)}")
-    return _verify(session, sample, settings, native_predict, native_proba)
+    return _verify(session, session_bytes, sample, settings, native_predict, native_proba)
 
 
 def _short(exc: BaseException) -> str:
@@ -225,6 +223,7 @@ def _no_zipmap(native: Any) -> dict[int, dict[str, Any]]:
 
 def _verify(
     session: Any,
+    session_bytes: bytes,
     sample: Array,
     settings: ServerSettings,
     native_predict: PredictFn,
@@ -276,28 +275,80 @@ def _verify(
             gap = float(np.max(np.abs(onnx_proba - native_proba)))
             return _native(f"ONNX probabilities differ from native by up to {gap:.3g}")
 
-    label_name = output_names[0]
-    tail = native_pred.shape[1:]
-    out_dtype = native_pred.dtype
+    layout = {
+        "input": input_name,
+        "label": output_names[0],
+        "tail": list(native_pred.shape[1:]),
+        "dtype": native_pred.dtype.str if native_pred.dtype.kind != "O" else "object",
+        "proba": output_names[1] if has_proba else None,
+        "proba_tail": list(native_proba.shape[1:]) if native_proba is not None else [],
+        "proba_dtype": native_proba.dtype.str if native_proba is not None else "<f8",
+    }
+    predict, predict_proba = predictors(session, layout)
+    return Decision(
+        "onnxruntime",
+        f"converted; matched native on {len(sample)} sample rows (rtol {rtol}, atol {atol})",
+        predict,
+        predict_proba,
+        layout,
+        session_bytes,
+    )
+
+
+def predictors(session: Any, layout: dict[str, Any]) -> tuple[PredictFn, PredictFn | None]:
+    """Predict functions over an ONNX Runtime session, shaped and typed like the native
+    model's answers (``layout`` is recorded by the verification)."""
+    input_name = str(layout["input"])
+    label_name = str(layout["label"])
+    tail = tuple(layout["tail"])
+    out_dtype = np.dtype(layout["dtype"])
 
     def predict(x: Array) -> Array:
         (out,) = session.run([label_name], {input_name: x.astype(np.float32, copy=False)})
         out = np.asarray(out).reshape((len(x), *tail))
         return out if out_dtype.kind in "OUS" else out.astype(out_dtype, copy=False)
 
-    predict_proba: PredictFn | None = None
-    if has_proba:
-        proba_name = output_names[1]
-        proba_tail = np.asarray(native_proba).shape[1:]
-        proba_dtype = np.asarray(native_proba).dtype
+    proba_name = layout.get("proba")
+    if not proba_name:
+        return predict, None
+    proba_tail = tuple(layout["proba_tail"])
+    proba_dtype = np.dtype(layout["proba_dtype"])
 
-        def predict_proba(x: Array) -> Array:
-            (out,) = session.run([proba_name], {input_name: x.astype(np.float32, copy=False)})
-            return np.asarray(out).reshape((len(x), *proba_tail)).astype(proba_dtype, copy=False)
+    def predict_proba(x: Array) -> Array:
+        (out,) = session.run([proba_name], {input_name: x.astype(np.float32, copy=False)})
+        return np.asarray(out).reshape((len(x), *proba_tail)).astype(proba_dtype, copy=False)
 
-    return Decision(
-        "onnxruntime",
-        f"converted; matched native on {len(sample)} sample rows (rtol {rtol}, atol {atol})",
-        predict,
-        predict_proba,
-    )
+    return predict, predict_proba
+
+
+def new_session(model: bytes | str) -> Any:
+    """An ONNX Runtime session on one CPU thread (a replica's parallelism is its workers)."""
+    ort = importlib.import_module("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # shape-hint warnings from converted tree models
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+RUNTIME_FILE = "runtime.json"
+ONNX_FILE = "model.onnx"
+
+
+def save_decision(decision: Decision, folder: Path) -> None:
+    """Write the decision (and the verified ONNX model) for worker processes to load."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if decision.onnx is not None:
+        (folder / ONNX_FILE).write_bytes(decision.onnx)
+    record = {"engine": decision.engine, "reason": decision.reason, "layout": decision.layout}
+    (folder / RUNTIME_FILE).write_text(json.dumps(record))
+
+
+def load_decision(folder: Path) -> Decision:
+    """The decision written by :func:`save_decision`, with live predict functions."""
+    record = json.loads((folder / RUNTIME_FILE).read_text())
+    decision = Decision(str(record["engine"]), str(record["reason"]), layout=record["layout"])
+    if decision.engine == "onnxruntime" and decision.layout is not None:
+        session = new_session(str(folder / ONNX_FILE))
+        decision.predict, decision.predict_proba = predictors(session, decision.layout)
+    return decision

@@ -13,15 +13,19 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import uvicorn
 
 from modelyard.serving.app import ModelServer
-from modelyard.serving.loading import load_servable
+from modelyard.serving.loading import handler_path, load_servable
+from modelyard.serving.prepare import needs_preparing, prepare
 from modelyard.serving.settings import DEFAULT_MAX_PAYLOAD_BYTES, ENV_VAR, ServerSettings
 
 log = logging.getLogger("modelyard.serving")
@@ -109,6 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    onnx_dir: Path | None = None
+    if handler_path(settings) is None and needs_preparing(settings):
+        onnx_dir = Path(tempfile.mkdtemp(prefix="modelyard-onnx-"))
+        prepare(settings, onnx_dir)
+        settings = replace(settings, onnx_dir=onnx_dir)
+    try:
+        _serve(settings, args)
+    finally:
+        if onnx_dir is not None:
+            shutil.rmtree(onnx_dir, ignore_errors=True)
+    return 0
+
+
+def _serve(settings: ServerSettings, args: argparse.Namespace) -> None:
     os.environ[ENV_VAR] = settings.to_env()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal against the
     # handlers it found at start; these make that re-raise a no-op, so the exit status is 0.
@@ -125,4 +143,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         lifespan="on",
         timeout_graceful_shutdown=30,
     )
-    return 0

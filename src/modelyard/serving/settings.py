@@ -11,6 +11,7 @@ from typing import Any
 # SageMaker real-time endpoints cap a request at 6 MB; the same default keeps scripts portable.
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 ENV_VAR = "MODELYARD_SERVING_SETTINGS"
+_PATHS = ("model_dir", "onnx_sample", "handler", "onnx_dir")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class ServerSettings:
     onnx_atol: float = 1e-5
     onnx_sample: Path | None = None
     handler: Path | None = None
+    # Set by the process entry point: a folder where the ONNX decision (and the verified
+    # ONNX model) was prepared once for all workers (see ``modelyard.serving.prepare``).
+    onnx_dir: Path | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -47,7 +51,7 @@ class ServerSettings:
     def to_env(self) -> str:
         """JSON for ``MODELYARD_SERVING_SETTINGS``: how worker processes receive the flags."""
         data: dict[str, Any] = asdict(self)
-        for key in ("model_dir", "onnx_sample", "handler"):
+        for key in _PATHS:
             data[key] = str(data[key]) if data[key] is not None else None
         return json.dumps(data)
 
@@ -59,6 +63,6 @@ class ServerSettings:
                 f"{ENV_VAR} is not set; start the server with python -m modelyard.serving"
             )
         data = json.loads(raw)
-        for key in ("model_dir", "onnx_sample", "handler"):
+        for key in _PATHS:
             data[key] = Path(data[key]) if data.get(key) else None
         return cls(**data)
