@@ -17,7 +17,7 @@ from modelyard.flavors import MODEL_FILE, load_model, save_model
 
 def test_xgb_classifier_round_trip(tmp_path: Path, frame: pd.DataFrame, xy: Any) -> None:
     _, y = xy
-    model = xgb.XGBClassifier(n_estimators=5, max_depth=2).fit(frame, y)
+    model = xgb.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1).fit(frame, y)
     descriptor = save_model(model, tmp_path / "m", sample_input=frame.head(3))
     assert descriptor.flavor == "xgboost"
     assert set(descriptor.files) == {"model.ubj"}
@@ -37,7 +37,7 @@ def test_xgb_classifier_round_trip(tmp_path: Path, frame: pd.DataFrame, xy: Any)
 def test_xgb_regressor_as_json_and_booster(tmp_path: Path, xy: Any) -> None:
     x, _ = xy
     target = x[:, 0] * 3
-    model = xgb.XGBRegressor(n_estimators=5).fit(x, target)
+    model = xgb.XGBRegressor(n_estimators=5, n_jobs=1).fit(x, target)
     descriptor = save_model(model, tmp_path / "json", extra={"xgboost_format": "json"})
     assert set(descriptor.files) == {"model.json"}
     assert descriptor.task == "regression"
@@ -51,7 +51,7 @@ def test_xgb_regressor_as_json_and_booster(tmp_path: Path, xy: Any) -> None:
 
 def test_xgb_descriptor_cannot_name_another_class(tmp_path: Path, xy: Any) -> None:
     x, y = xy
-    descriptor = save_model(xgb.XGBClassifier(n_estimators=2).fit(x, y), tmp_path / "m")
+    descriptor = save_model(xgb.XGBClassifier(n_estimators=2, n_jobs=1).fit(x, y), tmp_path / "m")
     forged = descriptor.model_copy(update={"extra": {"wrapper": "os.system"}})
     (tmp_path / "m" / MODEL_FILE).write_text(forged.model_dump_json())
     with pytest.raises(InvalidInput, match=r"unknown XGBoost wrapper 'os.system'"):
@@ -61,7 +61,9 @@ def test_xgb_descriptor_cannot_name_another_class(tmp_path: Path, xy: Any) -> No
 def test_lgbm_classifier_with_string_labels(tmp_path: Path, frame: pd.DataFrame, xy: Any) -> None:
     _, y = xy
     labels = np.where(y == 1, "yes", "no")
-    model = lgb.LGBMClassifier(n_estimators=5, min_child_samples=5, verbose=-1).fit(frame, labels)
+    model = lgb.LGBMClassifier(n_estimators=5, min_child_samples=5, verbose=-1, n_jobs=1).fit(
+        frame, labels
+    )
     descriptor = save_model(model, tmp_path / "m", sample_input=frame.head(3))
     assert descriptor.flavor == "lightgbm"
     assert set(descriptor.files) == {"model.txt"}
@@ -79,13 +81,15 @@ def test_lgbm_classifier_with_string_labels(tmp_path: Path, frame: pd.DataFrame,
 def test_lgbm_multiclass_and_regressor(tmp_path: Path, xy: Any) -> None:
     x, _ = xy
     classes = np.digitize(x[:, 0], [-0.5, 0.5])
-    model = lgb.LGBMClassifier(n_estimators=5, min_child_samples=5, verbose=-1).fit(x, classes)
+    model = lgb.LGBMClassifier(n_estimators=5, min_child_samples=5, verbose=-1, n_jobs=1).fit(
+        x, classes
+    )
     save_model(model, tmp_path / "multi")
     loaded = load_model(tmp_path / "multi")
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     assert loaded.predict_proba is not None
     assert loaded.predict_proba(x).shape == (80, 3)
-    regressor = lgb.LGBMRegressor(n_estimators=5, min_child_samples=5, verbose=-1)
+    regressor = lgb.LGBMRegressor(n_estimators=5, min_child_samples=5, verbose=-1, n_jobs=1)
     regressor.fit(x, x[:, 1])
     descriptor = save_model(regressor.booster_, tmp_path / "reg")
     assert descriptor.task == "regression"

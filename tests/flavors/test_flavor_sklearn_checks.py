@@ -55,7 +55,7 @@ def test_forged_tree_inside_a_forest(tmp_path: Path, xy: Any) -> None:
 
 def test_forged_histogram_predictor(tmp_path: Path, xy: Any) -> None:
     x, y = xy
-    model = HistGradientBoostingClassifier(max_iter=3).fit(x, y)
+    model = HistGradientBoostingClassifier(max_iter=3, max_leaf_nodes=4).fit(x, y)
     load_model(_saved(model, tmp_path / "good"))
     model._predictors[1][0].nodes["feature_idx"][0] = 50
     with pytest.raises(UntrustedModel, match="beyond the 4 features"):

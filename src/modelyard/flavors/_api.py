@@ -142,9 +142,12 @@ def save_model(
     try:
         saved = implementation.save(model, work, options)
         descriptor = _finish(work, name, saved, sample_input, options)
-        if target.exists():
-            target.rmdir()
-        os.replace(work, target)
+        try:
+            os.replace(work, target)  # replaces an empty folder, never a non-empty one
+        except OSError as exc:
+            raise Conflict(
+                f"{str(target)!r} was filled by someone else while saving: {exc.strerror}"
+            ) from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
