@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 UV := $(BIN)/uv
 STAMP := $(VENV)/.installed
 
-.PHONY: venv browser quickstart test lint typecheck unit bench lock clean
+.PHONY: venv browser console screenshots quickstart test lint typecheck unit bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,7 +31,18 @@ browser:
 	command -v chromium >/dev/null || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
 
-unit: $(STAMP) browser
+# The web console: npm installs the locked front-end libraries (uPlot, Preact+htm) and
+# copies them with console/src into src/modelyard/console/static (served at /).
+console: src/modelyard/console/static/.built
+
+src/modelyard/console/static/.built: console/package-lock.json console/build.mjs $(wildcard console/src/*.* console/src/pages/*.js)
+	cd console && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+	touch $@
+
+screenshots: $(STAMP) console browser
+	$(BIN)/python scripts/screenshots.py
+
+unit: $(STAMP) browser console
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck unit

@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 import modelyard
+from modelyard.console import mount_console
 from modelyard.errors import ModelyardError, describe_validation_errors
 from modelyard.mlflow_compat import router as mlflow_compat
 from modelyard.runtime import Runtime
@@ -102,6 +103,7 @@ def build_api(runtime: Runtime) -> FastAPI:
 
     api.include_router(operations_router(runtime))
     api.include_router(mlflow_compat.mlflow_router(runtime))
+    mount_console(api)
     return api
 
 
