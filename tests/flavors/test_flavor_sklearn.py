@@ -53,6 +53,10 @@ def test_pipeline_round_trip_with_feature_names(
     # Records in another column order give the same answer as the frame.
     records = frame.iloc[:3, ::-1].to_dict(orient="records")
     np.testing.assert_array_equal(loaded.predict(records), model.predict(frame.head(3)))
+    # Positional rows (what the model server sends) need no names and raise no warning.
+    np.testing.assert_array_equal(loaded.predict(frame.to_numpy()), model.predict(frame))
+    with pytest.raises(InvalidInput, match="rows have 3 values, the model reads 4"):
+        loaded.predict(frame.to_numpy()[:, :3])
 
 
 def test_forest_needs_a_type_on_the_builtin_allow_list(tmp_path: Path, xy: Any) -> None:

@@ -25,8 +25,10 @@ from modelyard.flavors._base import (
     SaveOptions,
     json_classes,
     require,
+    type_modules,
 )
 from modelyard.flavors._descriptor import ModelDescriptor, sha256_file
+from modelyard.flavors._sklearn import predictors as sklearn_predictors
 
 SUFFIXES = {".pkl": "pickle", ".pickle": "pickle", ".joblib": "joblib"}
 FILES = ("model.joblib", "model.pkl")
@@ -110,6 +112,8 @@ class PickleFlavor(Flavor):
 def _predictors(model: Any) -> tuple[Any, Any]:
     if not callable(getattr(model, "predict", None)) and not callable(model):
         raise InvalidInput(f"the unpickled {type(model).__name__} has no predict method")
+    if "sklearn" in type_modules(model):
+        return sklearn_predictors(model)  # same input handling as the sklearn flavor
 
     def predict(data: Any) -> Any:
         fn = model.predict if hasattr(model, "predict") else model

@@ -116,7 +116,7 @@ def _task(estimator: Any) -> str | None:
     )
 
 
-def _predictors(estimator: Any, order: list[str] | None = None) -> tuple[Any, Any]:
+def predictors(estimator: Any, order: list[str] | None = None) -> tuple[Any, Any]:
     """``predict`` and ``predict_proba`` (or None) taking any supported data format.
 
     Models fitted on a DataFrame get a DataFrame with their own column names; others get
@@ -129,7 +129,18 @@ def _predictors(estimator: Any, order: list[str] | None = None) -> tuple[Any, An
     def convert(data: Any) -> Any:
         columns = as_columns(data)
         if columns is None:
-            return np.asarray(data)
+            array = np.asarray(data)
+            if feature_names is not None and array.ndim == 2:
+                if array.shape[1] != len(feature_names):
+                    raise InvalidInput(
+                        f"rows have {array.shape[1]} values, the model reads "
+                        f"{len(feature_names)} ({', '.join(feature_names[:10])})"
+                    )
+                # Positional rows are in the training column order; naming them keeps
+                # scikit-learn from warning about missing feature names on every call.
+                pandas = require("pandas", "sklearn", "pip install pandas")
+                return pandas.DataFrame(array, columns=feature_names)
+            return array
         if feature_names is not None:
             pandas = require("pandas", "sklearn", "pip install pandas")
             missing = [n for n in feature_names if n not in columns]
@@ -166,7 +177,7 @@ class SklearnFlavor(Flavor):
         sio = require("skops.io", self.name, _INSTALL)
         sio.dump(model, folder / FILE)
         classes = getattr(model, "classes_", None)
-        predict, _proba = _predictors(model)
+        predict, _proba = predictors(model)
         return Saved(
             framework=self.versions(),
             task=_task(model),
@@ -192,5 +203,5 @@ class SklearnFlavor(Flavor):
             raise InvalidInput(f"{path.name} is not a readable skops file: {exc}") from None
         signature = descriptor.signature
         check_loaded(estimator)  # index-holding types are checked before any use
-        predict, proba = _predictors(estimator, signature.column_names if signature else None)
+        predict, proba = predictors(estimator, signature.column_names if signature else None)
         return LoadedModel(descriptor, estimator, predict, proba, path=folder)
