@@ -252,3 +252,17 @@ def test_points_to_an_ended_run_are_refused(client: Client) -> None:
     client.tracking.end_run(run.id)
     with pytest.raises(Conflict):
         _log_columns(client, run.id, _columns(["a"], [(0, 1.0, 0)]))
+
+
+def test_a_failed_background_send_reaches_the_logging_caller(client: Client) -> None:
+    run = client.tracking.start_run("bg-fail", buffer_size=10, flush_interval=3600)
+    client.tracking.end_run(run.id, "KILLED")  # every send now fails
+    logged = 0
+    with pytest.raises(Conflict, match="KILLED"):
+        for i in range(100_000):  # the caller is told; it neither hangs nor loses points
+            run.log_metric("m", float(i), step=i)
+            logged += 1
+    assert logged < 100_000 and run.pending in (logged, logged + 1)
+    with pytest.raises(Conflict):
+        run.end()
+    assert client.tracking.get_run(run.id).metrics == {}

@@ -203,14 +203,23 @@ def test_buffered_run_logs_every_point(client: Client) -> None:
     assert got.tags == {"stage": "dev"} and got.metrics["f1"].latest == 0.4
 
 
-def test_buffer_bound_flushes_in_caller_thread(client: Client) -> None:
+def test_full_buffer_is_sent_in_the_background_and_memory_stays_bounded(client: Client) -> None:
+    import time
+
     with client.tracking.start_run("bound", buffer_size=100, flush_interval=3600) as run:
         for i in range(250):
             run.log_metric("m", float(i), step=i)
-            assert run.pending < 100
+            assert run.pending < 200  # one buffer being sent, one filling
+        # Full buffers go without waiting for the timer (an hour here); the rest stays.
+        deadline = time.monotonic() + 20
+        while run.pending > 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert run.pending == 50
         assert client.tracking.metric_history(run.id, "m").total == 200
         run.flush()
+        assert run.pending == 0
         assert client.tracking.metric_history(run.id, "m").total == 250
+    assert [p.step for p in client.tracking.metric_history(run.id, "m").points] == list(range(250))
 
 
 def test_flush_error_is_surfaced(client: Client) -> None:

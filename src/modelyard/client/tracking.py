@@ -422,10 +422,12 @@ class ActiveRun:
         self._valid_keys: set[str] = set()  # keys already checked against KEY
         self._inflight = 0  # points of the batch being sent
         self._buffer_lock = threading.Lock()
+        self._changed = threading.Condition(self._buffer_lock)  # a send ended or failed
         self._flush_lock = threading.Lock()  # one flush at a time, in order
         self._error: BaseException | None = None
         self._ended = False
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a full buffer waits for the background sender
         self._thread = threading.Thread(
             target=self._background,
             args=(flush_interval,),
@@ -468,10 +470,23 @@ class ActiveRun:
             ts = int(timestamp)
             if not 0 <= ts <= MAX_TIMESTAMP_MS:
                 raise InvalidInput(f"timestamp must be milliseconds in 0..2**53, got {timestamp!r}")
-        with self._buffer_lock:
+        with self._changed:
             self._buffer.append((key, value, step, ts))
-            full = len(self._buffer) >= self.buffer_size
-        if full:
+            if len(self._buffer) < self.buffer_size:
+                return
+            # Full: the background thread sends it while the caller goes on logging. One
+            # more buffer may fill meanwhile; past that (2 x buffer_size points pending)
+            # the caller waits for the send in flight, so memory stays bounded.
+            self._wake.set()
+            while (
+                len(self._buffer) + self._inflight >= 2 * self.buffer_size
+                and self._error is None
+                and self._thread.is_alive()
+            ):
+                self._changed.wait(1.0)
+        if self._error is not None:
+            self._raise_pending()  # the points stay buffered for a later flush
+        if not self._thread.is_alive():
             self.flush()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
@@ -495,10 +510,15 @@ class ActiveRun:
         self.api.log_batch(self.id, tags=tags)
 
     # flushing
-    def _flush(self) -> None:
+    def _flush(self, *, full_only: bool = False) -> None:
+        """Send the buffer in batches; with ``full_only``, only while a full one is there
+        (the caller is still logging: sending its first points alone would make small
+        batches)."""
         with self._flush_lock:
             while True:
                 with self._buffer_lock:
+                    if full_only and len(self._buffer) < self.buffer_size:
+                        return
                     batch = _take_batch(self._buffer)
                     del self._buffer[: len(batch)]
                     self._inflight = len(batch)
@@ -507,12 +527,14 @@ class ActiveRun:
                 try:
                     self.api._send(_build(LogBatch, run_id=self.id, points=_columns(batch)))
                 except BaseException:
-                    with self._buffer_lock:  # keep the points: nothing is dropped
+                    with self._changed:  # keep the points: nothing is dropped
                         self._buffer[:0] = batch
                         self._inflight = 0
+                        self._changed.notify_all()
                     raise
-                with self._buffer_lock:
+                with self._changed:
                     self._inflight = 0
+                    self._changed.notify_all()
 
     def flush(self) -> None:
         """Send every buffered point now; raises the error of a failed earlier flush."""
@@ -522,13 +544,19 @@ class ActiveRun:
         self._flush()
 
     def _background(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+        while True:
+            woken = self._wake.wait(interval)
+            self._wake.clear()  # before flushing: a later wake-up is never lost
+            if self._stop.is_set():
+                return
             if self._error is not None:
                 continue
             try:
-                self._flush()
+                self._flush(full_only=woken)
             except Exception as exc:  # surfaced to the caller on its next call
-                self._error = exc
+                with self._changed:
+                    self._error = exc
+                    self._changed.notify_all()
 
     @property
     def pending(self) -> int:
@@ -546,6 +574,7 @@ class ActiveRun:
         if self._ended:
             return self.run
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         try:
             self.flush()
