@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from consolekit import XSS_TAG, Console, sign_in
+from consolekit import XSS_TAG, Console, seed, sign_in
 from playwright.sync_api import expect
 
+from modelyard.client.sdk import Client
+from modelyard.client.transport import EmbeddedTransport
 from modelyard.console import CSP
+from modelyard.runtime import Runtime
+from modelyard.security.service import local_principal
+from testkit import LiveServer, make_settings
 
 
 def test_page_and_assets_carry_the_csp_and_the_api_still_works(console: Console) -> None:
@@ -157,3 +163,35 @@ def test_other_pages_render(console: Console, page: Any, path: str) -> None:
     assert page.locator("[role=alert]").count() == 0
     if "lineage" in path:
         assert page.locator("svg.lineage g.node").count() == 2
+
+
+@pytest.fixture
+def open_server(tmp_path: Any, chromium_path: str) -> Iterator[tuple[str, Client]]:
+    """A loopback server without auth: no token needed, so only the origin check stands
+    between another site's form and a state change."""
+    runtime = Runtime(make_settings(tmp_path))
+    admin = Client(EmbeddedTransport(runtime, local_principal()))
+    seed(admin)
+    with LiveServer(runtime) as server:
+        yield server.url, admin
+    admin.close()
+    runtime.close()
+
+
+def test_another_sites_form_cannot_approve(open_server: tuple[str, Client], page: Any) -> None:
+    url, admin = open_server
+    target = f"{url}/api/v1/models/churn-model/versions/1/approve"
+    evil = f"""<!doctype html><form id=f method=post action="{target}"></form>
+        <script>document.getElementById('f').submit()</script>"""
+    page.route(
+        "http://evil.test/**", lambda route: route.fulfill(body=evil, content_type="text/html")
+    )
+    with page.expect_navigation(url=target):
+        page.goto("http://evil.test/")
+    assert "cross_origin_refused" in page.content()
+    assert admin.models.version("churn-model", 1).status == "PendingManualApproval"
+    # Without auth the console itself needs no sign-in and its own requests pass.
+    page.goto(url + "/#/models/churn-model?version=1")
+    assert "local · admin" in page.wait_for_selector("nav.top .who").inner_text()
+    page.click("button[name=approve]")
+    page.wait_for_selector("table.history td:has-text('PendingManualApproval → Approved')")

@@ -24,6 +24,7 @@ from modelyard.runtime import Runtime
 from modelyard.server.middleware import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
+    OriginCheckMiddleware,
     RequestIdMiddleware,
 )
 from modelyard.server.routes import API_PREFIX, operations_router
@@ -118,6 +119,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["authorization", "content-type", "x-request-id"],
         )
+    app = OriginCheckMiddleware(app, allowed_origins=settings.cors_origins)
     app = RequestIdMiddleware(app)
     upload_routes = [
         (op.method, re.compile(API_PREFIX + re.sub(r"{[a-z_][a-z0-9_]*}", "[^/]+", op.path)))

@@ -158,3 +158,52 @@ class _TooLarge(PayloadTooLarge):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body over the {limit}-byte limit")
         self.limit = limit
+
+
+class OriginCheckMiddleware:
+    """Refuse state-changing requests that a browser sent from another site (CSRF).
+
+    Browsers attach ``Origin`` to every cross-origin POST/PUT/PATCH/DELETE, and a plain
+    HTML form can send one with no credentials at all: on a loopback server without auth
+    (where no token is needed) a page on any site could otherwise approve a model. A
+    request whose ``Origin`` names neither this server's host (the ``Host`` header) nor
+    one of the CORS origins is refused with 403; so is one that a browser marks
+    ``Sec-Fetch-Site: cross-site`` without an ``Origin``. Clients that are not browsers
+    (the SDK, the CLI, curl) send neither header and are unaffected.
+    """
+
+    SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+    def __init__(self, app: ASGIApp, *, allowed_origins: list[str]) -> None:
+        self.app = app
+        self.allowed = {o.strip().rstrip("/").lower() for o in allowed_origins}
+
+    def _refused(self, headers: dict[bytes, bytes]) -> str | None:
+        origin = headers.get(b"origin")
+        if origin is None:
+            if headers.get(b"sec-fetch-site", b"").lower() == b"cross-site":
+                return "cross-site"
+            return None
+        value = origin.decode("latin-1").strip().rstrip("/").lower()
+        if value in self.allowed:
+            return None
+        host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+        _, sep, netloc = value.partition("://")
+        if sep and host and netloc == host:
+            return None
+        return value
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in self.SAFE_METHODS:
+            refused = self._refused(dict(scope["headers"]))
+            if refused is not None:
+                await _send_error(
+                    send,
+                    403,
+                    "cross_origin_refused",
+                    f"a {scope['method']} from origin {refused!r} is refused: only this "
+                    "server's own pages (and MODELYARD_CORS_ORIGINS) may change state "
+                    "from a browser",
+                )
+                return
+        await self.app(scope, receive, send)
