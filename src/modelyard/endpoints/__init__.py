@@ -1,0 +1,1 @@
+"""Endpoints: production variants, the router, rollouts and data capture."""

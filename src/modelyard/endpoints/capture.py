@@ -1,0 +1,184 @@
+"""Data capture: sampled requests and answers written as JSON lines into the artifact store.
+
+The router decides per request (``random() * 100 < percent``) and, when sampled, puts
+one event on a bounded in-memory queue without waiting: a full queue drops the event and
+counts it (``dropped``), so capture never slows an answer beyond the sampling decision.
+A writer thread groups events by endpoint and writes a file when an endpoint has
+``max_batch`` events or its oldest event is ``flush_seconds`` old, then records the file
+(digest, event count, time range) in ``endpoint_capture_files`` for monitoring to list.
+
+One event (one line)::
+
+    {"event_id": "...", "time": "2026-01-01T00:00:00.000000+00:00", "endpoint": "churn",
+     "variant": "primary", "model": "churn", "model_version": 3, "shadow": false,
+     "latency_ms": 4.1,
+     "request": {"content_type": "text/csv", "encoding": "text", "data": "1,2,3"},
+     "response": {"status": 200, "content_type": "application/json",
+                  "encoding": "text", "data": "{...}"}}
+
+Bodies that are not UTF-8 are base64 (``"encoding": "base64"``); bodies over
+:data:`MAX_BODY_BYTES` are left out (``"encoding": "omitted"``, ``"size"`` kept).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from modelyard.core.artifacts import ArtifactStore
+from modelyard.core.db import Database
+from modelyard.core.ids import new_id
+from modelyard.endpoints.store import CaptureFileRow
+
+log = logging.getLogger("modelyard.endpoints")
+
+QUEUE_EVENTS = 10_000
+MAX_BODY_BYTES = 1 << 20
+
+
+def body_record(content_type: str, body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_BODY_BYTES:
+        return {"content_type": content_type, "encoding": "omitted", "size": len(body)}
+    try:
+        return {"content_type": content_type, "encoding": "text", "data": body.decode("utf-8")}
+    except UnicodeDecodeError:
+        data = base64.b64encode(body).decode("ascii")
+        return {"content_type": content_type, "encoding": "base64", "data": data}
+
+
+@dataclass
+class _Batch:
+    events: list[bytes] = field(default_factory=list)
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+    opened: float = 0.0
+    max_batch: int = 1000
+    flush_s: float = 5.0
+
+
+class Capturer:
+    """The bounded queue and its writer thread (one per control-plane process)."""
+
+    def __init__(self, db: Database, artifacts: ArtifactStore, *, capacity: int = QUEUE_EVENTS):
+        self.db = db
+        self.artifacts = artifacts
+        self._queue: queue.Queue[tuple[str, dict[str, Any], int, float] | None] = queue.Queue(
+            maxsize=capacity
+        )
+        self.dropped = 0
+        self.written = 0
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._batches: dict[str, _Batch] = {}
+        self._flush_now = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def put(
+        self, endpoint: str, event: dict[str, Any], *, max_batch: int, flush_seconds: float
+    ) -> None:
+        """Queue an event; never blocks (a full queue drops it and counts the drop)."""
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait((endpoint, event, max_batch, flush_seconds))
+            self._idle.clear()
+        except queue.Full:
+            self.dropped += 1
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="modelyard-capture", daemon=True
+                )
+                self._thread.start()
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Write every queued event now (tests, shutdown)."""
+        if self._thread is None:
+            return
+        self._flush_now.set()
+        self._queue.put(("", {}, 0, 0.0))  # wakes the writer
+        deadline = time.monotonic() + timeout
+        while not self._idle.wait(0.05):
+            if time.monotonic() > deadline:
+                break
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                item = ("", {}, 0, 0.0)
+            if item is None:
+                self._write_due(force=True)
+                self._idle.set()
+                return
+            endpoint, event, max_batch, flush_s = item
+            if endpoint:
+                self._add(endpoint, event, max_batch, flush_s)
+            force = self._flush_now.is_set() and self._queue.empty()
+            self._write_due(force=force)
+            if force:
+                self._flush_now.clear()
+            if self._queue.empty() and not self._batches:
+                self._idle.set()
+
+    def _add(self, endpoint: str, event: dict[str, Any], max_batch: int, flush_s: float) -> None:
+        batch = self._batches.get(endpoint)
+        if batch is None:
+            batch = _Batch(opened=time.monotonic(), max_batch=max_batch, flush_s=flush_s)
+            self._batches[endpoint] = batch
+        when = dt.datetime.fromisoformat(event["time"])
+        batch.first = when if batch.first is None else min(batch.first, when)
+        batch.last = when if batch.last is None else max(batch.last, when)
+        batch.events.append(orjson.dumps(event))
+
+    def _write_due(self, *, force: bool) -> None:
+        now = time.monotonic()
+        for endpoint, batch in list(self._batches.items()):
+            full = len(batch.events) >= batch.max_batch
+            old = now - batch.opened >= batch.flush_s
+            if force or full or old:
+                del self._batches[endpoint]
+                try:
+                    self._write(endpoint, batch)
+                except Exception:
+                    log.exception("writing %d capture events of %s", len(batch.events), endpoint)
+
+    def _write(self, endpoint: str, batch: _Batch) -> None:
+        if not batch.events or batch.first is None or batch.last is None:
+            return
+        data = b"\n".join(batch.events) + b"\n"
+        info = self.artifacts.put_bytes(data)
+        with self.db.transaction() as session:
+            session.add(
+                CaptureFileRow(
+                    id=new_id("cap"),
+                    endpoint=endpoint,
+                    digest=info.digest,
+                    size=info.size,
+                    count=len(batch.events),
+                    first_time=batch.first,
+                    last_time=batch.last,
+                )
+            )
+        self.written += len(batch.events)

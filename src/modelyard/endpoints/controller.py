@@ -1,0 +1,578 @@
+"""The endpoints controller: makes running replicas match the ``endpoints`` table.
+
+Each pass (every 0.25 s, and at once after an operation commits a change):
+
+1. **Replicas.** For every variant of every endpoint the controller keeps ``replicas``
+   rows; a missing one is added (``Pending``), a surplus one drained. A ``Pending``
+   replica is launched (model artifact extracted once into a cache, a model server
+   started under the jobs supervisor on a free loopback port); a ``Starting`` one
+   becomes ``Ready`` when ``/ping`` answers 200; a ``Ready`` one whose process died is
+   restarted (``restarts`` counts it); one that fails ``MAX_FAILURES`` times in a row
+   before becoming ready is ``Failed``. A replica leaving service is ``Draining``: the
+   router stops choosing it at once, and it is stopped (gracefully: in-flight requests
+   finish) once no request of this process is in flight to it and ``drain_s`` passed.
+2. **Rollouts.** An ``InProgress`` rollout waits for its new replicas, then shifts the
+   traffic weights step by step, evaluating its alarms against the router's counters of
+   the new variants during each bake; an alarm sends all traffic back to the old
+   variants at once and records the rollout as ``RolledBack`` with the reason.
+3. **Status.** ``Creating`` becomes ``InService`` once every replica is ready;
+   ``Failed`` when a variant that takes traffic has only failed replicas; ``Deleting``
+   stops every replica and then removes the endpoint.
+
+Nothing lives only in memory. After a restart the controller finds each replica again
+by its supervisor's pid and start time (re-attaching it, or restarting it if it died),
+and resumes a rollout at its current step with a fresh bake (the router's counters
+start again at zero). One controller runs per ``MODELYARD_HOME`` (a file lock).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import logging
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.orm import Session
+
+from modelyard.config import Settings
+from modelyard.core.artifacts import ArtifactStore
+from modelyard.core.db import Database, utcnow
+from modelyard.core.events import write_events
+from modelyard.core.ids import new_id
+from modelyard.endpoints import rollouts
+from modelyard.endpoints.plane import close_plane, plane_for
+from modelyard.endpoints.processes import STOP_GRACE_S, ModelCache, Replicas, root
+from modelyard.endpoints.router import Counters, invalidate_routers, stats_of
+from modelyard.endpoints.schemas import Strategy
+from modelyard.endpoints.store import (
+    EndpointEventRow,
+    EndpointRow,
+    MetricRow,
+    ReplicaRow,
+    RolloutRow,
+)
+
+log = logging.getLogger("modelyard.endpoints")
+
+MAX_FAILURES = 3
+ACTOR = "endpoints-controller"
+LIVE = ("Pending", "Starting", "Ready", "Failed")
+
+_controllers: weakref.WeakSet[EndpointController] = weakref.WeakSet()
+
+
+def notify() -> None:
+    """Wake every controller in this process and drop its routers' cached tables."""
+    invalidate_routers()
+    for controller in list(_controllers):
+        controller.wake()
+
+
+def notify_after_commit(session: Session) -> None:
+    event.listen(session, "after_commit", lambda _s: notify(), once=True)
+
+
+def record_event(session: Session, endpoint: str, kind: str, message: str, **detail: Any) -> None:
+    """One row of the endpoint's history plus an outbox event, in ``session``."""
+    session.add(EndpointEventRow(endpoint=endpoint, kind=kind, message=message, detail=detail))
+    write_events(session, ACTOR, [(f"endpoint.{kind}", {"endpoint": endpoint, **detail})])
+
+
+class ControlPlane(Protocol):
+    db: Database
+    artifacts: ArtifactStore
+    settings: Settings
+
+
+@dataclass
+class _Baseline:
+    step: int
+    counters: Counters
+
+
+def _seconds_since(when: dt.datetime) -> float:
+    return (utcnow() - when).total_seconds()
+
+
+class EndpointController:
+    """Reconciles endpoints with their replica processes; :meth:`start` runs it in a thread."""
+
+    def __init__(
+        self, runtime: ControlPlane, *, poll_s: float = 0.25, drain_s: float = 2.0
+    ) -> None:
+        self.runtime = runtime
+        self.db = runtime.db
+        self.settings = runtime.settings
+        self.plane = plane_for(runtime)
+        self.processes = Replicas(self.settings.home)
+        self.cache = ModelCache(self.settings.home, runtime.artifacts)
+        self.poll_s = poll_s
+        self.drain_s = drain_s
+        self._guard = threading.Lock()
+        self._busy: set[str] = set()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock_file: IO[bytes] | None = None
+        self._baselines: dict[str, _Baseline] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _acquire(self) -> bool:
+        folder = root(self.settings.home)
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / "controller.lock", "wb")  # noqa: SIM115 (held while running)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._lock_file = handle
+        return True
+
+    def start(self) -> bool:
+        """Start the loop; False if another controller owns this home."""
+        if self._thread is not None:
+            return True
+        if not self._acquire():
+            log.info("another endpoints controller runs on this home; leaving it the endpoints")
+            return False
+        self._stopping.clear()
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="modelyard-endpoints")
+        self._thread = threading.Thread(target=self._loop, name="modelyard-endpoints", daemon=True)
+        _controllers.add(self)
+        self._thread.start()
+        return True
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the loop; replicas keep running (the next controller re-attaches them)."""
+        _controllers.discard(self)
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+        self.processes.close()
+        close_plane(self.runtime)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("endpoints controller pass failed; retrying")
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    # -- one pass --------------------------------------------------------------------------
+
+    def run_once(self) -> None:
+        with self.db.transaction(write=False) as session:
+            endpoints = list(session.scalars(select(EndpointRow)))
+            replicas = list(session.scalars(select(ReplicaRow)))
+            active = {
+                r.endpoint_id: r
+                for r in session.scalars(select(RolloutRow).where(RolloutRow.state == "InProgress"))
+            }
+        by_endpoint: dict[str, list[ReplicaRow]] = {}
+        for r in replicas:
+            by_endpoint.setdefault(r.endpoint_id, []).append(r)
+        changed = False
+        for ep in endpoints:
+            try:
+                changed |= self._reconcile(ep, by_endpoint.get(ep.id, []), active.get(ep.id))
+            except Exception:
+                log.exception("reconciling endpoint %s", ep.name)
+        if changed:
+            self.plane.router.invalidate()
+
+    def _reconcile(
+        self, ep: EndpointRow, replicas: list[ReplicaRow], rollout: RolloutRow | None
+    ) -> bool:
+        changed = False
+        if ep.status == "Deleting":
+            return self._delete(ep, replicas)
+        changed |= self._scale(ep, replicas)
+        for r in replicas:
+            changed |= self._step_replica(ep, r)
+        if rollout is not None:
+            changed |= self._advance(ep, rollout)
+        changed |= self._update_status(ep)
+        return changed
+
+    # -- replicas --------------------------------------------------------------------------
+
+    def _scale(self, ep: EndpointRow, replicas: list[ReplicaRow]) -> bool:
+        """Add or drain replica rows so each variant has its ``replicas`` count."""
+        wanted = {v["id"]: int(v["replicas"]) for v in ep.variants}
+        live: dict[str, list[ReplicaRow]] = {}
+        for r in replicas:
+            if r.state in LIVE:
+                live.setdefault(r.variant_id, []).append(r)
+        add: list[str] = []
+        drain: list[str] = []
+        for vid, count in wanted.items():
+            have = live.get(vid, [])
+            add.extend([vid] * (count - len(have)))
+            if len(have) > count:
+                order = {"Failed": 0, "Pending": 1, "Starting": 2, "Ready": 3}
+                surplus = sorted(have, key=lambda r: order[r.state])[: len(have) - count]
+                drain.extend(r.id for r in surplus)
+        for vid, rows in live.items():
+            if vid not in wanted:
+                drain.extend(r.id for r in rows)
+        if not add and not drain:
+            return False
+        with self.db.transaction() as session:
+            for vid in add:
+                session.add(
+                    ReplicaRow(id=new_id("rep"), endpoint_id=ep.id, variant_id=vid, state="Pending")
+                )
+            for rid in drain:
+                row = session.get(ReplicaRow, rid)
+                if row is not None and row.state in LIVE:
+                    row.state = "Draining"
+                    row.state_since = row.updated_at = utcnow()
+        return True
+
+    def _set(self, rid: str, expect: str, **values: Any) -> ReplicaRow | None:
+        """Change a replica row if it is still in state ``expect``; the row, or None."""
+        with self.db.transaction() as session:
+            row = session.get(ReplicaRow, rid)
+            if row is None or row.state != expect:
+                return None
+            if "state" in values and values["state"] != row.state:
+                row.state_since = utcnow()
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.updated_at = utcnow()
+            return row
+
+    def _variant(self, ep: EndpointRow, vid: str) -> dict[str, Any] | None:
+        return next((v for v in ep.variants if v["id"] == vid), None)
+
+    def _step_replica(self, ep: EndpointRow, r: ReplicaRow) -> bool:
+        if r.state == "Pending":
+            backoff = min(2.0**r.failures, 10.0) if r.failures else 0.0
+            if _seconds_since(r.state_since) >= backoff:
+                variant = self._variant(ep, r.variant_id)
+                if variant is not None:
+                    self._submit(r.id, self._launch, r, variant)
+            return False
+        alive = self.processes.alive(r.supervisor_pid, r.supervisor_started)
+        if r.state == "Starting":
+            if not alive:
+                return self._failed_start(ep, r, self.processes.exit_message(r.id, r.attempt))
+            if self.processes.ping(r.port):
+                pid = self.processes.server_pid(r.id, r.attempt)
+                return (
+                    self._set(r.id, "Starting", state="Ready", pid=pid, failures=0, message="")
+                    is not None
+                )
+            if _seconds_since(r.state_since) > 300:
+                self.processes.kill(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+                return self._failed_start(ep, r, "the model server did not answer /ping in 300 s")
+            return False
+        if r.state == "Ready":
+            if alive:
+                return False
+            message = self.processes.exit_message(r.id, r.attempt)
+            if self._set(r.id, "Ready", state="Pending", restarts=r.restarts + 1, message=message):
+                with self.db.transaction() as session:
+                    record_event(
+                        session,
+                        ep.name,
+                        "replica_restarted",
+                        message,
+                        replica=r.id,
+                        variant=r.variant_id,
+                    )
+                return True
+            return False
+        if r.state == "Draining":
+            idle = self.plane.router.inflight([r.id]) == 0
+            waited = _seconds_since(r.state_since)
+            if not alive or (waited >= self.drain_s and idle) or waited > 60:
+                self.processes.stop(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+                return self._set(r.id, "Draining", state="Stopping") is not None
+            return False
+        if r.state == "Stopping":
+            if not alive:
+                with self.db.transaction() as session:
+                    session.execute(delete(ReplicaRow).where(ReplicaRow.id == r.id))
+                self.processes.remove(r.id)
+                return True
+            if _seconds_since(r.state_since) > STOP_GRACE_S + 10:
+                self.processes.kill(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+            return False
+        return False
+
+    def _failed_start(self, ep: EndpointRow, r: ReplicaRow, message: str) -> bool:
+        failures = r.failures + 1
+        state = "Failed" if failures >= MAX_FAILURES else "Pending"
+        if self._set(r.id, r.state, state=state, failures=failures, message=message) is None:
+            return False
+        if state == "Failed":
+            with self.db.transaction() as session:
+                record_event(
+                    session, ep.name, "replica_failed", message, replica=r.id, variant=r.variant_id
+                )
+        return True
+
+    def _submit(self, key: str, fn: Any, *args: Any) -> None:
+        with self._guard:
+            if key in self._busy or self._pool is None:
+                return
+            self._busy.add(key)
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("endpoints controller task %s", key)
+            finally:
+                with self._guard:
+                    self._busy.discard(key)
+                self._wake.set()
+
+        self._pool.submit(run)
+
+    def _launch(self, r: ReplicaRow, variant: dict[str, Any]) -> None:
+        attempt = r.attempt + 1
+        try:
+            model_dir = self.cache.path(variant["artifact_digest"], variant["artifact_filename"])
+            launched = self.processes.launch(
+                r.id, attempt, model_dir, variant["model"], int(variant["version"])
+            )
+        except Exception as exc:
+            log.exception("launching replica %s", r.id)
+            failures = r.failures + 1
+            self._set(
+                r.id,
+                "Pending",
+                state="Failed" if failures >= MAX_FAILURES else "Pending",
+                failures=failures,
+                attempt=attempt,
+                message=f"could not start the replica: {exc}",
+            )
+            return
+        stored = self._set(
+            r.id,
+            "Pending",
+            state="Starting",
+            attempt=attempt,
+            port=launched.port,
+            supervisor_pid=launched.supervisor_pid,
+            supervisor_started=launched.supervisor_started,
+            pid=None,
+        )
+        if stored is None:  # deleted or drained meanwhile
+            self.processes.kill(r.id, attempt, launched.supervisor_pid, launched.supervisor_started)
+
+    # -- deletion and status ---------------------------------------------------------------
+
+    def _delete(self, ep: EndpointRow, replicas: list[ReplicaRow]) -> bool:
+        changed = False
+        for r in replicas:
+            if r.state == "Stopping":
+                changed |= self._step_replica(ep, r)
+            elif r.state != "Stopping":
+                self.processes.stop(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+                changed |= self._set(r.id, r.state, state="Stopping") is not None
+        if replicas:
+            return changed
+        with self.db.transaction() as session:
+            row = session.get(EndpointRow, ep.id)
+            if row is not None and row.status == "Deleting":
+                session.delete(row)
+                record_event(session, ep.name, "deleted", "every replica stopped; endpoint removed")
+        return True
+
+    def _update_status(self, ep: EndpointRow) -> bool:
+        with self.db.transaction() as session:
+            row = session.get(EndpointRow, ep.id)
+            if row is None or row.status in ("Deleting", "Updating"):
+                return False
+            reps = list(session.scalars(select(ReplicaRow).where(ReplicaRow.endpoint_id == ep.id)))
+            serving = [v for v in row.variants if row.traffic.get(v["id"], 0) > 0]
+            failed = [
+                v
+                for v in serving
+                if (mine := [r for r in reps if r.variant_id == v["id"] and r.state in LIVE])
+                and all(r.state == "Failed" for r in mine)
+            ]
+            wanted = sum(int(v["replicas"]) for v in row.variants)
+            ready = sum(1 for r in reps if r.state == "Ready")
+            status, message = row.status, row.message
+            if failed:
+                names = ", ".join(v["name"] for v in failed)
+                why = next(
+                    (r.message for r in reps if r.variant_id == failed[0]["id"] and r.message), ""
+                )
+                status, message = "Failed", f"variant(s) {names} could not start: {why}"
+            elif ready >= wanted and row.status in ("Creating", "Failed"):
+                status, message = "InService", ""
+            if (status, message) == (row.status, row.message):
+                return False
+            row.status, row.message, row.updated_at = status, message, utcnow()
+            record_event(session, ep.name, "status", message or status, status=status)
+            return True
+
+    # -- rollouts --------------------------------------------------------------------------
+
+    def _advance(self, ep: EndpointRow, ro: RolloutRow) -> bool:
+        strategy = Strategy.model_validate(ro.strategy)
+        new_ids = list(ro.new_variant_ids)
+        names = ", ".join(v["name"] for v in ro.to_variants if v["id"] in new_ids) or "new variants"
+        if ro.phase == "starting":
+            with self.db.transaction(write=False) as session:
+                reps = [
+                    r
+                    for r in session.scalars(
+                        select(ReplicaRow).where(ReplicaRow.endpoint_id == ep.id)
+                    )
+                    if r.variant_id in new_ids
+                ]
+            wanted = sum(int(v["replicas"]) for v in ro.to_variants if v["id"] in new_ids)
+            failed = [r for r in reps if r.state == "Failed"]
+            if failed:
+                return self._rollback(
+                    ep, ro, f"new variant(s) {names} could not start: {failed[0].message}"
+                )
+            if _seconds_since(ro.phase_started_at) > strategy.ready_timeout_seconds:
+                return self._rollback(
+                    ep,
+                    ro,
+                    f"new variant(s) {names} not ready within {strategy.ready_timeout_seconds:g} s",
+                )
+            if sum(1 for r in reps if r.state == "Ready") < wanted:
+                return False
+            return self._go_to_step(ep, ro, 0)
+        # baking
+        baseline = self._baselines.get(ro.id)
+        if baseline is None or baseline.step != ro.step:
+            # A restarted controller: the counters are new, so the bake starts again.
+            self._baselines[ro.id] = _Baseline(ro.step, self._counters(new_ids))
+            with self.db.transaction() as session:
+                row = session.get(RolloutRow, ro.id)
+                if row is not None and row.state == "InProgress":
+                    row.phase_started_at = row.updated_at = utcnow()
+            return False
+        seen = self._counters(new_ids).minus(baseline.counters)
+        for alarm in strategy.alarms:
+            custom = None
+            if alarm.metric == "custom":
+                with self.db.transaction(write=False) as session:
+                    custom = session.scalar(
+                        select(func.max(MetricRow.value)).where(
+                            MetricRow.endpoint == ep.name,
+                            MetricRow.metric == alarm.name,
+                            MetricRow.time >= ro.phase_started_at,
+                        )
+                    )
+            reason = rollouts.evaluate(alarm, seen, custom, names)
+            if reason is not None:
+                return self._rollback(ep, ro, reason, fired=alarm.model_dump(mode="json"))
+        if _seconds_since(ro.phase_started_at) < strategy.bake():
+            return False
+        if ro.step + 1 < len(ro.steps):
+            return self._go_to_step(ep, ro, ro.step + 1)
+        return self._complete(ep, ro)
+
+    def _counters(self, variant_ids: list[str]) -> Counters:
+        total = Counters()
+        for c in stats_of(variant_ids).values():
+            total.add(c)
+        return total
+
+    def _go_to_step(self, ep: EndpointRow, ro: RolloutRow, step: int) -> bool:
+        traffic = rollouts.mix(
+            rollouts.normalised(ro.from_variants),
+            rollouts.normalised(ro.to_variants),
+            ro.steps[step],
+        )
+        with self.db.transaction() as session:
+            row = session.get(RolloutRow, ro.id)
+            endpoint = session.get(EndpointRow, ep.id)
+            if row is None or endpoint is None or row.state != "InProgress":
+                return False
+            row.step, row.phase = step, "baking"
+            row.phase_started_at = row.updated_at = utcnow()
+            endpoint.traffic = traffic
+            endpoint.generation += 1
+            endpoint.updated_at = utcnow()
+            record_event(
+                session,
+                ep.name,
+                "traffic_shifted",
+                f"step {step + 1} of {len(ro.steps)}: {ro.steps[step]:.0%} to the new variants",
+                rollout=ro.id,
+                traffic=traffic,
+            )
+        self._baselines[ro.id] = _Baseline(step, self._counters(list(ro.new_variant_ids)))
+        self.plane.router.invalidate(ep.name)
+        return True
+
+    def _complete(self, ep: EndpointRow, ro: RolloutRow) -> bool:
+        with self.db.transaction() as session:
+            row = session.get(RolloutRow, ro.id)
+            endpoint = session.get(EndpointRow, ep.id)
+            if row is None or endpoint is None or row.state != "InProgress":
+                return False
+            row.state, row.phase = "Completed", "done"
+            row.finished_at = row.updated_at = utcnow()
+            endpoint.variants = list(ro.to_variants)
+            endpoint.traffic = rollouts.normalised(ro.to_variants)
+            endpoint.status, endpoint.message = "InService", ""
+            endpoint.generation += 1
+            endpoint.updated_at = utcnow()
+            record_event(session, ep.name, "rollout_completed", "rollout completed", rollout=ro.id)
+        self._baselines.pop(ro.id, None)
+        self.plane.router.invalidate(ep.name)
+        return True
+
+    def _rollback(
+        self, ep: EndpointRow, ro: RolloutRow, reason: str, *, fired: dict[str, Any] | None = None
+    ) -> bool:
+        with self.db.transaction() as session:
+            row = session.get(RolloutRow, ro.id)
+            endpoint = session.get(EndpointRow, ep.id)
+            if row is None or endpoint is None or row.state != "InProgress":
+                return False
+            row.state, row.phase, row.reason = "RolledBack", "done", reason
+            row.finished_at = row.updated_at = utcnow()
+            endpoint.variants = list(ro.from_variants)
+            endpoint.traffic = rollouts.normalised(ro.from_variants)
+            endpoint.status, endpoint.message = (
+                "InService",
+                f"rollout {ro.id} rolled back: {reason}",
+            )
+            endpoint.generation += 1
+            endpoint.updated_at = utcnow()
+            record_event(
+                session, ep.name, "rollout_rolled_back", reason, rollout=ro.id, alarm=fired or {}
+            )
+        self._baselines.pop(ro.id, None)
+        self.plane.router.invalidate(ep.name)
+        log.warning("endpoint %s: rollout %s rolled back: %s", ep.name, ro.id, reason)
+        return True
+
+
+def make_controller(runtime: ControlPlane) -> EndpointController:
+    """The background service the endpoints domain declares."""
+    return EndpointController(runtime)

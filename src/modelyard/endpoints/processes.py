@@ -1,0 +1,250 @@
+"""Replica processes: a model server (``python -m modelyard.serving``) per replica.
+
+Each replica attempt runs under the jobs supervisor (``modelyard.jobs.supervisor``) in a
+new session, so it outlives the control plane: after a restart the controller finds it
+again by the supervisor's pid and start time (stored in ``endpoint_replicas``) and the
+files the supervisor writes (``supervisor.json``: the model server's pid;
+``status.json``: how it ended). Nothing here keeps state only in memory.
+
+Folders, under ``$MODELYARD_HOME/endpoints``::
+
+    models/<digest>/                  the model version's artifact, extracted once
+    replicas/<replica id>/<attempt>/  launch.json, supervisor.json, status.json, logs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+import modelyard
+from modelyard.core.artifacts import ArtifactStore
+from modelyard.jobs.archive import extract_tar_gz, list_tar_gz
+from modelyard.jobs.supervisor import LAUNCH, STATUS, STDERR, STOP, SUPERVISOR, write_json_atomic
+
+HOST = "127.0.0.1"
+# A replica runs until it is stopped; the supervisor wants a limit.
+FOREVER_S = 10 * 365 * 86_400.0
+STOP_GRACE_S = 30.0
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def root(home: Path) -> Path:
+    return home / "endpoints"
+
+
+@dataclass(frozen=True)
+class Launched:
+    supervisor_pid: int
+    supervisor_started: float
+    port: int
+    attempt: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+class ModelCache:
+    """Model versions' artifacts, extracted once per digest (atomically, by rename)."""
+
+    def __init__(self, home: Path, artifacts: ArtifactStore) -> None:
+        self.folder = root(home) / "models"
+        self.artifacts = artifacts
+        self._lock = threading.Lock()
+
+    def path(self, digest: str, filename: str) -> Path:
+        target = self.folder / digest
+        with self._lock:
+            if target.is_dir():
+                return target
+            self.folder.mkdir(parents=True, exist_ok=True)
+            work = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}.", dir=self.folder))
+            try:
+                local = work / ".artifact"
+                self.artifacts.get_to_path(digest, local)
+                with open(local, "rb") as fh:
+                    is_gzip = fh.read(2) == _GZIP_MAGIC
+                content = work / "model"
+                if not filename and is_gzip:
+                    list_tar_gz(local)  # refuses unsafe names before anything is written
+                    extract_tar_gz(local, content)
+                else:
+                    content.mkdir()
+                    os.replace(local, content / (filename or "model"))
+                with contextlib.suppress(FileNotFoundError):
+                    local.unlink()
+                os.replace(content, target)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            return target
+
+
+class Replicas:
+    """Starts, finds, probes and stops replica processes."""
+
+    def __init__(self, home: Path) -> None:
+        self.folder = root(home) / "replicas"
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+        self._http = httpx.Client(timeout=1.0)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def attempt_dir(self, replica_id: str, attempt: int) -> Path:
+        return self.folder / replica_id / str(attempt)
+
+    def launch(
+        self, replica_id: str, attempt: int, model_dir: Path, model: str, version: int
+    ) -> Launched:
+        directory = self.attempt_dir(replica_id, attempt)
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        port = free_port()
+        src_root = str(Path(modelyard.__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, os.environ.get("PYTHONPATH")]))
+        command = [
+            sys.executable,
+            "-m",
+            "modelyard.serving",
+            "--model-dir",
+            str(model_dir),
+            "--name",
+            model,
+            "--version",
+            str(version),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+        write_json_atomic(
+            directory / LAUNCH,
+            {
+                "command": command,
+                "env": env,
+                "cwd": str(directory),
+                "max_runtime_s": FOREVER_S,
+                "stop_grace_s": STOP_GRACE_S,
+            },
+        )
+        with open(directory / "supervisor.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "modelyard.jobs.supervisor", str(directory)],
+                cwd=directory,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        with self._lock:
+            self._children[proc.pid] = proc
+        try:
+            started = float(psutil.Process(proc.pid).create_time())
+        except psutil.Error:
+            started = time.time()
+        return Launched(proc.pid, started, port, attempt)
+
+    def _reap(self) -> None:
+        with self._lock:
+            for pid, proc in list(self._children.items()):
+                if proc.poll() is not None:
+                    del self._children[pid]
+
+    def alive(self, pid: int | None, started: float | None) -> bool:
+        """Whether the supervisor ``pid`` born at ``started`` still runs."""
+        self._reap()
+        if pid is None:
+            return False
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False
+            born = float(proc.create_time())
+        except psutil.Error:
+            return False
+        return started is None or abs(born - started) < 1.0
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def server_pid(self, replica_id: str, attempt: int) -> int | None:
+        sup = self._read(self.attempt_dir(replica_id, attempt) / SUPERVISOR) or {}
+        pid = sup.get("child_pid")
+        return int(pid) if isinstance(pid, int) else None
+
+    def exit_message(self, replica_id: str, attempt: int) -> str:
+        """How an attempt ended, with the end of its stderr."""
+        directory = self.attempt_dir(replica_id, attempt)
+        status = self._read(directory / STATUS)
+        if status is None:
+            how = "the replica's supervisor disappeared"
+        elif status.get("signal"):
+            how = f"the model server was killed by signal {status['signal']}"
+        else:
+            how = f"the model server exited with status {status.get('exit_code')}"
+        tail = ""
+        with contextlib.suppress(OSError), open(directory / STDERR, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 600))
+            tail = fh.read().decode("utf-8", "replace").strip()
+        return f"{how}: {tail[-400:]}" if tail else how
+
+    def ping(self, port: int | None) -> bool:
+        if port is None:
+            return False
+        try:
+            return self._http.get(f"http://{HOST}:{port}/ping").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, replica_id: str, attempt: int, pid: int | None, started: float | None) -> None:
+        """Ask the supervisor to stop the server gracefully (in-flight requests finish)."""
+        directory = self.attempt_dir(replica_id, attempt)
+        with contextlib.suppress(OSError):
+            if directory.is_dir():
+                (directory / STOP).touch()
+        if pid is not None and self.alive(pid, started):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+
+    def kill(self, replica_id: str, attempt: int, pid: int | None, started: float | None) -> None:
+        """SIGKILL the supervisor and the server's process group."""
+        child = self.server_pid(replica_id, attempt)
+        if pid is not None and self.alive(pid, started):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child, signal.SIGKILL)
+
+    def remove(self, replica_id: str) -> None:
+        shutil.rmtree(self.folder / replica_id, ignore_errors=True)

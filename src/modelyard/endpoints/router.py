@@ -1,0 +1,561 @@
+"""The router: splits an endpoint's traffic over its variants' ready replicas.
+
+For each request it picks a variant by weighted random choice over the live traffic
+weights (variants without a ready replica are skipped), then one of that variant's ready
+replicas round-robin, forwards the body with its ``Content-Type``/``Accept``, and answers
+with the replica's status and body plus ``X-Modelyard-Variant`` and
+``X-Modelyard-Model-Version: <model>:<version>``. A replica that refuses the connection
+(it just stopped) is skipped and another ready one is tried, so a request never fails
+because a replica went away between two routing-table refreshes.
+
+The routing table of an endpoint (weights, ready replicas, capture settings) is read
+from the database and cached for ``ttl_s``; the controller in the same process
+invalidates it whenever it changes an endpoint, so weight shifts take effect at once.
+
+Shadow variants get a copy of each request after the answer is chosen; their answers
+are counted and captured, never returned. The router keeps per-variant counters
+(requests, 5xx errors, a latency histogram) in memory: rollouts read them to evaluate
+alarms, ``describe`` shows them. They are per process and start at zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import random
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+import orjson
+from sqlalchemy import select
+
+from modelyard.core.db import Database
+from modelyard.core.ids import new_id
+from modelyard.endpoints.capture import Capturer, body_record
+from modelyard.endpoints.schemas import Capture
+from modelyard.endpoints.store import EndpointRow, ReplicaRow
+from modelyard.errors import NotFound, ServiceUnavailable
+
+# Latency histogram bucket upper bounds in ms: 0.1 ms to ~2 min, 25 % apart.
+LATENCY_BOUNDS_MS = [0.1 * 1.25**i for i in range(64)]
+MAX_SHADOW_IN_FLIGHT = 64
+FORWARD_TIMEOUT_S = 60.0
+VARIANT_HEADER = "x-modelyard-variant"
+VERSION_HEADER = "x-modelyard-model-version"
+
+_routers: weakref.WeakSet[Router] = weakref.WeakSet()
+
+
+@dataclass
+class Counters:
+    requests: int = 0
+    errors: int = 0
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
+
+    def add(self, other: Counters) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+
+    def minus(self, other: Counters) -> Counters:
+        return Counters(
+            self.requests - other.requests,
+            self.errors - other.errors,
+            [a - b for a, b in zip(self.buckets, other.buckets, strict=True)],
+        )
+
+    def quantile(self, q: float) -> float | None:
+        """The upper bound of the bucket holding the ``q`` quantile, in ms."""
+        total = sum(self.buckets)
+        if total == 0:
+            return None
+        rank = math.ceil(q * total)
+        seen = 0
+        for i, count in enumerate(self.buckets):
+            seen += count
+            if seen >= rank:
+                return LATENCY_BOUNDS_MS[min(i, len(LATENCY_BOUNDS_MS) - 1)]
+        return LATENCY_BOUNDS_MS[-1]
+
+
+def _bucket(latency_ms: float) -> int:
+    if latency_ms <= LATENCY_BOUNDS_MS[0]:
+        return 0
+    i = math.ceil(math.log(latency_ms / LATENCY_BOUNDS_MS[0], 1.25))
+    return min(i, len(LATENCY_BOUNDS_MS))
+
+
+def stats_of(variant_ids: Iterable[str]) -> dict[str, Counters]:
+    """The counters of every router in this process, summed per variant."""
+    wanted = list(variant_ids)
+    out = {v: Counters() for v in wanted}
+    for router in list(_routers):
+        for vid, counters in router.snapshot(wanted).items():
+            out[vid].add(counters)
+    return out
+
+
+def invalidate_routers() -> None:
+    """Every router of this process re-reads its tables (an operation changed one)."""
+    for router in list(_routers):
+        router.invalidate()
+
+
+@dataclass(frozen=True)
+class Route:
+    variant_id: str
+    variant: str
+    model: str
+    version: int
+    shadow: bool
+    replicas: tuple[tuple[str, str], ...]  # (replica id, base URL)
+
+
+@dataclass(frozen=True)
+class Table:
+    endpoint: str
+    routes: dict[str, Route]
+    weights: tuple[tuple[str, float], ...]
+    capture: Capture | None
+    loaded: float
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class _Call:
+    """One request as the router forwards it."""
+
+    path: str
+    body: bytes
+    content_type: str
+    accept: str | None
+    request_id: str | None
+
+    def headers(self) -> dict[str, str]:
+        h = {"content-type": self.content_type}
+        if self.accept:
+            h["accept"] = self.accept
+        if self.request_id:
+            h["x-request-id"] = self.request_id
+        return h
+
+
+def _error(status: int, message: str, request_id: str | None) -> Answer:
+    body = orjson.dumps({"error": message, "code": status, "request_id": request_id})
+    return Answer(status, {"content-type": "application/json"}, body)
+
+
+class Router:
+    """Routes invocations of every endpoint of one database (thread-safe)."""
+
+    def __init__(
+        self,
+        db: Database,
+        capturer: Capturer | None = None,
+        *,
+        ttl_s: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        self.db = db
+        self.capturer = capturer
+        self.ttl_s = ttl_s
+        self.rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._tables: dict[str, Table] = {}
+        self._rr: dict[str, int] = {}
+        self._inflight: dict[str, int] = {}
+        self._counters: dict[str, Counters] = {}
+        self._sync: httpx.Client | None = None
+        self._async: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+        self._shadow_pool: ThreadPoolExecutor | None = None
+        self._shadows = 0
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        _routers.add(self)
+
+    # -- routing table ---------------------------------------------------------------------
+
+    def invalidate(self, endpoint: str | None = None) -> None:
+        with self._lock:
+            if endpoint is None:
+                self._tables.clear()
+            else:
+                self._tables.pop(endpoint, None)
+
+    def _load(self, name: str) -> Table:
+        with self.db.transaction(write=False) as session:
+            row = session.scalar(select(EndpointRow).where(EndpointRow.name == name))
+            if row is None or row.status == "Deleting":
+                raise NotFound(f"no endpoint named {name!r}")
+            replicas = list(
+                session.scalars(
+                    select(ReplicaRow)
+                    .where(ReplicaRow.endpoint_id == row.id, ReplicaRow.state == "Ready")
+                    .order_by(ReplicaRow.id)
+                )
+            )
+            variants = list(row.variants)
+            traffic = dict(row.traffic)
+            capture = Capture.model_validate(row.capture) if row.capture else None
+        by_variant: dict[str, list[tuple[str, str]]] = {}
+        for r in replicas:
+            if r.port is not None:
+                by_variant.setdefault(r.variant_id, []).append((r.id, f"http://{r.host}:{r.port}"))
+        routes = {
+            v["id"]: Route(
+                variant_id=v["id"],
+                variant=v["name"],
+                model=v["model"],
+                version=int(v["version"]),
+                shadow=bool(v["shadow"]),
+                replicas=tuple(by_variant.get(v["id"], [])),
+            )
+            for v in variants
+        }
+        weights = tuple(
+            (vid, float(w)) for vid, w in sorted(traffic.items()) if w > 0 and vid in routes
+        )
+        table = Table(name, routes, weights, capture, time.monotonic())
+        with self._lock:
+            self._tables[name] = table
+        return table
+
+    def _cached(self, name: str) -> Table | None:
+        with self._lock:
+            table = self._tables.get(name)
+        if table is not None and time.monotonic() - table.loaded < self.ttl_s:
+            return table
+        return None
+
+    def table(self, name: str) -> Table:
+        return self._cached(name) or self._load(name)
+
+    async def table_async(self, name: str) -> Table:
+        cached = self._cached(name)
+        if cached is not None:
+            return cached
+        return await anyio.to_thread.run_sync(self._load, name)
+
+    # -- choosing --------------------------------------------------------------------------
+
+    def choose(
+        self, table: Table, exclude: frozenset[str] | set[str] = frozenset()
+    ) -> tuple[Route, str, str]:
+        """(route, replica id, URL): a variant by weight, then a replica round-robin."""
+        candidates = [
+            (vid, w)
+            for vid, w in table.weights
+            if any(rid not in exclude for rid, _ in table.routes[vid].replicas)
+        ]
+        if not candidates:
+            # Nothing ready where the weights point: any ready non-shadow replica will do.
+            candidates = [
+                (vid, 1.0)
+                for vid, route in table.routes.items()
+                if not route.shadow and any(rid not in exclude for rid, _ in route.replicas)
+            ]
+        if not candidates:
+            raise ServiceUnavailable(f"endpoint {table.endpoint!r} has no ready replica")
+        with self._lock:
+            x = self.rng.random() * sum(w for _, w in candidates)
+            chosen = candidates[-1][0]
+            for vid, w in candidates:
+                if x < w:
+                    chosen = vid
+                    break
+                x -= w
+            route = table.routes[chosen]
+            replicas = [r for r in route.replicas if r[0] not in exclude]
+            n = self._rr.get(chosen, 0)
+            self._rr[chosen] = n + 1
+            rid, url = replicas[n % len(replicas)]
+            self._inflight[rid] = self._inflight.get(rid, 0) + 1
+        return route, rid, url
+
+    def _done(self, route: Route, rid: str | None, status: int, latency_ms: float) -> None:
+        with self._lock:
+            if rid is not None:
+                self._inflight[rid] = self._inflight.get(rid, 1) - 1
+            c = self._counters.setdefault(route.variant_id, Counters())
+            c.requests += 1
+            if status >= 500:
+                c.errors += 1
+            c.buckets[_bucket(latency_ms)] += 1
+
+    def inflight(self, replica_ids: Iterable[str]) -> int:
+        with self._lock:
+            return sum(self._inflight.get(r, 0) for r in replica_ids)
+
+    def snapshot(self, variant_ids: Iterable[str]) -> dict[str, Counters]:
+        with self._lock:
+            out = {}
+            for vid in variant_ids:
+                c = self._counters.get(vid)
+                if c is not None:
+                    out[vid] = Counters(c.requests, c.errors, list(c.buckets))
+            return out
+
+    def _sampled(self, table: Table) -> bool:
+        cap = table.capture
+        if cap is None or not cap.enabled or self.capturer is None or cap.percent <= 0:
+            return False
+        with self._lock:
+            return self.rng.random() * 100.0 < cap.percent
+
+    def _answer(self, route: Route, response: httpx.Response) -> Answer:
+        headers = {
+            k: v
+            for k, v in response.headers.items()
+            if k in ("content-type", "x-request-id", "x-modelyard-model")
+        }
+        headers[VARIANT_HEADER] = route.variant
+        headers[VERSION_HEADER] = f"{route.model}:{route.version}"
+        return Answer(response.status_code, headers, response.content)
+
+    def _capture(
+        self, table: Table, route: Route, call: _Call, answer: Answer, latency_ms: float
+    ) -> None:
+        if self.capturer is None or table.capture is None:
+            return
+        now = dt.datetime.now(dt.UTC)
+        event = {
+            "event_id": new_id("evt"),
+            "time": now.isoformat(),
+            "endpoint": table.endpoint,
+            "variant": route.variant,
+            "model": route.model,
+            "model_version": route.version,
+            "shadow": route.shadow,
+            "latency_ms": round(latency_ms, 3),
+            "request": body_record(call.content_type, call.body),
+            "response": {
+                "status": answer.status,
+                **body_record(answer.headers.get("content-type", ""), answer.body),
+            },
+        }
+        self.capturer.put(
+            table.endpoint,
+            event,
+            max_batch=table.capture.max_batch,
+            flush_seconds=table.capture.flush_seconds,
+        )
+
+    def _shadow_routes(self, table: Table) -> list[tuple[Route, str, str]]:
+        out = []
+        with self._lock:
+            for route in table.routes.values():
+                if route.shadow and route.replicas:
+                    n = self._rr.get(route.variant_id, 0)
+                    self._rr[route.variant_id] = n + 1
+                    rid, url = route.replicas[n % len(route.replicas)]
+                    out.append((route, rid, url))
+        return out
+
+    # -- async (the control plane's HTTP route) --------------------------------------------
+
+    def _client_async(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async.get(loop)
+            if client is None:
+                limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+                client = httpx.AsyncClient(timeout=FORWARD_TIMEOUT_S, limits=limits)
+                self._async[loop] = client
+            return client
+
+    async def invoke(
+        self,
+        endpoint: str,
+        body: bytes,
+        *,
+        content_type: str,
+        accept: str | None = None,
+        request_id: str | None = None,
+        path: str = "/invocations",
+    ) -> Answer:
+        """Forward one request; NotFound/ServiceUnavailable when it cannot be routed."""
+        table = await self.table_async(endpoint)
+        call = _Call(path, body, content_type, accept, request_id)
+        sampled = self._sampled(table)
+        exclude: set[str] = set()
+        while True:
+            route, rid, url = self.choose(table, exclude)
+            t0 = time.perf_counter()
+            try:
+                response = await self._client_async().post(
+                    url + self._path(route, call), content=body, headers=call.headers()
+                )
+                answer = self._answer(route, response)
+            except httpx.ConnectError:
+                self._release(rid)
+                exclude.add(rid)
+                continue
+            except httpx.HTTPError as exc:
+                answer = _error(502, f"the replica failed: {exc!r}", request_id)
+            latency = (time.perf_counter() - t0) * 1000.0
+            self._done(route, rid, answer.status, latency)
+            break
+        if sampled:
+            self._capture(table, route, call, answer, latency)
+        for shadow in self._shadow_routes(table):
+            if self._shadows >= MAX_SHADOW_IN_FLIGHT:
+                break
+            self._shadows += 1
+            task = asyncio.create_task(self._shadow_async(table, shadow, call, sampled))
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
+        return answer
+
+    async def _shadow_async(
+        self, table: Table, shadow: tuple[Route, str, str], call: _Call, sampled: bool
+    ) -> None:
+        route, rid, url = shadow
+        with self._lock:
+            self._inflight[rid] = self._inflight.get(rid, 0) + 1
+        t0 = time.perf_counter()
+        try:
+            try:
+                response = await self._client_async().post(
+                    url + self._path(route, call), content=call.body, headers=call.headers()
+                )
+                answer = self._answer(route, response)
+            except httpx.HTTPError as exc:
+                answer = _error(502, f"the shadow replica failed: {exc!r}", call.request_id)
+            latency = (time.perf_counter() - t0) * 1000.0
+            self._done(route, rid, answer.status, latency)
+            if sampled:
+                self._capture(table, route, call, answer, latency)
+        finally:
+            self._shadows -= 1
+
+    # -- sync (the embedded SDK) -----------------------------------------------------------
+
+    def _client_sync(self) -> httpx.Client:
+        with self._lock:
+            if self._sync is None:
+                self._sync = httpx.Client(timeout=FORWARD_TIMEOUT_S)
+            return self._sync
+
+    def invoke_sync(
+        self,
+        endpoint: str,
+        body: bytes,
+        *,
+        content_type: str,
+        accept: str | None = None,
+        request_id: str | None = None,
+        path: str = "/invocations",
+    ) -> Answer:
+        """:meth:`invoke` for callers without an event loop (the embedded client)."""
+        table = self.table(endpoint)
+        call = _Call(path, body, content_type, accept, request_id)
+        sampled = self._sampled(table)
+        exclude: set[str] = set()
+        while True:
+            route, rid, url = self.choose(table, exclude)
+            t0 = time.perf_counter()
+            try:
+                response = self._client_sync().post(
+                    url + self._path(route, call), content=body, headers=call.headers()
+                )
+                answer = self._answer(route, response)
+            except httpx.ConnectError:
+                self._release(rid)
+                exclude.add(rid)
+                continue
+            except httpx.HTTPError as exc:
+                answer = _error(502, f"the replica failed: {exc!r}", request_id)
+            latency = (time.perf_counter() - t0) * 1000.0
+            self._done(route, rid, answer.status, latency)
+            break
+        if sampled:
+            self._capture(table, route, call, answer, latency)
+        for shadow in self._shadow_routes(table):
+            with self._lock:
+                if self._shadows >= MAX_SHADOW_IN_FLIGHT:
+                    break
+                self._shadows += 1
+                if self._shadow_pool is None:
+                    self._shadow_pool = ThreadPoolExecutor(2, thread_name_prefix="modelyard-shadow")
+                pool = self._shadow_pool
+            pool.submit(self._shadow_sync, table, shadow, call, sampled)
+        return answer
+
+    def _shadow_sync(
+        self, table: Table, shadow: tuple[Route, str, str], call: _Call, sampled: bool
+    ) -> None:
+        route, rid, url = shadow
+        with self._lock:
+            self._inflight[rid] = self._inflight.get(rid, 0) + 1
+        t0 = time.perf_counter()
+        try:
+            try:
+                response = self._client_sync().post(
+                    url + self._path(route, call), content=call.body, headers=call.headers()
+                )
+                answer = self._answer(route, response)
+            except httpx.HTTPError as exc:
+                answer = _error(502, f"the shadow replica failed: {exc!r}", call.request_id)
+            latency = (time.perf_counter() - t0) * 1000.0
+            self._done(route, rid, answer.status, latency)
+            if sampled:
+                self._capture(table, route, call, answer, latency)
+        finally:
+            with self._lock:
+                self._shadows -= 1
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _path(route: Route, call: _Call) -> str:
+        if call.path == "/invocations":
+            return "/invocations"
+        # Open Inference Protocol: the replica serves its own model's name.
+        return f"/v2/models/{route.model}/infer"
+
+    def _release(self, rid: str) -> None:
+        with self._lock:
+            self._inflight[rid] = self._inflight.get(rid, 1) - 1
+
+    def close(self) -> None:
+        if self._shadow_pool is not None:
+            self._shadow_pool.shutdown(wait=True)
+            self._shadow_pool = None
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+        clients, self._async = self._async, {}
+        for loop, client in clients.items():
+            try:
+                if loop.is_running():
+                    asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(5)
+                elif not loop.is_closed():
+                    loop.run_until_complete(client.aclose())
+            except Exception:  # the loop went away under us; nothing left to close
+                pass
+
+
+def error_answer(status: int, message: str, request_id: str | None) -> Answer:
+    return _error(status, message, request_id)
+
+
+def describe_counters(c: Counters) -> dict[str, Any]:
+    return {
+        "requests": c.requests,
+        "errors": c.errors,
+        "p50_latency_ms": c.quantile(0.5),
+        "p99_latency_ms": c.quantile(0.99),
+    }

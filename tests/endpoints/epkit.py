@@ -1,0 +1,70 @@
+"""Helpers for the endpoints tests: tiny registered models and replica clean-up."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelyard.client.sdk import Client
+from modelyard.flavors import save_model
+
+ROWS = [[0.5, -0.2, 0.1], [-1.0, 0.3, 2.0]]
+
+
+def sklearn_version(
+    client: Client, folder: Path, name: str = "churn", *, approve: bool = True
+) -> int:
+    """Register (and approve) a small LogisticRegression; its version number."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(60, 3))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    path = folder / f"model-{name}-{len(list(folder.glob('model-*')))}"
+    save_model(LogisticRegression().fit(x, y), path, sample_input=x)
+    version = client.models.register(name, path=path, flavor="sklearn").version
+    if approve:
+        client.models.approve(name, version, reason="test")
+    return version
+
+
+def failing_version(client: Client, folder: Path, name: str = "churn") -> int:
+    """An approved ``python`` model whose predict raises: every invocation is a 500."""
+    code = folder / f"failing-{len(list(folder.glob('failing-*')))}"
+    code.mkdir(parents=True)
+    (code / "handler.py").write_text(
+        textwrap.dedent(
+            """
+            def load(model_dir):
+                return None
+
+            def predict(model, data):
+                raise RuntimeError("this model always fails")
+            """
+        )
+    )
+    path = code.parent / f"{code.name}-saved"
+    save_model(code / "handler.py", path, flavor="python")
+    version = client.models.register(name, path=path, flavor="python").version
+    client.models.approve(name, version, reason="test")
+    return version
+
+
+def stop_all_replicas(home: Path) -> None:
+    """Kill every replica process started under ``home`` (tests leave none behind)."""
+    root = home / "endpoints" / "replicas"
+    if not root.is_dir():
+        return
+    for sup_file in root.glob("*/*/supervisor.json"):
+        with contextlib.suppress(OSError, ValueError):
+            data: dict[str, Any] = json.loads(sup_file.read_text())
+            for key in ("pid", "child_pid"):
+                with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
+                    os.kill(int(data[key]), signal.SIGKILL)
