@@ -112,3 +112,40 @@ def test_a_model_returning_the_wrong_length_is_an_error() -> None:
         assert "for 3 rows" in str(exc)
     else:
         raise AssertionError("a short answer was accepted")
+
+
+def test_batching_over_real_connections() -> None:
+    import threading
+    import time
+
+    import uvicorn
+
+    from testkit import free_port
+
+    model = LinearModel(WEIGHTS, delay=0.01)
+    app = app_for(model, max_batch_size=32, max_wait_ms=2)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.01)
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=32)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits) as c:
+            return await asyncio.gather(
+                *(c.post("/invocations", json=[[i, 0, 0]]) for i in range(96))
+            )
+
+    try:
+        responses = asyncio.run(burst())
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert [r.json()["predictions"] for r in responses] == [[float(i)] for i in range(96)]
+    assert sum(model.calls) == 96
+    assert max(model.calls) > 1, model.calls

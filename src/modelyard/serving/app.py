@@ -81,6 +81,7 @@ class ModelServer:
             max_workers=1, thread_name_prefix="modelyard-inference"
         )
         self._batchers: dict[str, MicroBatcher] = {}
+        self._active = 0  # HTTP requests in progress in this worker
         self._static_headers = [
             (b"x-modelyard-model", settings.name.encode("latin-1", "replace")),
             (b"x-modelyard-model-version", settings.version.encode("latin-1", "replace")),
@@ -159,6 +160,7 @@ class ModelServer:
         path: str = scope["path"]
         method: str = scope["method"]
         v2 = path.startswith("/v2")
+        self._active += 1
         try:
             status, body, content_type = await self._route(
                 method, path, headers, receive, request_id
@@ -173,6 +175,8 @@ class ModelServer:
             log.exception("request %s failed", request_id)
             error = ModelFailed(f"internal error: {type(exc).__name__}: {exc}")
             status, body, content_type = 500, _error_body(error, request_id, v2), _JSON
+        finally:
+            self._active -= 1
         await send(
             {
                 "type": "http.response.start",
@@ -292,7 +296,10 @@ class ModelServer:
         if fn is None:
             raise InvalidInput(f"model {servable.name!r} gives no {kind} output")
         try:
-            return await self.batcher(kind, fn).submit(rows)
+            if self._active == 1:
+                # let requests that arrived with this one start, so they are counted
+                await asyncio.sleep(0)
+            return await self.batcher(kind, fn).submit(rows, alone=self._active == 1)
         except ModelyardError:
             raise
         except Exception as exc:

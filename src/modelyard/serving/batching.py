@@ -1,6 +1,8 @@
 """Adaptive micro-batching: concurrent requests share one ``predict`` call.
 
-Requests queue their rows; one consumer task takes the first waiting request and every
+A request that is alone in its worker (no other request in progress) is predicted at
+once on the event loop, with no thread hop. Otherwise requests queue their rows; one
+consumer task takes the first waiting request and every
 other one already queued (up to ``max_batch_size`` rows), waits at most ``max_wait_ms``
 for more only when others were already waiting (so a lone request runs at once), stacks
 the rows, runs the model once in the inference thread, and hands each request its own
@@ -63,9 +65,17 @@ class MicroBatcher:
         self.loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is being gathered or run
 
-    async def submit(self, rows: Array) -> Array:
-        """The predictions for ``rows`` (2-D); raises what the model raised."""
+    async def submit(self, rows: Array, *, alone: bool = False) -> Array:
+        """The predictions for ``rows`` (2-D); raises what the model raised.
+
+        ``alone`` says no other request is in progress in this worker: the rows are then
+        predicted right here on the event loop, without the hop to the inference thread
+        (the lowest latency for a lone request; nothing else is waiting to be served).
+        """
+        if alone and not self._busy and self._queue.empty() and len(rows) <= self.max_batch_size:
+            return self._call(rows)
         if self._task is None or self._task.done():
             self._task = self.loop.create_task(self._run())
         future: asyncio.Future[Array] = self.loop.create_future()
@@ -82,6 +92,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
+            self._busy = True
             batch = [first]
             count = len(first.rows)
             # Take what is already queued; wait for more only when there is company.
@@ -108,9 +119,12 @@ class MicroBatcher:
                         break
                     batch.append(item)
                     count += len(item.rows)
-            await self._execute(batch, count)
-            if carry is not None:
-                await self._execute([carry], len(carry.rows))
+            try:
+                await self._execute(batch, count)
+                if carry is not None:
+                    await self._execute([carry], len(carry.rows))
+            finally:
+                self._busy = False
 
     async def _execute(self, batch: list[_Pending], count: int) -> None:
         live = [p for p in batch if not p.future.done()]  # a caller may have gone away
