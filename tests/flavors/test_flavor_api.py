@@ -224,3 +224,35 @@ def test_one_numeric_column_stays_a_matrix(tmp_path: Path, xy: Any) -> None:
     save_model(model, tmp_path / "m", sample_input={"x0": x[:3, 0]})
     loaded = load_model(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict({"x0": x[:, 0]}), model.predict(x[:, :1]))
+
+
+def test_sample_input_the_model_cannot_take(tmp_path: Path, xy: Any) -> None:
+    x, y = xy
+    model = LogisticRegression().fit(x, y)
+    with pytest.raises(InvalidInput, match="could not predict the sample input: ValueError"):
+        save_model(model, tmp_path / "m", sample_input=x[:, :2])
+    assert not (tmp_path / "m").exists()
+
+
+def test_unreadable_model_file_is_invalid_input(saved: Path) -> None:
+    (saved / "model.skops").write_bytes(b"not a zip archive")
+    descriptor = read_descriptor(saved)
+    forged = {"model.skops": sha256_file(saved / "model.skops")}
+    (saved / MODEL_FILE).write_text(
+        descriptor.model_copy(update={"files": forged}).model_dump_json()
+    )
+    with pytest.raises(InvalidInput, match="not a readable skops file"):
+        load_model(saved)
+
+
+def test_importing_the_package_imports_no_ml_library() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, modelyard.flavors; "
+        "print(sorted(m for m in ('sklearn', 'skops', 'xgboost', 'lightgbm', 'onnx', "
+        "'onnxruntime', 'torch', 'pandas', 'polars') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

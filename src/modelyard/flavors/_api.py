@@ -12,7 +12,14 @@ from typing import Any
 
 from modelyard.algorithms import ALGORITHMS
 from modelyard.core.paths import collect_files, safe_join
-from modelyard.errors import ArtifactCorrupted, Conflict, InvalidInput, NotFound, UntrustedModel
+from modelyard.errors import (
+    ArtifactCorrupted,
+    Conflict,
+    InvalidInput,
+    ModelyardError,
+    NotFound,
+    UntrustedModel,
+)
 from modelyard.flavors._base import Flavor, LoadedModel, LoadOptions, SaveOptions
 from modelyard.flavors._builtin import PREFIX, BuiltinFlavor, algorithm_of, describe
 from modelyard.flavors._descriptor import (
@@ -159,7 +166,16 @@ def _finish(
 ) -> ModelDescriptor:
     signature = saved.signature
     if sample_input is not None:
-        output = saved.predict(sample_input) if saved.predict is not None else None
+        output = None
+        if saved.predict is not None:
+            try:
+                output = saved.predict(sample_input)
+            except ModelyardError:
+                raise
+            except Exception as exc:  # the model's own error, whatever its library raises
+                raise InvalidInput(
+                    f"the model could not predict the sample input: {type(exc).__name__}: {exc}"
+                ) from exc
         signature = infer_signature(sample_input, output)
     descriptor = ModelDescriptor(
         flavor=name,

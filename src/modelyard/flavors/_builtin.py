@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -160,7 +161,7 @@ class BuiltinFlavor(Flavor):
         module = importlib.import_module(ALGORITHMS[self.algorithm].module)
         try:
             return module.load(folder)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise InvalidInput(
                 f"the {self.algorithm} model in {str(folder)!r} does not load: {exc}"
             ) from None

@@ -10,6 +10,7 @@ arbitrary callable) is refused before any of it is constructed.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,7 @@ class SklearnFlavor(Flavor):
                 "MODELYARD_TRUSTED_TYPES or pass trusted_types=[...] only if you trust its "
                 "code; nothing from the file was constructed"
             ) from None
-        except (ValueError, KeyError, TypeError, OSError) as exc:
+        except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as exc:
             raise InvalidInput(f"{path.name} is not a readable skops file: {exc}") from None
         signature = descriptor.signature
         check_loaded(estimator)  # index-holding types are checked before any use
