@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +198,31 @@ def test_a_failed_preparation_means_native_with_the_reason(tmp_path: Path) -> No
     decision = load_decision(tmp_path / "out")
     assert decision.engine == "native"
     assert decision.reason.startswith("ONNX preparation failed (exit status 1")
+
+
+@pytest.mark.slow
+def test_a_worker_on_the_onnx_path_never_imports_the_framework(  # type: ignore[no-untyped-def]
+    sklearn_array_model, tmp_path: Path
+) -> None:
+    from modelyard.serving.prepare import prepare
+
+    folder, _, _ = sklearn_array_model
+    settings = ServerSettings(name="m", model_dir=folder)
+    prepare(settings, tmp_path / "prepared")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from modelyard.serving.process import app_factory\n"
+        "app = app_factory()\n"
+        "app._load()\n"
+        "print(app.servable.runtime.engine, 'sklearn' in sys.modules, 'skops' in sys.modules)\n"
+    )
+    env_settings = ServerSettings(name="m", model_dir=folder, onnx_dir=tmp_path / "prepared")
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "MODELYARD_SERVING_SETTINGS": env_settings.to_env()},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["onnxruntime", "False", "False"], out.stderr
