@@ -29,12 +29,14 @@ from modelyard.errors import (
 if TYPE_CHECKING:
     from modelyard.client.estimators import Estimator, Processor
     from modelyard.client.sdk import Client, connect
+    from modelyard.client.transform import Transformer
 
 _LAZY = {
     "Client": "modelyard.client.sdk",
     "connect": "modelyard.client.sdk",
     "Estimator": "modelyard.client.estimators",
     "Processor": "modelyard.client.estimators",
+    "Transformer": "modelyard.client.transform",
 }
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "Processor",
+    "Transformer",
     "Unauthenticated",
     "__version__",
     "connect",

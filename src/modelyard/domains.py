@@ -23,6 +23,7 @@ SERVICE_MODULES = (
     "modelyard.tracking.service",
     "modelyard.lineage.service",
     "modelyard.registry.service",
+    "modelyard.transform.service",
 )
 
 

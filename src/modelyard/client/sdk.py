@@ -15,6 +15,7 @@ from modelyard.client.jobs import JobsAPI
 from modelyard.client.registry import ModelsAPI
 from modelyard.client.security import AuditAPI, TokensAPI, UsersAPI
 from modelyard.client.tracking import TrackingAPI
+from modelyard.client.transforms import TransformsAPI
 from modelyard.client.transport import EmbeddedTransport, RemoteTransport, Transport
 from modelyard.config import Settings
 from modelyard.errors import invalid_input_from
@@ -36,6 +37,7 @@ class Client:
         self.audit = AuditAPI(transport)
         self.tracking = TrackingAPI(transport, self.artifacts)
         self.models = ModelsAPI(transport, self.artifacts)
+        self.transforms = TransformsAPI(transport, self.jobs)
 
     @property
     def is_remote(self) -> bool:

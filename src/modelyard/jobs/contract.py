@@ -163,6 +163,8 @@ def user_args(spec: JobSpec) -> list[str]:
 def command(spec: JobSpec, layout: Layout, python: str) -> list[str]:
     """The job's argv: a script from the source, or a built-in algorithm module."""
     args = user_args(spec)
+    if spec.kind == "transform":
+        return [python, "-m", builtins.TRANSFORM_MODULE, *args]
     if spec.algorithm is not None:
         return [python, "-m", builtins.module_of(spec.algorithm), *args]
     assert spec.entry_point is not None
@@ -258,6 +260,8 @@ def environment(
 
 
 def _module_name(spec: JobSpec) -> str:
+    if spec.kind == "transform":
+        return builtins.TRANSFORM_MODULE
     if spec.algorithm is not None:
         return builtins.module_of(spec.algorithm)
     entry = spec.entry_point or ""

@@ -31,7 +31,7 @@ ENTRY_POINT = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,1023}$"
 # Free text that ends up in environment variables, argv or PostgreSQL text: no NUL byte.
 NO_NUL = r"^[^\x00]*$"
 
-JobKind = Literal["training", "processing"]
+JobKind = Literal["training", "processing", "transform"]
 JobState = Literal["Pending", "Starting", "Running", "Completed", "Failed", "Stopped"]
 AttemptState = Literal["Starting", "Running", "Completed", "Failed", "Stopped"]
 InputMode = Literal["File", "FastFile"]

@@ -87,6 +87,10 @@ def _local_copy(store: ArtifactStore, digest: str) -> Iterator[Path]:
 
 def _check_source(ctx: Context, req: SubmitJob) -> bool:
     """Validate the entry point against the source snapshot; True if it has requirements."""
+    if req.kind == "transform":  # runs the built-in transform worker, never user code
+        if req.algorithm is not None or req.entry_point is not None or req.source_digest:
+            raise InvalidInput("a transform job runs no algorithm, entry point or source")
+        return False
     if req.algorithm is not None:
         if req.entry_point is not None or req.source_digest is not None:
             raise InvalidInput("give either algorithm or entry_point + source_digest, not both")
@@ -161,6 +165,16 @@ def _resolve(
 @ops.operation("POST", "/jobs", permission="jobs.write")
 def submit(ctx: Context, req: SubmitJob) -> Job:
     """Submit a training or processing job; it starts when the controller admits it."""
+    if req.kind == "transform":
+        raise InvalidInput(
+            "a batch transform is submitted with POST /transforms (my.Transformer, "
+            "'modelyard transform run'), which checks the model and the data first"
+        )
+    return submit_job(ctx, req)
+
+
+def submit_job(ctx: Context, req: SubmitJob) -> Job:
+    """Submit any kind of job (other domains' operations call this after their checks)."""
     ctx.audit_target = "job:new"
     names = [c.name.upper() for c in req.inputs]
     if len(set(names)) != len(names):

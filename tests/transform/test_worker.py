@@ -1,0 +1,185 @@
+"""The in-job program without a job: vectorised mini-batches, finding bad records by
+bisection, positions in each format, the first-batch guard, output formats."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from modelyard.transform import reading
+from modelyard.transform.schemas import WorkerConfig
+from modelyard.transform.worker import Counters, FileRun, Predictor, Progress, StopTransform
+
+
+class Doubler:
+    """A model that doubles column 0, refuses NaN and counts the rows of each call."""
+
+    predict_proba = None
+    classes = None
+    descriptor = None
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, x: Any) -> Any:
+        self.calls.append(len(x))
+        if np.isnan(x).any():
+            raise ValueError("NaN in the input")
+        return x[:, 0] * 2
+
+
+def _config(fmt: str, **overrides: Any) -> WorkerConfig:
+    values: dict[str, Any] = {
+        "model": "m",
+        "model_version": 1,
+        "model_version_id": "mv-1",
+        "model_filename": "model.tar.gz",
+        "dataset": "d",
+        "dataset_version": 1,
+        "dataset_version_id": "dsv-1",
+        "format": fmt,
+        "split_type": "Record",
+        "batch_size": 100,
+        "max_concurrent": 1,
+        "workers": 1,
+        "join_source": "Input",
+        "input_filter": ["x"],
+        "output_filter": None,
+        "probabilities": False,
+        "accept": "parquet",
+        "on_error": "continue",
+        "max_errors": None,
+        "output_dataset": "d-predictions",
+    }
+    values.update(overrides)
+    return WorkerConfig.model_validate(values)
+
+
+def _run(
+    config: WorkerConfig, model: Any, path: Path, tmp_path: Path
+) -> tuple[int, list[dict[str, Any]], Path]:
+    errors = io.StringIO()
+    counters = Counters()
+    run = FileRun(config, Predictor(config, model), counters, errors, Progress("", None, counters))
+    part = tmp_path / f"out.{config.accept}"
+    written = run.run(reading.InputFile(0, path.name, path), part)
+    return written, [json.loads(line) for line in errors.getvalue().splitlines()], part
+
+
+def test_good_batches_are_one_call_each_and_a_bad_record_is_found_by_bisection(
+    tmp_path: Path,
+) -> None:
+    values = np.arange(1000, dtype=np.float64)
+    values[537] = np.nan
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": np.arange(1000), "x": values}), path, row_group_size=300)
+    model = Doubler()
+
+    written, errors, part = _run(_config("parquet"), model, path, tmp_path)
+
+    assert written == 999
+    assert errors == [{"file": "in.parquet", "row": 537, "error": "ValueError: NaN in the input"}]
+    assert model.calls.count(100) == 10  # nine good batches + the first try of the bad one
+    assert len(model.calls) <= 10 + 2 * 7  # bisection: two calls per halving of 100 rows
+    out = pq.read_table(part)
+    assert out["id"].to_pylist() == [i for i in range(1000) if i != 537]
+    assert out["prediction"].to_pylist() == [2.0 * i for i in range(1000) if i != 537]
+
+
+def test_threads_keep_the_input_order(tmp_path: Path) -> None:
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": np.arange(5000, dtype=np.float64)}), path)
+    written, errors, part = _run(
+        _config("parquet", max_concurrent=4, batch_size=64, join_source="None"),
+        Doubler(),
+        path,
+        tmp_path,
+    )
+    assert (written, errors) == (5000, [])
+    assert pq.read_table(part).column_names == ["prediction"]
+    assert pq.read_table(part)["prediction"].to_pylist() == [2.0 * i for i in range(5000)]
+
+
+def test_csv_positions_count_data_rows_and_malformed_lines_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    rows = ["id,x"] + [f"{i},{i}.5" for i in range(30)]
+    rows[1 + 12] = "12,twelve"
+    rows[1 + 20] = "20,1,2"  # one field too many: the reader skips the line
+    rows[1 + 23] = "23,x23"  # counted as row 23 although the reader skipped row 20
+    path.write_text("\n".join(rows) + "\n")
+
+    written, errors, part = _run(
+        _config("csv", batch_size=8, accept="csv"), Doubler(), path, tmp_path
+    )
+
+    assert written == 27
+    assert sorted((e["row"], e["error"]) for e in errors) == [
+        (12, "ValueError: column 'x': 'twelve' is not a number"),
+        (20, "expected 2 fields, got 3: '20,1,2'"),
+        (23, "ValueError: column 'x': 'x23' is not a number"),
+    ]
+    out = pacsv.read_csv(part)
+    assert out["id"].to_pylist() == [i for i in range(30) if i not in (12, 20, 23)]
+
+
+def test_jsonl_positions_are_lines(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    lines = ['{"x": 1.0}', "", '{"x": 2.0}', '{"x": "oops"}', "{broken", '{"x": 3.0}']
+    path.write_text("\n".join(lines) + "\n")
+    written, errors, part = _run(
+        _config("jsonl", batch_size=4, accept="jsonl", join_source="None"),
+        Doubler(),
+        path,
+        tmp_path,
+    )
+    assert written == 3
+    assert [e["row"] for e in errors] == [3, 4]
+    assert [json.loads(line) for line in part.read_text().splitlines()] == [
+        {"prediction": 2.0},
+        {"prediction": 4.0},
+        {"prediction": 6.0},
+    ]
+
+
+def test_on_error_stop_and_max_errors_end_the_run(tmp_path: Path) -> None:
+    values = np.arange(50, dtype=np.float64)
+    values[[5, 9]] = np.nan
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": values}), path)
+    with pytest.raises(StopTransform, match=r"record 5 of in\.parquet failed \(on_error=stop\)"):
+        _run(_config("parquet", on_error="stop", batch_size=10), Doubler(), path, tmp_path)
+    with pytest.raises(StopTransform, match="2 records failed, more than max_errors=1"):
+        _run(_config("parquet", max_errors=1, batch_size=10), Doubler(), path, tmp_path)
+
+
+def test_a_first_batch_that_fails_entirely_ends_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": [np.nan] * 40}), path)
+    model = Doubler()
+    with pytest.raises(StopTransform, match="every record of the first mini-batch"):
+        _run(_config("parquet", batch_size=10), model, path, tmp_path)
+    assert len(model.calls) == 19  # one batch bisected, then it stops
+
+
+def test_filters_naming_missing_columns_end_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": [1.0, 2.0]}), path)
+    with pytest.raises(StopTransform, match="input column"):
+        _run(_config("parquet", input_filter=["nope"]), Doubler(), path, tmp_path)
+    with pytest.raises(StopTransform, match="output_filter column"):
+        _run(_config("parquet", output_filter=["nope"]), Doubler(), path, tmp_path)
+
+
+def test_worker_config_round_trips_through_job_hyperparameters() -> None:
+    config = _config("csv", input_filter=["a", "b,c"], max_errors=None, dataset=None)
+    as_strings = {k: str(v) for k, v in config.to_hyperparameters().items()}
+    assert WorkerConfig.from_hyperparameters(as_strings) == config
+    assert WorkerConfig.from_hyperparameters(config.to_hyperparameters()) == config
