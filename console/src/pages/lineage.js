@@ -1,6 +1,5 @@
 // Lineage: the graph around one node (dataset version, job, run, artifact, model version,
-// endpoint), upstream and downstream, drawn as layered SVG: a node's column is its
-// distance from the root (negative upstream), so data flows left to right.
+// endpoint), upstream and downstream, drawn as layered SVG with data flowing left to right.
 import { get, seg } from "../api.js";
 import { Loaded, Section, href, html, useLoad } from "../ui.js";
 
@@ -17,27 +16,23 @@ function linkFor(node) {
   }
 }
 
-/** Columns by breadth-first distance from the root along edges (downstream) and against them. */
+/** Columns by longest path from the graph's sources, so every edge points rightwards
+ * (a job's run sits after the job, a model after the run that produced it). */
 export function layout(graph) {
-  const level = new Map([[graph.root, 0]]);
-  const walk = (forward) => {
-    let frontier = [graph.root];
-    while (frontier.length) {
-      const next = [];
-      for (const key of frontier) {
-        for (const e of graph.edges) {
-          const [from, to] = forward ? [e.source, e.target] : [e.target, e.source];
-          if (from === key && !level.has(to)) {
-            level.set(to, level.get(key) + (forward ? 1 : -1));
-            next.push(to);
-          }
-        }
+  const keys = graph.nodes.map((n) => `${n.type}:${n.id}`);
+  const level = new Map(keys.map((k) => [k, 0]));
+  // Bellman-Ford style relaxation: at most |nodes| rounds, so a cycle cannot loop forever.
+  for (let round = 0; round < keys.length; round++) {
+    let changed = false;
+    for (const e of graph.edges) {
+      if (!level.has(e.source) || !level.has(e.target)) continue;
+      if (level.get(e.target) < level.get(e.source) + 1) {
+        level.set(e.target, level.get(e.source) + 1);
+        changed = true;
       }
-      frontier = next;
     }
-  };
-  walk(true);
-  walk(false);
+    if (!changed) break;
+  }
   const columns = new Map();
   for (const n of graph.nodes) {
     const key = `${n.type}:${n.id}`;
