@@ -30,7 +30,8 @@ def predict(obj, data):
 """
 
 
-def test_handler_file_round_trip(tmp_path: Path) -> None:
+def test_handler_file_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as in a default interpreter
     source = tmp_path / "my_handler.py"
     source.write_text(HANDLER)
     path_before = list(sys.path)
@@ -49,6 +50,8 @@ def test_handler_file_round_trip(tmp_path: Path) -> None:
     again = load_model(tmp_path / "m")
     assert again.native is not loaded.native
     assert "my_handler" not in sys.modules
+    assert not list((tmp_path / "m").rglob("__pycache__"))  # the folder stays as saved
+    assert sys.dont_write_bytecode is False
 
 
 def test_sagemaker_layout_with_artifacts_and_relative_imports(tmp_path: Path) -> None:

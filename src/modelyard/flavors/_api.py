@@ -164,6 +164,7 @@ def save_model(
 def _finish(
     folder: Path, name: str, saved: Any, sample_input: Any, options: SaveOptions
 ) -> ModelDescriptor:
+    files = _digests(folder)  # before any prediction can write into the folder
     signature = saved.signature
     if sample_input is not None:
         output = None
@@ -179,7 +180,7 @@ def _finish(
         signature = infer_signature(sample_input, output)
     descriptor = ModelDescriptor(
         flavor=name,
-        files=_digests(folder),
+        files=files,
         signature=signature,
         framework=saved.framework,
         task=saved.task,

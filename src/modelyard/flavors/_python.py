@@ -168,6 +168,9 @@ def _import(folder: Path, entry: str) -> types.ModuleType:
     if parts[-1] == "__init__":
         parts = parts[:-1]
     name = ".".join((package, *parts))
+    # No __pycache__ inside the model folder: it may be shared, read-only or verified.
+    writes_bytecode = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
     try:
         if spec is not None and spec.loader is not None:
             spec.loader.exec_module(root)
@@ -180,6 +183,8 @@ def _import(folder: Path, entry: str) -> types.ModuleType:
         raise InvalidInput(
             f"importing handler {entry!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
 
 
 def _function(module: types.ModuleType, names: tuple[str, ...], entry: str) -> tuple[str, Any]:
