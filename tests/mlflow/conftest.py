@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# Importing mlflow starts its telemetry client, which calls config.mlflow-telemetry.io:
+# switch it off before the first import (a monkeypatched variable would come too late).
+# Tests never reach beyond this machine.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 mlflow = pytest.importorskip("mlflow")
 
 from testkit import LiveServer  # noqa: E402

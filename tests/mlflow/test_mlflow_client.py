@@ -36,6 +36,7 @@ def _code(exc: pytest.ExceptionInfo[MlflowException]) -> str:
 # into autologging failures (MLflow then drops the training metrics): scikit-learn 1.9
 # renamed a keyword MLflow still passes, and MLflow warns (in colour, hence the leading
 # .*) about a type hint in its own sklearn flavor.
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`y_pred` was renamed to `y_proba`:FutureWarning")
 @pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning")
 def test_sklearn_autolog_is_read_back_with_the_modelyard_sdk(
@@ -268,3 +269,69 @@ def test_auth(
     admin = Client(EmbeddedTransport(server.runtime, local_principal()))
     events = admin.audit.list(actor="ada").events
     assert "tracking.log_artifact" in {e.operation for e in events}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning")
+def test_model_registry(mlflow_url: str, modelyard: Client, tmp_path: Path) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    with mlflow.start_run() as active:
+        mlflow.sklearn.log_model(
+            LogisticRegression(max_iter=300).fit(x, y),
+            name="model",
+            pip_requirements=["scikit-learn"],  # skips MLflow's slow requirement inference
+        )
+    run_id = active.info.run_id
+    client = MlflowClient()
+
+    first = mlflow.register_model(f"runs:/{run_id}/model", "iris")
+    assert (first.name, first.version, first.run_id) == ("iris", "1", run_id)
+    assert first.tags["modelyard.status"] == "PendingManualApproval"
+    second = mlflow.register_model(f"runs:/{run_id}/model", "iris")  # the group exists
+    assert second.version == "2"
+    assert client.get_registered_model("iris").name == "iris"
+    found = client.search_registered_models(filter_string="name = 'iris'")
+    assert [m.name for m in found] == ["iris"]
+    versions = client.search_model_versions("name = 'iris'")
+    assert sorted(v.version for v in versions) == ["1", "2"]
+
+    # The version is a modelyard registry version holding the packed folder.
+    version = modelyard.models.version("iris", 1)
+    assert (version.flavor, version.source_run_id) == ("mlflow", run_id)
+    assert version.status == "PendingManualApproval"
+    files = modelyard.models.download("iris", 1, tmp_path / "registry")
+    names = {p.name for p in files.iterdir()}
+    assert "MLmodel" in names and any(n.startswith("model.") for n in names)
+    # Both versions packed the same files: the same archive.
+    assert modelyard.models.version("iris", 2).artifact_digest == version.artifact_digest
+
+    client.set_registered_model_alias("iris", "champion", "1")
+    assert client.get_model_version_by_alias("iris", "champion").version == "1"
+    loaded = mlflow.sklearn.load_model("models:/iris@champion")
+    assert (loaded.predict(x[:5]) == y[:5]).all()
+    assert (mlflow.sklearn.load_model("models:/iris/2").predict(x[:3]) == y[:3]).all()
+    # production needs an approved version, as everywhere in modelyard.
+    with pytest.raises(MlflowException) as unapproved:
+        client.set_registered_model_alias("iris", "production", "1")
+    assert _code(unapproved) == "INVALID_PARAMETER_VALUE"
+    modelyard.models.approve("iris", 1, reason="reviewed")
+    client.set_registered_model_alias("iris", "production", "1")
+    assert modelyard.models.get("iris").aliases == {"champion": 1, "production": 1}
+    client.delete_registered_model_alias("iris", "champion")
+    with pytest.raises(MlflowException) as gone:
+        client.get_model_version_by_alias("iris", "champion")
+    assert _code(gone) == "RESOURCE_DOES_NOT_EXIST"
+
+    with pytest.raises(MlflowException) as dup:
+        client.create_registered_model("iris")
+    assert _code(dup) == "RESOURCE_ALREADY_EXISTS"
+    for bad_source in ("s3://bucket/model", f"runs:/{run_id}/no-such-folder"):
+        with pytest.raises(MlflowException):
+            client.create_model_version("iris", bad_source, run_id)
+    assert modelyard.models.get("iris").latest_version == 2  # nothing registered
+    with pytest.raises(MlflowException) as missing:
+        client.get_model_version("iris", "9")
+    assert _code(missing) == "RESOURCE_DOES_NOT_EXIST"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from modelyard.cli.main import app
 from modelyard.client.sdk import Client, connect
 from modelyard.errors import Conflict, InvalidInput, NotFound
+from modelyard.jobs.archive import extract_tar_gz, list_tar_gz
 from modelyard.lineage.schemas import GetLineage
 
 
@@ -102,3 +104,36 @@ def test_lineage_edge_and_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     listed = json.loads(result.output)
     assert listed["artifacts"][0]["path"] == "m/w.bin" and listed["artifacts"][0]["size"] == 7
+
+
+def test_archive_a_folder_of_a_run(client: Client, tmp_path: Path) -> None:
+    from modelyard.tracking.schemas import ArchiveRunArtifacts
+
+    run = client.tracking.create_run("arts")
+    _write(tmp_path / "m" / "MLmodel", b"flavors: {}\n")
+    _write(tmp_path / "m" / "sub" / "w.bin", b"w" * 100)
+    client.tracking.log_artifacts(run.id, tmp_path / "m", "model")
+    client.tracking.log_artifact(run.id, _write(tmp_path / "other.txt", b"o"))
+
+    def archive(path: str) -> Any:
+        return client.transport.call(
+            "tracking.archive_artifacts", ArchiveRunArtifacts(run_id=run.id, path=path)
+        )
+
+    packed = archive("model")
+    assert packed.files == 2 and packed.path == "model"
+    assert archive("model/").digest == packed.digest  # deterministic
+    dest = tmp_path / "unpacked"
+    client.artifacts.download(packed.digest, tmp_path / "a.tar.gz")
+    list_tar_gz(tmp_path / "a.tar.gz")
+    extract_tar_gz(tmp_path / "a.tar.gz", dest)
+    assert (dest / "sub" / "w.bin").read_bytes() == b"w" * 100
+    assert (dest / "MLmodel").exists() and not (dest / "other.txt").exists()
+    with pytest.raises(NotFound):
+        archive("other.txt")  # a file, not a folder
+    with pytest.raises(NotFound):
+        client.transport.call(
+            "tracking.archive_artifacts", ArchiveRunArtifacts(run_id="run-missing", path="m")
+        )
+    with pytest.raises(InvalidInput):
+        archive("../model")

@@ -32,7 +32,7 @@ def model_id(run_id: str, name: str) -> str:
     return f"{_PREFIX}{run_id}.{name}"
 
 
-def _parse(model_id: str) -> tuple[str, str]:
+def parse_model_id(model_id: str) -> tuple[str, str]:
     run_id, dot, name = model_id.removeprefix(_PREFIX).partition(".")
     if not model_id.startswith(_PREFIX) or not dot or not _NAME.match(name):
         raise MlflowError(RESOURCE_DOES_NOT_EXIST, f"logged model {model_id!r} does not exist")
@@ -96,12 +96,12 @@ def create_logged_model(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_logged_model(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
-    run_id, name = _parse(str(body["model_id"]))
+    run_id, name = parse_model_id(str(body["model_id"]))
     return _model(call, call.run(run_id), name)
 
 
 def finalize_logged_model(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
-    run_id, name = _parse(str(body["model_id"]))
+    run_id, name = parse_model_id(str(body["model_id"]))
     req = schemas.FinalizeLoggedModel.model_validate(body)
     if req.status not in _STATUSES:
         raise invalid(f"status {req.status!r} is not one of {', '.join(_STATUSES)}")

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard.core.operations import StreamResult
 from modelyard.errors import ModelyardError
-from modelyard.mlflow_compat import artifacts, logged_models, tracking
+from modelyard.mlflow_compat import artifacts, logged_models, registry, tracking
 from modelyard.mlflow_compat.calls import Caller
 from modelyard.mlflow_compat.errors import (
     ENDPOINT_NOT_FOUND,
@@ -71,9 +71,16 @@ def _failure(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _arguments(request: Request) -> dict[str, Any]:
-    """Query parameters for GET/DELETE, the JSON object body otherwise, plus path fields."""
-    if request.method in ("GET", "DELETE"):
-        args: dict[str, Any] = dict(request.query_params)
+    """Query parameters for GET, the JSON object body otherwise (MLflow's client sends
+    DELETE parameters as a body too), plus the path's fields."""
+    if request.method == "GET":
+        args: dict[str, Any] = {}
+        for key, value in request.query_params.multi_items():
+            if key in args:  # a repeated parameter is a list (order_by)
+                previous = args[key]
+                args[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+            else:
+                args[key] = value
     else:
         raw = await request.body()
         try:
@@ -152,7 +159,7 @@ def _artifact_endpoints(runtime: Runtime) -> dict[str, Endpoint]:
 def mlflow_router(runtime: Runtime) -> APIRouter:
     """Every MLflow route this server answers (see ``docs/mlflow-compat.md``)."""
     router = APIRouter(include_in_schema=False)
-    json_routes = [*tracking.ROUTES, *logged_models.ROUTES]
+    json_routes = [*tracking.ROUTES, *logged_models.ROUTES, *registry.ROUTES]
     json_routes.append(("GET", "artifacts/list", artifacts.list_run_artifacts))
     for prefix in PREFIXES:
         for method, path, handler in json_routes:

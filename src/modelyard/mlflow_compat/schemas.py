@@ -123,3 +123,50 @@ class SearchLoggedModels(Message):
 
 class ListArtifacts(RunRef):
     path: str | None = Field(None, max_length=4096)
+
+
+# --- model registry --------------------------------------------------------------------
+
+
+class RegisteredModelName(Message):
+    name: str = Field(min_length=1, max_length=500)
+
+
+class CreateRegisteredModel(RegisteredModelName):
+    description: str = Field("", max_length=5000)
+    tags: list[KeyValue] = Field(default_factory=list, max_length=100)
+
+
+class SearchRegisteredModels(Message):
+    filter: str | None = Field(None, max_length=4000)
+    max_results: int = Field(100, ge=1, le=50_000)
+    order_by: list[str] | str = Field(default_factory=list)
+    page_token: str | None = Field(None, max_length=2000)
+
+
+class CreateModelVersion(RegisteredModelName):
+    source: str = Field(min_length=1, max_length=4000)
+    run_id: str | None = Field(None, max_length=100)
+    model_id: str | None = Field(None, max_length=200)
+    description: str = Field("", max_length=5000)
+    tags: list[KeyValue] = Field(default_factory=list, max_length=100)
+
+
+class ModelVersionRef(RegisteredModelName):
+    version: str = Field(min_length=1, max_length=20)
+
+
+class SearchModelVersions(Message):
+    filter: str | None = Field(None, max_length=4000)
+    max_results: int = Field(100, ge=1, le=50_000)
+    order_by: list[str] | str = Field(default_factory=list)
+    page_token: str | None = Field(None, max_length=2000)
+
+
+class SetAlias(RegisteredModelName):
+    alias: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=20)
+
+
+class AliasRef(RegisteredModelName):
+    alias: str = Field(min_length=1, max_length=200)

@@ -359,3 +359,18 @@ class RunArtifactList(BaseModel):
     artifacts: list[RunArtifact] = Field(
         description="Files and folders directly inside ``path``, by path."
     )
+
+
+class ArchiveRunArtifacts(BaseModel):
+    run_id: str = Field(pattern=RUN_ID)
+    path: str = Field(min_length=1, max_length=ARTIFACT_PATH_MAX, description="A folder.")
+
+
+class RunArchive(BaseModel):
+    """A folder of a run's outputs packed as a deterministic .tar.gz in the artifact store."""
+
+    run_id: str
+    path: str
+    digest: str = Field(description="SHA-256 of the archive (register it as a model).")
+    size: int
+    files: int

@@ -507,15 +507,20 @@ __all__ = ["MetricPoint", "ops"]
 # (Imported here, not at the top, so that this section can be added without touching the
 # rest of the module while other work on it is in flight; move them up when convenient.)
 
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import BinaryIO  # noqa: E402
 
 from modelyard.core.operations import StreamResult  # noqa: E402
 from modelyard.core.paths import safe_relpath  # noqa: E402
+from modelyard.jobs.archive import write_tar_gz  # noqa: E402
 from modelyard.tracking.schemas import (  # noqa: E402
+    ArchiveRunArtifacts,
     GetExperimentById,
     GetRunArtifact,
     ListRunArtifacts,
     LogRunArtifact,
+    RunArchive,
     RunArtifact,
     RunArtifactList,
 )
@@ -628,4 +633,36 @@ def download_artifact(ctx: Context, req: GetRunArtifact) -> StreamResult:
         chunks=ctx.artifacts.iter_chunks(row.digest),
         size=row.size,
         headers={"X-Modelyard-Digest": row.digest},
+    )
+
+
+@ops.operation("POST", "/runs/{run_id}/artifacts/archive", permission="tracking.write")
+def archive_artifacts(ctx: Context, req: ArchiveRunArtifacts) -> RunArchive:
+    """Pack the folder ``path`` of a run's outputs into one deterministic .tar.gz.
+
+    The archive (paths relative to the folder) is stored in the artifact store and its
+    digest returned, e.g. to register the folder as a model version. The same files
+    always give the same digest. Nothing in the tables changes.
+    """
+    folder = safe_relpath(req.path)
+    ctx.audit_target = f"run:{req.run_id}"
+    with ctx.read() as session:
+        _run_row(session, req.run_id)
+        rows = session.execute(
+            select(RunArtifactRow.path, RunArtifactRow.digest).where(
+                RunArtifactRow.run_id == req.run_id,
+                RunArtifactRow.path.like(_escape_like(folder) + "/%", escape="\\"),
+            )
+        ).all()
+    if not rows:
+        raise NotFound(f"run {req.run_id} has no artifact folder {folder!r}")
+    with tempfile.TemporaryDirectory(prefix="modelyard-archive-") as tmp:
+        root = Path(tmp) / "tree"
+        for path, digest in rows:
+            ctx.artifacts.get_to_path(digest, root / path[len(folder) + 1 :])
+        archive = Path(tmp) / "archive.tar.gz"
+        files = write_tar_gz(root, archive)
+        info = ctx.artifacts.put_file(archive)
+    return RunArchive(
+        run_id=req.run_id, path=folder, digest=info.digest, size=info.size, files=len(files)
     )
