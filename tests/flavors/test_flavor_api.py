@@ -110,6 +110,11 @@ def test_descriptor_with_unsafe_paths_is_refused(saved: Path) -> None:
     (saved / MODEL_FILE).write_text(json.dumps(document))
     with pytest.raises(InvalidInput, match=r"not a valid model descriptor.*'\.\.'"):
         load_model(saved)
+    document["files"] = {}
+    document["format_version"] = 2
+    (saved / MODEL_FILE).write_text(json.dumps(document))
+    with pytest.raises(InvalidInput, match="format_version 2 is not 1"):
+        read_descriptor(saved)
     (saved / MODEL_FILE).write_text("{not json")
     with pytest.raises(InvalidInput, match="not a valid model descriptor"):
         read_descriptor(saved)

@@ -107,6 +107,16 @@ class ModelDescriptor(BaseModel):
     classes: list[Any] | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("format_version")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        if version != DESCRIPTOR_VERSION:
+            raise ValueError(
+                f"format_version {version} is not {DESCRIPTOR_VERSION}, the only one this "
+                "modelyard reads (a newer modelyard wrote it?)"
+            )
+        return version
+
     @field_validator("files")
     @classmethod
     def _safe_files(cls, files: dict[str, str]) -> dict[str, str]:
