@@ -24,6 +24,7 @@ SERVICE_MODULES = (
     "modelyard.lineage.service",
     "modelyard.registry.service",
     "modelyard.transform.service",
+    "modelyard.endpoints.service",
 )
 
 

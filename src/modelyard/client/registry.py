@@ -24,7 +24,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from modelyard.client.artifacts import ArtifactsAPI
+from modelyard.client.endpoints import EndpointsAPI
 from modelyard.client.transport import Transport
+from modelyard.endpoints.schemas import Endpoint, Strategy
 from modelyard.errors import InvalidInput, invalid_input_from
 from modelyard.jobs.archive import SOURCE_EXCLUDES, extract_tar_gz, list_tar_gz, write_tar_gz
 from modelyard.jobs.schemas import GetJob, Job
@@ -220,3 +222,19 @@ class ModelsAPI:
             target = dest / (found.artifact_filename or "model")
             shutil.move(local, target)
             return target
+
+    # deployment
+    def deploy(
+        self,
+        name: str,
+        version: int | str,
+        endpoint_name: str,
+        *,
+        variant: str = "primary",
+        replicas: int = 1,
+        strategy: Strategy | Mapping[str, Any] | None = None,
+    ) -> Endpoint:
+        """Deploy a version to an endpoint (see ``client.endpoints.deploy``)."""
+        return EndpointsAPI(self._t).deploy(
+            name, version, endpoint_name, variant=variant, replicas=replicas, strategy=strategy
+        )

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.datasets import DatasetsAPI
+from modelyard.client.endpoints import EndpointsAPI
 from modelyard.client.jobs import JobsAPI
 from modelyard.client.registry import ModelsAPI
 from modelyard.client.security import AuditAPI, TokensAPI, UsersAPI
@@ -37,6 +38,7 @@ class Client:
         self.audit = AuditAPI(transport)
         self.tracking = TrackingAPI(transport, self.artifacts)
         self.models = ModelsAPI(transport, self.artifacts)
+        self.endpoints = EndpointsAPI(transport)
         self.transforms = TransformsAPI(transport, self.jobs)
 
     @property

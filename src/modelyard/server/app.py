@@ -21,6 +21,7 @@ from modelyard.console import mount_console
 from modelyard.errors import ModelyardError, describe_validation_errors
 from modelyard.mlflow_compat import router as mlflow_compat
 from modelyard.runtime import Runtime
+from modelyard.server.invocations import invocations_router
 from modelyard.server.middleware import (
     BodyLimitMiddleware,
     HostCheckMiddleware,
@@ -104,6 +105,7 @@ def build_api(runtime: Runtime) -> FastAPI:
 
     api.include_router(operations_router(runtime))
     api.include_router(mlflow_compat.mlflow_router(runtime))
+    api.include_router(invocations_router(runtime))
     mount_console(api)
     return api
 

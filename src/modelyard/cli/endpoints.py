@@ -1,0 +1,306 @@
+"""``modelyard endpoints create|update|describe|list|invoke|delete|capture|rollouts``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from modelyard.cli.common import client, console, emit, handle_errors, table
+from modelyard.endpoints.schemas import Endpoint
+from modelyard.errors import InvalidInput
+
+app = typer.Typer(
+    help="Endpoints: variants of model versions behind a router; rollouts; data capture.",
+    no_args_is_help=True,
+)
+
+
+def _variants(
+    model: str | None, version: str | None, variant: str, replicas: int, variants: str | None
+) -> list[dict[str, Any]]:
+    if variants is not None:
+        text = variants
+        if text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text()
+            except OSError as exc:
+                raise InvalidInput(f"cannot read --variants file {text[1:]!r}: {exc}") from exc
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise InvalidInput(f"--variants is not valid JSON: {exc}") from exc
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise InvalidInput("--variants must be a JSON list of objects")
+        return value
+    if model is None or version is None:
+        raise InvalidInput("give --model and --version, or --variants JSON")
+    return [{"name": variant, "model": model, "version": version, "replicas": replicas}]
+
+
+def _alarms(values: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for item in values:
+        metric, sep, threshold = item.partition("=")
+        if not sep:
+            raise InvalidInput(
+                f"alarm {item!r} must be METRIC=THRESHOLD (error_rate, p99_latency_ms, "
+                "or custom:NAME)"
+            )
+        try:
+            value = float(threshold)
+        except ValueError:
+            raise InvalidInput(f"alarm threshold {threshold!r} is not a number") from None
+        if metric.startswith("custom:"):
+            out.append({"metric": "custom", "name": metric[7:], "threshold": value})
+        else:
+            out.append({"metric": metric, "threshold": value})
+    return out
+
+
+def _show(ep: Endpoint) -> None:
+    message = f"  {ep.message}" if ep.message else ""
+    console.print(f"[bold]{ep.name}[/bold]  [bold]{ep.status}[/bold]{message}", highlight=False)
+    table(
+        "variants",
+        [
+            "name",
+            "model",
+            "version",
+            "traffic",
+            "replicas",
+            "shadow",
+            "requests",
+            "errors",
+            "p99 ms",
+        ],
+        [
+            (
+                v.name,
+                v.model,
+                v.version,
+                f"{ep.traffic.get(v.id, 0.0):.0%}",
+                v.replicas,
+                "yes" if v.shadow else "",
+                ep.stats[v.id].requests if v.id in ep.stats else "",
+                ep.stats[v.id].errors if v.id in ep.stats else "",
+                ep.stats[v.id].p99_latency_ms if v.id in ep.stats else "",
+            )
+            for v in ep.variants
+        ],
+    )
+    names = {v.id: v.name for v in ep.variants}
+    table(
+        "replicas",
+        ["id", "variant", "state", "port", "pid", "restarts", "message"],
+        [
+            (
+                r.id,
+                names.get(r.variant_id, r.variant_id),
+                r.state,
+                r.port,
+                r.pid,
+                r.restarts,
+                r.message[:80],
+            )
+            for r in ep.replicas
+        ],
+    )
+    if ep.rollout is not None:
+        ro = ep.rollout
+        console.print(
+            f"latest rollout {ro.id}: {ro.strategy.type} {ro.state} (step {ro.step + 1} of "
+            f"{len(ro.steps)}) {ro.reason}",
+            highlight=False,
+        )
+
+
+@app.command("create")
+@handle_errors
+def create(
+    name: str,
+    model: str | None = typer.Option(None, help="The model's name in the registry."),
+    version: str | None = typer.Option(None, help="A version number, an alias or 'latest'."),
+    variant: str = typer.Option("primary", help="The variant's name."),
+    replicas: int = typer.Option(1, help="Model-server processes for the variant."),
+    variants: str | None = typer.Option(
+        None, help='JSON or @file: [{"name", "model", "version", "weight", "replicas", "shadow"}]'
+    ),
+    capture_percent: float | None = typer.Option(
+        None, help="Capture this share (0-100) of requests and answers."
+    ),
+    wait: bool = typer.Option(True, help="Wait until it is InService."),
+    timeout: float = typer.Option(300.0, help="Seconds to wait."),
+) -> None:
+    """Create an endpoint from approved model versions."""
+    capture = {"percent": capture_percent} if capture_percent is not None else None
+    with client() as c:
+        ep = c.endpoints.create(
+            name, _variants(model, version, variant, replicas, variants), capture=capture
+        )
+        if wait:
+            ep = c.endpoints.wait(name, timeout=timeout)
+    emit(ep, lambda: _show(ep))
+
+
+@app.command("update")
+@handle_errors
+def update(
+    name: str,
+    model: str | None = typer.Option(None, help="The model's name in the registry."),
+    version: str | None = typer.Option(None, help="A version number, an alias or 'latest'."),
+    variant: str = typer.Option("primary", help="The variant's name."),
+    replicas: int = typer.Option(1, help="Model-server processes for the variant."),
+    variants: str | None = typer.Option(None, help="JSON or @file: the complete variant list."),
+    strategy: str = typer.Option("blue_green", help="all_at_once, blue_green, canary, linear."),
+    canary_percent: float = typer.Option(10.0, help="canary: traffic share of the first step."),
+    linear_steps: int = typer.Option(4, help="linear: number of equal steps."),
+    bake_seconds: float = typer.Option(30.0, help="Seconds to watch the alarms after each step."),
+    alarm: list[str] = typer.Option(
+        [], "--alarm", help="METRIC=THRESHOLD: error_rate=0.01, p99_latency_ms=250, custom:NAME=X"
+    ),
+    capture_percent: float | None = typer.Option(None, help="New capture share (0-100)."),
+    wait: bool = typer.Option(True, help="Wait until the rollout ends."),
+    timeout: float = typer.Option(1800.0, help="Seconds to wait."),
+) -> None:
+    """Update an endpoint; a new model version is rolled out with the strategy."""
+    plan = {
+        "type": strategy,
+        "canary_percent": canary_percent,
+        "linear_steps": linear_steps,
+        "bake_seconds": bake_seconds,
+        "alarms": _alarms(alarm),
+    }
+    capture = {"percent": capture_percent} if capture_percent is not None else None
+    with client() as c:
+        ep = c.endpoints.update(
+            name,
+            _variants(model, version, variant, replicas, variants),
+            strategy=plan,
+            capture=capture,
+        )
+        if wait:
+            c.endpoints.wait_rollout(name, timeout=timeout)
+            ep = c.endpoints.describe(name)
+    emit(ep, lambda: _show(ep))
+    if ep.rollout is not None and ep.rollout.state in ("RolledBack", "Failed"):
+        raise typer.Exit(1)
+
+
+@app.command("describe")
+@handle_errors
+def describe(name: str) -> None:
+    """An endpoint: status, variants and traffic, replicas, the latest rollout."""
+    with client() as c:
+        ep = c.endpoints.describe(name)
+    emit(ep, lambda: _show(ep))
+
+
+@app.command("list")
+@handle_errors
+def list_endpoints(limit: int = 100, offset: int = 0) -> None:
+    """List endpoints."""
+    with client() as c:
+        result = c.endpoints.list(limit=limit, offset=offset)
+    emit(
+        result,
+        lambda: table(
+            f"endpoints ({result.total})",
+            ["name", "status", "variants", "updated"],
+            [
+                (
+                    e.name,
+                    e.status,
+                    ", ".join(f"{v.name}={v.model}:{v.version}" for v in e.variants),
+                    f"{e.updated_at:%Y-%m-%d %H:%M:%S}",
+                )
+                for e in result.endpoints
+            ],
+        ),
+    )
+
+
+@app.command("invoke")
+@handle_errors
+def invoke(
+    name: str,
+    data: str | None = typer.Option(None, help="The request body ('-' reads stdin)."),
+    file: Path | None = typer.Option(None, help="Read the request body from this file."),
+    content_type: str = typer.Option("application/json", help="The body's content type."),
+    accept: str | None = typer.Option(None, help="The answer's wanted content type."),
+) -> None:
+    """Send one request through the router; print the answer and which variant gave it."""
+    if file is not None:
+        body = file.read_bytes()
+    elif data == "-" or data is None:
+        body = sys.stdin.buffer.read()
+    else:
+        body = data.encode("utf-8")
+    with client() as c:
+        answer = c.endpoints.invoke(name, body, content_type=content_type, accept=accept)
+    typer.echo(
+        f"# {answer.status} variant={answer.variant} model_version={answer.model_version}",
+        err=True,
+    )
+    sys.stdout.write(answer.body.decode("utf-8", "replace"))
+    sys.stdout.write("\n")
+    if answer.status >= 400:
+        raise typer.Exit(1)
+
+
+@app.command("delete")
+@handle_errors
+def delete(
+    name: str, wait: bool = typer.Option(True, help="Wait until its replicas have stopped.")
+) -> None:
+    """Stop an endpoint's replicas and remove it (its history and capture files stay)."""
+    with client() as c:
+        ep = c.endpoints.delete(name, wait=wait)
+    emit(ep, lambda: console.print(f"deleted {ep.name}"))
+
+
+@app.command("capture")
+@handle_errors
+def capture(name: str, limit: int = 100, offset: int = 0) -> None:
+    """List an endpoint's data-capture files (JSON lines in the artifact store)."""
+    with client() as c:
+        result = c.endpoints.capture_files(name, limit=limit, offset=offset)
+    emit(
+        result,
+        lambda: table(
+            f"capture files ({result.total}; {result.dropped} events dropped)",
+            ["first", "last", "events", "bytes", "digest"],
+            [
+                (
+                    f"{f.first_time:%Y-%m-%d %H:%M:%S}",
+                    f"{f.last_time:%Y-%m-%d %H:%M:%S}",
+                    f.count,
+                    f.size,
+                    f.digest,
+                )
+                for f in result.files
+            ],
+        ),
+    )
+
+
+@app.command("rollouts")
+@handle_errors
+def rollouts(name: str, limit: int = 20) -> None:
+    """An endpoint's rollouts, newest first, with the reason of a rollback."""
+    with client() as c:
+        result = c.endpoints.rollouts(name, limit=limit)
+    emit(
+        result,
+        lambda: table(
+            f"rollouts of {name}",
+            ["id", "strategy", "state", "step", "reason"],
+            [
+                (r.id, r.strategy.type, r.state, f"{r.step + 1}/{len(r.steps)}", r.reason)
+                for r in result.rollouts
+            ],
+        ),
+    )
