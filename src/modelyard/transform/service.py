@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import zlib
 from typing import Any
@@ -90,6 +91,17 @@ def _require(ctx: Context, *permissions: str) -> None:
             )
 
 
+def _is_gzip(ctx: Context, digest: str) -> bool:
+    """Whether the stored object starts like a gzip file (it is verified when a job reads it)."""
+    chunks = ctx.artifacts.iter_chunks(digest, 2)
+    try:
+        return next(chunks, b"")[:2] == b"\x1f\x8b"
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
 def _check_filters(req: CreateTransform, columns: list[str] | None) -> None:
     """Refuse filters that name a column that cannot exist (columns: the input's, if known)."""
     for label, names in (("input_filter", req.input_filter), ("output_filter", req.output_filter)):
@@ -115,7 +127,11 @@ def _check_filters(req: CreateTransform, columns: list[str] | None) -> None:
         joined = set(columns or []) if req.join_source == "Input" else set()
 
         def produced(name: str) -> bool:
-            return name == PREDICTION or name.startswith((f"{PREDICTION}_", PROBABILITY_PREFIX))
+            return (
+                name == PREDICTION
+                or re.fullmatch(rf"{PREDICTION}_\d+", name) is not None
+                or name.startswith(PROBABILITY_PREFIX)
+            )
 
         unknown = [
             c
@@ -162,6 +178,11 @@ def create(ctx: Context, req: CreateTransform) -> Transform:
             f"model {version.name!r} v{version.version} is the single file {filename!r}; a "
             "batch transform loads a saved model folder (register it with "
             "client.models.register(path=<folder from modelyard.flavors.save_model>))"
+        )
+    if not filename and not _is_gzip(ctx, version.artifact_digest):
+        raise InvalidInput(
+            f"model {version.name!r} v{version.version}'s artifact is not a .tar.gz of a saved "
+            "model folder; a batch transform loads one with modelyard.flavors"
         )
     if (req.dataset is None) == (req.files is None):
         raise InvalidInput("give exactly one of dataset (a registered dataset) or files")
