@@ -97,3 +97,31 @@ def test_torchscript_round_trip(tmp_path: Path) -> None:  # pragma: no cover - n
     np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-6)
     with pytest.raises(InvalidInput, match="ScriptModule"):
         save_model(net, tmp_path / "plain")
+
+
+def test_onnx_graph_with_one_input_per_column(tmp_path: Path) -> None:
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame = pd.DataFrame({"city": ["a", "b", "c", "d"] * 10, "n": np.arange(40, dtype=np.float32)})
+    labels = np.arange(40) % 2
+    model = make_pipeline(
+        make_column_transformer((OneHotEncoder(), ["city"]), (StandardScaler(), ["n"])),
+        LogisticRegression(),
+    ).fit(frame, labels)
+    descriptor = save_model(to_onnx(model, frame[:1], target_opset=17), tmp_path / "m")
+    assert descriptor.signature is not None
+    assert [(s.name, s.dtype) for s in descriptor.signature.inputs] == [
+        ("city", "string"),
+        ("n", "float32"),
+    ]
+    loaded = load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
+    assert (
+        loaded.predict([{"n": 3.0, "city": "b"}]).tolist()
+        == model.predict(frame.iloc[[3]]).tolist()
+    )
+    with pytest.raises(InvalidInput, match="inputs 'city', 'n'; give columns"):
+        loaded.predict(np.ones((2, 2)))
