@@ -244,7 +244,7 @@ def _load_npy(body: bytes) -> Array:
 
 
 def check_matrix(array: Array, schema: InputSchema) -> Array:
-    if array.dtype.kind not in "biuf":
+    if array.dtype.kind not in ("biuf" if schema.numeric else "biufUSO"):
         raise SignatureMismatch(
             f"the array's dtype {array.dtype} is not numeric; the model takes {schema.dtype}"
         )
@@ -299,7 +299,7 @@ def _diagnose(rows: list[Any], schema: InputSchema) -> None:
                 details={"row": r, "expected": width, "got": len(row)},
             )
         for c, value in enumerate(row):
-            if not _is_number(value):
+            if schema.numeric and not _is_number(value):
                 raise SignatureMismatch(
                     f"row {r}, {schema.column_name(c)}: {value!r} is not a number "
                     f"(the model takes {schema.dtype})",

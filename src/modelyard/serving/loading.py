@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 from modelyard.errors import InvalidInput
 from modelyard.flavors import MODEL_FILE, load_model, read_descriptor
 from modelyard.serving import onnx_fastpath
+from modelyard.serving.errors import SignatureMismatch
 from modelyard.serving.handler import Handler
 from modelyard.serving.model import (
     Array,
@@ -44,22 +46,35 @@ def _outputs(signature: SignatureLike | None) -> list[OutputSpec]:
 # scikit-learn warns on every call when a model fitted on a DataFrame gets a numpy array;
 # the server has already put the columns in signature order, so the warning is noise.
 _FEATURE_NAMES_WARNING = "X does not have valid feature names"
+_NUMERIC_KINDS = frozenset({"float64", "float32", "float16", "int64", "int32", "int16", "int8"})
 
 
-def native_predictors(model: ModelLike) -> tuple[PredictFn, PredictFn | None]:
+def native_predictors(
+    model: ModelLike, schema: InputSchema | None = None
+) -> tuple[PredictFn, PredictFn | None]:
+    """The model's own predict functions, taking the server's 2-D arrays.
+
+    Numeric rows go to the model as they are. Rows of a signature with text columns
+    travel as object arrays and reach the model as a dict of columns (numeric columns
+    converted to their dtype), which every flavor reads as a table.
+    """
+    as_input = _columns_input(schema) if schema is not None else None
+
     def predict(x: Array) -> Array:
+        data = as_input(x) if as_input is not None else x
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_FEATURE_NAMES_WARNING)
-            return np.asarray(model.predict(x))
+            return np.asarray(model.predict(data))
 
     proba_method = getattr(model, "predict_proba", None)
     if not callable(proba_method):
         return predict, None
 
     def predict_proba(x: Array) -> Array:
+        data = as_input(x) if as_input is not None else x
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_FEATURE_NAMES_WARNING)
-            result = proba_method(x)
+            result = proba_method(data)
         if result is None:
             raise InvalidInput(f"this {model.flavor} model gives no probabilities")
         return np.asarray(result)
@@ -67,11 +82,34 @@ def native_predictors(model: ModelLike) -> tuple[PredictFn, PredictFn | None]:
     return predict, predict_proba
 
 
+def _columns_input(schema: InputSchema) -> Callable[[Array], Any] | None:
+    if schema.numeric or schema.columns is None:
+        return None
+    columns = schema.columns
+    kinds = schema.column_dtypes or ("string",) * len(columns)
+
+    def to_columns(x: Array) -> dict[str, Array]:
+        out: dict[str, Array] = {}
+        for i, (name, kind) in enumerate(zip(columns, kinds, strict=True)):
+            column = x[:, i]
+            if kind in _NUMERIC_KINDS:
+                try:
+                    column = column.astype(kind)
+                except (TypeError, ValueError):
+                    raise SignatureMismatch(
+                        f"{schema.column_name(i)}: values are not all {kind}"
+                    ) from None
+            out[name] = column
+        return out
+
+    return to_columns
+
+
 def servable_from_model(model: ModelLike, settings: ServerSettings) -> Servable:
     """Wrap a loaded model; take the ONNX Runtime fast path when allowed and verified."""
     signature = model.descriptor.signature
     schema = InputSchema.from_signature(signature)
-    predict, predict_proba = native_predictors(model)
+    predict, predict_proba = native_predictors(model, schema)
     runtime = Runtime("native", "ONNX fast path disabled (--no-onnx)")
     if settings.use_onnx:
         decision = onnx_fastpath.try_fast_path(model, schema, settings, predict, predict_proba)

@@ -73,6 +73,7 @@ class InputSchema:
     dtype: str = "float64"
     tensor_name: str = "input-0"
     numeric: bool = True
+    column_dtypes: tuple[str, ...] | None = None
 
     @classmethod
     def from_signature(cls, signature: SignatureLike | None) -> InputSchema:
@@ -80,8 +81,9 @@ class InputSchema:
             return cls()
         inputs = list(signature.inputs)
         dtypes = {spec.dtype for spec in inputs}
-        dtype = "float32" if dtypes <= _FLOAT32 else "float64"
         numeric = dtypes <= _NUMERIC
+        # text (or mixed) inputs travel as object arrays; the model's flavor converts them
+        dtype = ("float32" if dtypes <= _FLOAT32 else "float64") if numeric else "object"
         if len(inputs) == 1:
             spec = inputs[0]
             shape = list(spec.shape or [])
@@ -90,10 +92,23 @@ class InputSchema:
                 width = shape[-1] if shape[-1] > 0 else None
                 return cls(width=width, dtype=dtype, tensor_name=name, numeric=numeric)
             if spec.name is not None:  # one named 1-D input: a table of one column
-                return cls(columns=(name,), width=1, dtype=dtype, tensor_name=name, numeric=numeric)
+                return cls(
+                    columns=(name,),
+                    width=1,
+                    dtype=dtype,
+                    tensor_name=name,
+                    numeric=numeric,
+                    column_dtypes=(spec.dtype,),
+                )
             return cls(dtype=dtype, tensor_name=name, numeric=numeric)
         columns = tuple(spec.name or f"column_{i}" for i, spec in enumerate(inputs))
-        return cls(columns=columns, width=len(columns), dtype=dtype, numeric=numeric)
+        return cls(
+            columns=columns,
+            width=len(columns),
+            dtype=dtype,
+            numeric=numeric,
+            column_dtypes=tuple(spec.dtype for spec in inputs),
+        )
 
     def column_name(self, index: int) -> str:
         """How an error names column ``index`` (0-based): its signature name, or its number."""

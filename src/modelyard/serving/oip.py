@@ -46,8 +46,10 @@ def model_metadata(servable: Servable) -> dict[str, Any]:
     """``GET /v2/models/{name}``, with the extension field ``runtime`` (engine + reason)."""
     schema = servable.schema
     if schema.columns is not None:
+        kinds = schema.column_dtypes or (schema.dtype,) * len(schema.columns)
         inputs = [
-            {"name": c, "datatype": datatype(schema.dtype), "shape": [-1]} for c in schema.columns
+            {"name": c, "datatype": datatype(k), "shape": [-1]}
+            for c, k in zip(schema.columns, kinds, strict=True)
         ]
     else:
         width = schema.width if schema.width is not None else -1
@@ -80,13 +82,13 @@ def parse_infer(body: Any, servable: Servable) -> tuple[Array, list[str], str | 
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("'id' must be a string")
-    tensors = [_tensor(t, i) for i, t in enumerate(inputs)]
+    tensors = [_tensor(t, i, servable.schema.numeric) for i, t in enumerate(inputs)]
     rows = _rows(tensors, servable)
     wanted = _wanted_outputs(body.get("outputs"), servable)
     return rows, wanted, request_id
 
 
-def _tensor(raw: Any, index: int) -> tuple[str, Array]:
+def _tensor(raw: Any, index: int, numeric: bool) -> tuple[str, Array]:
     if not isinstance(raw, dict):
         raise InvalidInput(f"inputs[{index}] must be an object")
     name = raw.get("name")
@@ -100,9 +102,11 @@ def _tensor(raw: Any, index: int) -> tuple[str, Array]:
     ):
         raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
     kind = raw.get("datatype")
-    if kind == "BYTES":
+    if kind == "BYTES" and numeric:
         raise SignatureMismatch(f"input {name!r}: BYTES given, but the model takes numbers")
     dtype = _DATATYPES.get(kind) if isinstance(kind, str) else None
+    if kind == "BYTES":
+        dtype = "object"
     if dtype is None:
         raise InvalidInput(
             f"input {name!r}: datatype {kind!r} is not one of {', '.join(_DATATYPES)}"

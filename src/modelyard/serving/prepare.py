@@ -58,8 +58,8 @@ def main() -> int:
     settings = ServerSettings.from_env()
     assert settings.model_dir is not None
     model = load_model(settings.model_dir)
-    predict, predict_proba = native_predictors(model)
     schema = InputSchema.from_signature(model.descriptor.signature)
+    predict, predict_proba = native_predictors(model, schema)
     decision = onnx_fastpath.try_fast_path(model, schema, settings, predict, predict_proba)
     onnx_fastpath.save_decision(decision, out_dir)
     return 0
