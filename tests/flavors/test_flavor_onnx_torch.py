@@ -119,9 +119,7 @@ def test_onnx_graph_with_one_input_per_column(tmp_path: Path) -> None:
     ]
     loaded = load_model(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict(frame), model.predict(frame))
-    assert (
-        loaded.predict([{"n": 3.0, "city": "b"}]).tolist()
-        == model.predict(frame.iloc[[3]]).tolist()
-    )
+    row = pd.DataFrame({"city": ["b"], "n": np.array([3.0], dtype=np.float32)})
+    assert loaded.predict([{"n": 3.0, "city": "b"}]).tolist() == model.predict(row).tolist()
     with pytest.raises(InvalidInput, match="inputs 'city', 'n'; give columns"):
         loaded.predict(np.ones((2, 2)))
