@@ -137,8 +137,13 @@ def test_logging_rules_and_errors(mlflow_url: str, modelyard: Client) -> None:
             tags=[RunTag("k", "v")],
         )
         mlflow.log_metric("single", 3.5, step=7)
+        mlflow.set_tag("mlflow.note.content", "tried a smaller alpha")
     run = modelyard.tracking.get_run(run_id)
     assert run.experiment == "rules" and run.name == "batchy"
+    assert run.notes == "tried a smaller alpha"
+    client.update_run(run_id, name="renamed")  # renaming is allowed after the end
+    assert modelyard.tracking.get_run(run_id).name == "renamed"
+    assert client.get_run(run_id).data.tags["mlflow.runName"] == "renamed"
     assert run.params == {"alpha": "0.1", "beta": "2"}
     assert run.tags["stage"] == "prod" and run.tags["k"] == "v"
     assert run.metrics["m"].latest == 2.0 and run.metrics["m"].count == 3

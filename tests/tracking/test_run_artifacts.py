@@ -12,9 +12,12 @@ from typer.testing import CliRunner
 
 from modelyard.cli.main import app
 from modelyard.client.sdk import Client, connect
+from modelyard.client.transport import EmbeddedTransport
 from modelyard.errors import Conflict, InvalidInput, NotFound
 from modelyard.jobs.archive import extract_tar_gz, list_tar_gz
 from modelyard.lineage.schemas import GetLineage
+from modelyard.runtime import Runtime
+from modelyard.security.service import local_principal
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -137,3 +140,20 @@ def test_archive_a_folder_of_a_run(client: Client, tmp_path: Path) -> None:
         )
     with pytest.raises(InvalidInput):
         archive("../model")
+
+
+def test_artifact_rows_on_both_metadata_stores(runtime: Runtime, tmp_path: Path) -> None:
+    """The LIKE prefix queries and the lineage edge, on SQLite and PostgreSQL."""
+    c = Client(EmbeddedTransport(runtime, local_principal()))
+    run = c.tracking.create_run("arts")
+    _write(tmp_path / "d" / "100%_done" / "a.txt", b"a")
+    _write(tmp_path / "d" / "100x_done" / "b.txt", b"b")
+    c.tracking.log_artifacts(run.id, tmp_path / "d")
+    # '%' and '_' in a folder name match literally, not as wildcards.
+    listed = c.tracking.list_artifacts(run.id, "100%_done").artifacts
+    assert [a.path for a in listed] == ["100%_done/a.txt"]
+    c.tracking.log_artifact(run.id, _write(tmp_path / "v2" / "a.txt", b"a2"), "100%_done")
+    out = c.tracking.download_artifacts(run.id, "100%_done", tmp_path / "out")
+    assert (out / "a.txt").read_bytes() == b"a2"
+    graph = c.transport.call("lineage.get_lineage", GetLineage(node_type="run", node_id=run.id))
+    assert len([e for e in graph.edges if e.relation == "output"]) == 3

@@ -17,6 +17,8 @@ from modelyard.tracking.schemas import Experiment, Point, Run
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
 
 
 def ms(when: dt.datetime) -> int:
@@ -77,8 +79,13 @@ def run_info(run: Run, experiment_id: str) -> dict[str, Any]:
 
 def run(run: Run, experiment_id: str) -> dict[str, Any]:
     tags = dict(run.tags)
-    if run.name and RUN_NAME_TAG not in tags:
+    # The run's name and notes, where MLflow keeps them (in tags) as well as in info.
+    if run.name:
         tags[RUN_NAME_TAG] = run.name
+    if run.notes:
+        tags[NOTE_TAG] = run.notes
+    if run.git_commit and GIT_COMMIT_TAG not in tags:
+        tags[GIT_COMMIT_TAG] = run.git_commit
     metrics = [
         {"key": k, "value": number(s.latest), "timestamp": s.timestamp, "step": s.step}
         for k, s in run.metrics.items()

@@ -118,11 +118,11 @@ def get_run(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_run(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
-    """End a run (status FINISHED/FAILED/KILLED); renaming is not supported."""
+    """End a run (status FINISHED/FAILED/KILLED) and/or rename it."""
     req = schemas.UpdateRun.model_validate(body)
     run = call.run(req.run_id)
     if req.run_name and req.run_name != run.name:
-        raise invalid("renaming a run is not supported")
+        run = call("tracking.update_run", run_id=run.id, name=req.run_name)
     if req.status is not None and req.status not in _RUN_STATUSES:
         raise invalid(f"status {req.status!r} is not one of {', '.join(_RUN_STATUSES)}")
     if req.status is not None and req.status != "RUNNING" and req.status != run.status:
@@ -141,6 +141,16 @@ def _batch(
     tags: Sequence[schemas.KeyValue] = (),
 ) -> dict[str, Any]:
     now = int(time.time() * 1000)
+    # MLflow keeps the run's name and notes in these tags too; setting one renames the run
+    # or replaces its notes, as MLflow's server does.
+    values = {t.key: t.value for t in tags}
+    if entities.RUN_NAME_TAG in values or entities.NOTE_TAG in values:
+        call(
+            "tracking.update_run",
+            run_id=run_id,
+            name=values.get(entities.RUN_NAME_TAG),
+            notes=values.get(entities.NOTE_TAG),
+        )
     call(
         "tracking.log_batch",
         run_id=run_id,
