@@ -160,3 +160,14 @@ def test_existing_pickle_file_is_copied(tmp_path: Path, xy: Any) -> None:
         tmp_path / "m", allow_pickle=True, expected_digests={"model.pkl": sha256_file(source)}
     )
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_handler_load_failure_is_reported(tmp_path: Path) -> None:
+    source = tmp_path / "h.py"
+    source.write_text(
+        "def load(model_dir):\n    raise RuntimeError('weights missing')\n\n"
+        "def predict(obj, data):\n    return data\n"
+    )
+    save_model(source, tmp_path / "m")
+    with pytest.raises(InvalidInput, match="load\\(model_dir\\) failed: RuntimeError: weights"):
+        load_model(tmp_path / "m")

@@ -76,6 +76,8 @@ def test_regressor_has_no_probabilities(tmp_path: Path, xy: Any) -> None:
     loaded = load_model(tmp_path / "m")
     assert loaded.predict_proba is None
     np.testing.assert_allclose(loaded.predict(x[:4]), model.predict(x[:4]))
+    with pytest.raises(InvalidInput, match=r"the model refused the input: .*features"):
+        loaded.predict(x[:4, :2])
 
 
 def test_custom_class_is_refused_on_load_with_its_name(tmp_path: Path, xy: Any) -> None:

@@ -9,7 +9,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import ConfigurationError, InvalidInput
+from modelyard.errors import ConfigurationError, InvalidInput, ModelyardError
 from modelyard.flavors._descriptor import ModelDescriptor
 
 Predict = Callable[[Any], Any]
@@ -38,7 +38,9 @@ class LoadedModel:
         self.native = native
         self.path = path
         self._predict = predict
-        self.predict_proba: Predict | None = predict_proba
+        self.predict_proba: Predict | None = (
+            None if predict_proba is None else _refusing_bad_input(predict_proba)
+        )
 
     @property
     def flavor(self) -> str:
@@ -49,11 +51,28 @@ class LoadedModel:
         return self.descriptor.classes
 
     def predict(self, data: Any) -> Any:
-        """Predictions for ``data`` (see :mod:`modelyard.flavors._signature` for formats)."""
-        return self._predict(data)
+        """Predictions for ``data`` (see :mod:`modelyard.flavors._signature` for formats).
+
+        Data the model refuses (the library raises ``ValueError`` or ``TypeError``, as
+        scikit-learn, XGBoost and NumPy do for wrong shapes and types) raises
+        :class:`InvalidInput` with the library's message.
+        """
+        return _refusing_bad_input(self._predict)(data)
 
     def __repr__(self) -> str:
         return f"LoadedModel(flavor={self.flavor!r}, native={type(self.native).__name__})"
+
+
+def _refusing_bad_input(fn: Predict) -> Predict:
+    def call(data: Any) -> Any:
+        try:
+            return fn(data)
+        except ModelyardError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(f"the model refused the input: {exc}") from exc
+
+    return call
 
 
 @dataclass

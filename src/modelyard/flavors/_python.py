@@ -110,7 +110,11 @@ class PythonFlavor(Flavor):
         module = _import(folder, entry)
         _, load_fn = _function(module, LOAD_NAMES, entry)
         predict_name, predict_fn = _function(module, PREDICT_NAMES, entry)
-        obj = load_fn(str(folder))
+        try:
+            obj = load_fn(str(folder))
+        except Exception as exc:  # the handler's own code
+            problem = f"{type(exc).__name__}: {exc}"
+            raise InvalidInput(f"the handler's load(model_dir) failed: {problem}") from exc
         sagemaker_order = predict_name == "predict_fn"
 
         def predict(data: Any) -> Any:

@@ -77,7 +77,7 @@ class TorchScriptFlavor(Flavor):
 def _load(torch: Any, path: Path) -> Any:
     try:
         module = torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         raise InvalidInput(f"{path.name} is not a TorchScript archive: {exc}") from None
     module.eval()
     return module
