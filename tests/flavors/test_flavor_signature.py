@@ -98,6 +98,7 @@ def test_valid_payloads_pass_in_every_form() -> None:
     validate(COLUMNS, pd.DataFrame(records))
     validate(COLUMNS, pl.DataFrame({"age": [1], "income": [1.0], "city": ["z"]}))
     validate(COLUMNS, {"age": [1, 2], "income": [0.5, 1.5], "city": ["a", "b"]})
+    validate(COLUMNS, {"age": 1, "income": 0.5, "city": "a"})  # one record
 
 
 @pytest.mark.parametrize(
@@ -114,6 +115,7 @@ def test_valid_payloads_pass_in_every_form() -> None:
         ({"age": [1], "income": [1.0], "city": [3]}, "column 'city' holds int64 values"),
         ({"age": [1, None], "income": [1.0, 2], "city": ["a", "b"]}, "missing values"),
         ({"age": [1, 2], "income": [1.0], "city": ["a"]}, "different lengths"),
+        ({"age": [1, 2], "income": 1.0, "city": ["a", "b"]}, "'income' is a single value"),
         (np.zeros((2, 4)), "rows have 4 values, expected 3"),
         ("text", "expected columns"),
     ],

@@ -38,7 +38,7 @@ def as_columns(data: Any) -> dict[str, Array] | None:
 
     Tabular: pandas/polars DataFrames, pyarrow Tables and RecordBatches, a non-empty
     ``list`` of mappings (the union of their keys; a missing key is a missing value) and a
-    mapping of names to sequences or arrays.
+    mapping of names to sequences or arrays (or to single values: one record).
     """
     root = _module_root(data)
     kind = type(data).__name__
@@ -52,11 +52,18 @@ def as_columns(data: Any) -> dict[str, Array] | None:
             for i, name in enumerate(data.schema.names)
         }
     if isinstance(data, Mapping):
+        if data and all(_is_scalar(v) for v in data.values()):
+            data = {name: [value] for name, value in data.items()}  # one record
         columns: dict[str, Array] = {}
         for name, values in data.items():
             if not isinstance(name, str):
                 raise InvalidInput(f"column names must be strings, got {name!r}")
             columns[name] = _array(values, name)
+            if columns[name].ndim == 0:
+                raise InvalidInput(
+                    f"column {name!r} is a single value while other columns are lists; "
+                    "give every column as a list, or one record with single values"
+                )
         return columns
     if isinstance(data, list) and data and all(isinstance(row, Mapping) for row in data):
         names: dict[str, None] = {}
@@ -67,6 +74,10 @@ def as_columns(data: Any) -> dict[str, Array] | None:
                 names.setdefault(name, None)
         return {name: _array([row.get(name) for row in data], name) for name in names}
     return None
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, bytes, int, float, bool, np.generic))
 
 
 def _array(values: Any, name: str | None) -> Array:
