@@ -1,0 +1,263 @@
+"""Model serving: modelyard's replica beside ``mlflow models serve``, same model, same rows.
+
+    .venv/bin/python -m benchmarks.bench_serving [--requests 2000] [--seconds 10]
+                                                 [--concurrency 32] [--features 20]
+
+One scikit-learn LogisticRegression (20 features), saved once with
+``modelyard.flavors.save_model`` and once with ``mlflow.sklearn.save_model``; each server
+runs one worker process on a free loopback port. Requests are single JSON rows sent by a
+minimal keep-alive HTTP/1.1 client over raw sockets (so the client's own cost stays small
+and equal for both):
+
+- latency at concurrency 1: median of ``--requests`` requests, beside the median of the
+  native model's in-process ``predict`` on one numpy row (goal: at most 1 ms above it);
+- throughput at concurrency 32: requests per second over ``--seconds`` with 32 client
+  threads (goal: at least 20x ``mlflow models serve``);
+- idle memory: resident set size of the server's process tree after warm-up (goal: at
+  most a third of ``mlflow models serve``'s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RawClient:
+    """Keep-alive HTTP/1.1 POSTs of one fixed body; reads Content-Length replies."""
+
+    def __init__(self, port: int, path: str, body: bytes, content_type: str) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        self.buffer = b""
+
+    def post(self) -> bytes:
+        self.sock.sendall(self.request)
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        status = head.split(b" ", 2)[1]
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(rest) < length:
+            rest += self._recv()
+        body, self.buffer = rest[:length], rest[length:]
+        if status != b"200":
+            raise RuntimeError(f"HTTP {status.decode()}: {body[:200]!r}")
+        return body
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("server did not become ready")
+
+
+def tree_rss_mb(pid: int) -> float:
+    root = psutil.Process(pid)
+    procs = [root, *root.children(recursive=True)]
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / 2**20
+
+
+def latency_ms(port: int, path: str, body: bytes, ctype: str, n: int) -> float:
+    client = RawClient(port, path, body, ctype)
+    try:
+        for _ in range(200):
+            client.post()
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            client.post()
+            times.append(time.perf_counter() - t0)
+    finally:
+        client.close()
+    return statistics.median(times) * 1000
+
+
+def throughput(
+    port: int, path: str, body: bytes, ctype: str, threads: int, seconds: float
+) -> float:
+    counts = [0] * threads
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        client = RawClient(port, path, body, ctype)
+        try:
+            while not stop.is_set():
+                client.post()
+                counts[i] += 1
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            client.close()
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    time.sleep(1.0)  # warm-up
+    start_counts, t0 = sum(counts), time.perf_counter()
+    time.sleep(seconds)
+    done, elapsed = sum(counts) - start_counts, time.perf_counter() - t0
+    stop.set()
+    for t in pool:
+        t.join()
+    if errors:
+        raise SystemExit(f"requests failed: {errors[0]!r}")
+    return done / elapsed
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--features", type=int, default=20)
+    args = parser.parse_args()
+
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    from modelyard.flavors import load_model, save_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, args.features))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    estimator = LogisticRegression().fit(x, y)
+    row = x[:1]
+
+    times = []
+    for _ in range(args.requests):
+        t0 = time.perf_counter()
+        estimator.predict(row)
+        times.append(time.perf_counter() - t0)
+    native_ms = statistics.median(times) * 1000
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    save_model(estimator, tmp / "modelyard", sample_input=x[:100])
+    mlflow.sklearn.save_model(estimator, str(tmp / "mlflow"))
+    assert load_model(tmp / "modelyard").flavor == "sklearn"
+
+    my_body = json.dumps({"instances": row.tolist()}).encode()
+    ml_body = json.dumps({"inputs": row.tolist()}).encode()
+    results: dict[str, dict[str, float]] = {}
+    servers = {
+        "modelyard": (
+            [sys.executable, "-m", "modelyard.serving", "--model-dir", str(tmp / "modelyard"),
+             "--name", "bench", "--workers", "1"],
+            "/ping", my_body,
+        ),
+        "mlflow": (
+            [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+             str(tmp / "mlflow"), "--env-manager", "local", "-w", "1", "-h", "127.0.0.1"],
+            "/ping", ml_body,
+        ),
+    }  # fmt: skip
+    for name, (command, ping, body) in servers.items():
+        port = free_port()
+        command = [*command, "--port" if name == "modelyard" else "-p", str(port)]
+        proc = subprocess.Popen(
+            command,
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(REPO / "src"),
+                # mlflow execs `uvicorn` by name: the environment's bin first on PATH
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
+        )
+        try:
+            wait_ready(port, ping, proc)
+            path = "/invocations"
+            ctype = "application/json"
+            latency_ms(port, path, body, ctype, 100)  # warm-up
+            time.sleep(2)
+            idle = tree_rss_mb(proc.pid)
+            lat = latency_ms(port, path, body, ctype, args.requests)
+            rps = throughput(port, path, body, ctype, args.concurrency, args.seconds)
+            results[name] = {"latency_ms": lat, "rps": rps, "idle_mb": idle}
+            print(f"{name:10s} p50 {lat:.3f} ms   {rps:8.0f} req/s at c={args.concurrency}"
+                  f"   idle {idle:.0f} MB", flush=True)  # fmt: skip
+        finally:
+            stop_server(proc)
+
+    my, ml = results["modelyard"], results["mlflow"]
+    print(f"native predict p50 {native_ms:.3f} ms")
+    print(
+        f"latency: modelyard {my['latency_ms'] - native_ms:+.3f} ms over native predict "
+        f"(goal <= +1 ms): {'OK' if my['latency_ms'] - native_ms <= 1 else 'MISSED'}"
+    )
+    ratio = my["rps"] / ml["rps"]
+    print(f"throughput: {ratio:.1f}x mlflow (goal >= 20x): {'OK' if ratio >= 20 else 'MISSED'}")
+    share = my["idle_mb"] / ml["idle_mb"]
+    print(
+        f"idle memory: {share:.2f} of mlflow (goal <= 0.33): {'OK' if share <= 1 / 3 else 'MISSED'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
