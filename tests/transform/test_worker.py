@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelyard.transform import reading
-from modelyard.transform.schemas import WorkerConfig
+from modelyard.transform.config import WorkerConfig
 from modelyard.transform.worker import Counters, FileRun, Predictor, Progress, StopTransform
 
 

@@ -53,7 +53,7 @@ from modelyard.jobs.schemas import (
 from modelyard.registry import service as registry_service
 from modelyard.registry.schemas import GetVersion as GetModelVersion
 from modelyard.security.roles import ROLES
-from modelyard.transform.schemas import (
+from modelyard.transform.config import (
     DATA_CHANNEL,
     ERRORS_FILE,
     ERRORS_SHOWN,
@@ -62,13 +62,15 @@ from modelyard.transform.schemas import (
     PREDICTION,
     PROBABILITY_PREFIX,
     SUMMARY_FILE,
+    WorkerConfig,
+)
+from modelyard.transform.schemas import (
     CreateTransform,
     GetTransform,
     ListTransforms,
     RecordError,
     Transform,
     TransformList,
-    WorkerConfig,
 )
 
 log = logging.getLogger("modelyard.transform")

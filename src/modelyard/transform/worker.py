@@ -42,7 +42,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from modelyard.transform import reading
-from modelyard.transform.schemas import (
+from modelyard.transform.config import (
     ERRORS_FILE,
     PARTS_DIR,
     PREDICTION,
