@@ -14,6 +14,7 @@ from modelyard.client.transport import EmbeddedTransport
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.runtime import Runtime
 from modelyard.security.service import local_principal
+from modelyard.tracking import service as tracking_service
 from modelyard.tracking.schemas import MAX_BATCH_POINTS, LogBatch
 from testkit import LiveServer
 
@@ -266,3 +267,52 @@ def test_a_failed_background_send_reaches_the_logging_caller(client: Client) -> 
     with pytest.raises(Conflict):
         run.end()
     assert client.tracking.get_run(run.id).metrics == {}
+
+
+@pytest.mark.parametrize("walk_factor", [0, 10_000])  # always / never walk the index
+def test_search_ordered_by_a_metric_pages_like_a_full_sort(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, walk_factor: int
+) -> None:
+    """Pages from the index walk equal slices of a full sort: runs with a value first in
+    order, then runs whose value is NaN or missing (NULLS LAST)."""
+    monkeypatch.setattr(tracking_service, "_INDEX_WALK_FACTOR", walk_factor)
+    c = _sdk(runtime)
+    rng = random.Random(3)
+    expected: list[tuple[float, str]] = []
+    for i in range(80):
+        run = c.tracking.create_run("order", name=f"r{i}")
+        kind = i % 8
+        metrics: list[dict[str, object]] = [{"key": "f", "value": 1.0}]
+        if kind == 0:  # no "s" at all
+            expected.append((math.inf, run.id))
+        elif kind == 1:  # "s" is NaN
+            metrics.append({"key": "s", "value": math.nan})
+            expected.append((math.inf, run.id))
+        else:
+            v = round(rng.uniform(0, 10), 1)  # ties on purpose
+            metrics.append({"key": "s", "value": v})
+            expected.append((-v, run.id))
+        c.tracking.log_batch(run.id, metrics=metrics)
+    # Ties and the NaN/missing tail are ordered by start time, newest first.
+    start = {r.id: r.start_time for r in c.tracking.search_runs("order", limit=1000).runs}
+    order = [
+        run_id
+        for _, _, run_id in sorted(
+            (v, -start[run_id].timestamp(), run_id) for v, run_id in expected
+        )
+    ]
+    for offset, limit in [(0, 5), (3, 4), (60, 7), (66, 5), (70, 3), (78, 5), (85, 2)]:
+        page = c.tracking.search_runs(
+            "order", "metrics.f > 0", order_by="metrics.s desc", limit=limit, offset=offset
+        )
+        assert page.total == 80
+        got = [r.id for r in page.runs]
+        want = order[offset : offset + limit]
+        # Runs started within the same clock tick may swap; their sort keys must not.
+        assert [(_key(expected, i), start[i]) for i in got] == [
+            (_key(expected, i), start[i]) for i in want
+        ]
+
+
+def _key(expected: list[tuple[float, str]], run_id: str) -> float:
+    return next(v for v, i in expected if i == run_id)

@@ -311,3 +311,21 @@ def order_terms(text: str) -> list[UnaryExpression[Any]]:
             )
         terms.append((column.desc() if descending else column.asc()).nulls_last())
     return terms
+
+
+@dataclass(frozen=True)
+class LeadingMetric:
+    """The first ORDER BY term when it is a metric: search walks that metric's summary
+    index in order instead of sorting every matching run (see ``service.search_runs``)."""
+
+    key: str
+    column: Any  # MetricSummaryRow.latest / .min / .max
+    descending: bool
+
+
+def leading_metric(text: str) -> LeadingMetric | None:
+    order = parse_order_by(text)
+    if not order or order[0][0].kind != "metrics":
+        return None
+    field, descending = order[0]
+    return LeadingMetric(field.key, _metric_column(field.aggregate), descending)

@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from modelyard.core import lineage
 from modelyard.core.db import utcnow
@@ -124,14 +124,26 @@ def _runs_out(session: Session, rows: Sequence[RunRow]) -> list[Run]:
     ).tuples():
         tags[run_id][key] = value
     metrics: dict[str, dict[str, MetricSummary]] = {i: {} for i in ids}
-    for s in session.scalars(select(MetricSummaryRow).where(MetricSummaryRow.run_id.in_(ids))):
-        metrics[s.run_id][s.key] = MetricSummary(
-            latest=_none_to_nan(s.latest),
-            step=s.step,
-            timestamp=s.timestamp,
-            min=s.min,
-            max=s.max,
-            count=s.count,
+    summaries = MetricSummaryRow.__table__.c  # plain rows: a page holds many summaries
+    for run_id, key, latest, step, timestamp, low, high, count in session.execute(
+        select(
+            summaries.run_id,
+            summaries.key,
+            summaries.latest,
+            summaries.step,
+            summaries.timestamp,
+            summaries.min,
+            summaries.max,
+            summaries.count,
+        ).where(summaries.run_id.in_(ids))
+    ):
+        metrics[run_id][key] = MetricSummary(
+            latest=_none_to_nan(latest),
+            step=step,
+            timestamp=timestamp,
+            min=low,
+            max=high,
+            count=count,
         )
     inputs: dict[str, list[RunInputOut]] = {}
     for row in session.scalars(
@@ -458,21 +470,75 @@ def search_runs(ctx: Context, req: SearchRuns) -> RunList:
     """Search runs with a filter (metrics/params/tags/attributes), sorted and paged."""
     condition = query.filter_condition(req.filter)
     order = query.order_terms(req.order_by)
+    lead = query.leading_metric(req.order_by)
     session = ctx.session
     where = []
     if req.experiment is not None:
         where.append(RunRow.experiment_id == _experiment_row(session, req.experiment).id)
     if condition is not None:
         where.append(condition)
+    last = (RunRow.start_time.desc(), RunRow.id.desc())
     total = session.scalar(select(func.count()).select_from(RunRow).where(*where)) or 0
-    rows = session.scalars(
-        select(RunRow)
-        .where(*where)
-        .order_by(*order, RunRow.start_time.desc(), RunRow.id.desc())
-        .limit(req.limit)
-        .offset(req.offset)
-    ).all()
+    rows: list[RunRow]
+    if lead is not None and total >= _INDEX_WALK_FACTOR * (req.offset + req.limit):
+        rows = _search_by_metric(session, where, lead, order[1:], last, req.offset, req.limit)
+    else:  # few matches: sorting them all is cheaper than walking an index for them
+        rows = list(
+            session.scalars(
+                select(RunRow)
+                .where(*where)
+                .order_by(*order, *last)
+                .limit(req.limit)
+                .offset(req.offset)
+            )
+        )
     return RunList(runs=_runs_out(session, rows), total=total)
+
+
+# Walk the leading metric's index when the matches outnumber the rows wanted by this
+# factor (the walk skips non-matching entries, so it pays off only for common matches).
+_INDEX_WALK_FACTOR = 10
+
+
+def _search_by_metric(
+    session: Session,
+    where: list[Any],
+    lead: query.LeadingMetric,
+    rest: list[Any],
+    last: tuple[Any, ...],
+    offset: int,
+    limit: int,
+) -> list[RunRow]:
+    """A page ordered first by a metric, as two ordered reads: runs with a value for it
+    (driven by the summaries' (key, value) index, so the database reads about a page of
+    index entries rather than sorting every matching run), then, if the page is not full,
+    runs without one (missing or NaN: sorted last, as NULLS LAST orders them)."""
+    summary = aliased(MetricSummaryRow)
+    column = getattr(summary, lead.column.key)
+    has_value = select(summary).where(
+        summary.run_id == RunRow.id, summary.key == lead.key, column.is_not(None)
+    )
+    want = offset + limit
+    valued = list(
+        session.scalars(
+            select(RunRow)
+            .join(summary, and_(summary.run_id == RunRow.id, summary.key == lead.key))
+            .where(*where, column.is_not(None))
+            .order_by(column.desc() if lead.descending else column.asc(), *rest, *last)
+            .limit(want)
+        )
+    )
+    rows = valued[offset:]
+    if len(valued) == want:
+        return rows
+    rows += session.scalars(
+        select(RunRow)
+        .where(*where, ~has_value.exists())
+        .order_by(*rest, *last)
+        .offset(max(0, offset - len(valued)))
+        .limit(limit - len(rows))
+    )
+    return rows
 
 
 @ops.operation("GET", "/compare/runs", permission="tracking.read")
