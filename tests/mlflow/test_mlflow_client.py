@@ -340,3 +340,69 @@ def test_model_registry(mlflow_url: str, modelyard: Client, tmp_path: Path) -> N
     with pytest.raises(MlflowException) as missing:
         client.get_model_version("iris", "9")
     assert _code(missing) == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_no_server_errors_for_odd_requests(mlflow_url: str, modelyard: Client) -> None:
+    """Every MLflow route, with malformed and hostile input: 4xx in MLflow's shape."""
+    from modelyard.mlflow_compat import logged_models, registry, tracking
+
+    run = modelyard.tracking.create_run("odd")
+    values: list[object] = [
+        None,
+        "",
+        "0",
+        run.id,
+        "m-" + run.id + ".model",
+        "../../etc",
+        "x" * 5000,
+        -1,
+        2**70,
+        1e308,
+        [1, {"a": None}],
+        {"key": "k"},
+        "name = 'a' OR name = 'b'",
+        "\x00",
+    ]
+    fields = [
+        "run_id",
+        "experiment_id",
+        "experiment_ids",
+        "name",
+        "experiment_name",
+        "key",
+        "value",
+        "metrics",
+        "params",
+        "tags",
+        "filter",
+        "order_by",
+        "page_token",
+        "max_results",
+        "status",
+        "source",
+        "version",
+        "alias",
+        "metric_key",
+        "path",
+    ]
+    routes = [*tracking.ROUTES, *logged_models.ROUTES, *registry.ROUTES]
+    with httpx.Client(base_url=mlflow_url, timeout=30) as http:
+        for method, path, _ in routes:
+            path = path.replace("{model_id}", "m-" + run.id + ".model")
+            for i, value in enumerate(values):
+                body = {f: value for f in fields[i % 3 :: 3]}
+                url = f"/api/2.0/mlflow/{path}"
+                if method == "GET":
+                    params = {k: str(v) for k, v in body.items()}
+                    response = http.get(url, params=params)
+                else:
+                    response = http.request(method, url, json=body)
+                assert response.status_code < 500, (method, path, body, response.text)
+                if response.status_code >= 400:
+                    assert "error_code" in response.json(), (method, path, response.text)
+        for location in ("", "0", f"0/{run.id}", f"0/{run.id}/artifacts/%00", "a/b/c/d/e"):
+            for method in ("GET", "PUT"):
+                response = http.request(
+                    method, f"/api/2.0/mlflow-artifacts/artifacts/{location}", content=b"x"
+                )
+                assert response.status_code < 500, (method, location, response.text)
