@@ -110,8 +110,6 @@ def test_lineage_edge_and_cli(tmp_path: Path) -> None:
 
 
 def test_archive_a_folder_of_a_run(client: Client, tmp_path: Path) -> None:
-    from modelyard.tracking.schemas import ArchiveRunArtifacts
-
     run = client.tracking.create_run("arts")
     _write(tmp_path / "m" / "MLmodel", b"flavors: {}\n")
     _write(tmp_path / "m" / "sub" / "w.bin", b"w" * 100)
@@ -119,9 +117,7 @@ def test_archive_a_folder_of_a_run(client: Client, tmp_path: Path) -> None:
     client.tracking.log_artifact(run.id, _write(tmp_path / "other.txt", b"o"))
 
     def archive(path: str) -> Any:
-        return client.transport.call(
-            "tracking.archive_artifacts", ArchiveRunArtifacts(run_id=run.id, path=path)
-        )
+        return client.tracking.archive_artifacts(run.id, path)
 
     packed = archive("model")
     assert packed.files == 2 and packed.path == "model"
@@ -135,9 +131,7 @@ def test_archive_a_folder_of_a_run(client: Client, tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         archive("other.txt")  # a file, not a folder
     with pytest.raises(NotFound):
-        client.transport.call(
-            "tracking.archive_artifacts", ArchiveRunArtifacts(run_id="run-missing", path="m")
-        )
+        client.tracking.archive_artifacts("run-missing", "m")
     with pytest.raises(InvalidInput):
         archive("../model")
 

@@ -43,6 +43,7 @@ from modelyard.tracking.schemas import (
     MAX_BATCH_POINTS,
     MAX_STEP,
     MAX_TIMESTAMP_MS,
+    ArchiveRunArtifacts,
     BatchLogged,
     CompareRuns,
     Comparison,
@@ -63,6 +64,7 @@ from modelyard.tracking.schemas import (
     MetricPoint,
     Param,
     Run,
+    RunArchive,
     RunArtifact,
     RunArtifactList,
     RunInput,
@@ -371,6 +373,17 @@ class TrackingAPI:
         target = Path(dest) / name
         self._download_entry(run_id, entry, target)
         return target
+
+    def archive_artifacts(self, run_id: str, path: str) -> RunArchive:
+        """Pack the folder ``path`` of a run into one .tar.gz in the artifact store.
+
+        The same files always give the same digest; register it with
+        ``client.models.register(name, artifact=archive.digest, ...)``.
+        """
+        result: RunArchive = self._t.call(
+            "tracking.archive_artifacts", _build(ArchiveRunArtifacts, run_id=run_id, path=path)
+        )
+        return result
 
     def _download_entry(self, run_id: str, entry: RunArtifact, target: Path) -> None:
         if entry.is_dir:
