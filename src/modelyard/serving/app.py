@@ -399,7 +399,9 @@ class ModelServer:
     ) -> tuple[int, bytes, bytes]:
         servable = self._loaded()
         content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
-        if codecs.media_type(content_type) not in (codecs.JSON, None) or not content_type:
+        # the body is read as JSON whatever an unknown type says (curl -d sends a form
+        # type); only the other formats that /invocations reads are refused here
+        if codecs.media_type(content_type) in (codecs.CSV, codecs.JSONLINES, codecs.NPY):
             raise UnsupportedMediaType(
                 f"Content-Type {content_type!r}: the v2 infer route takes application/json"
             )
