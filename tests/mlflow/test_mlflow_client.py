@@ -406,3 +406,21 @@ def test_no_server_errors_for_odd_requests(mlflow_url: str, modelyard: Client) -
                     method, f"/api/2.0/mlflow-artifacts/artifacts/{location}", content=b"x"
                 )
                 assert response.status_code < 500, (method, location, response.text)
+
+
+def test_artifact_uploads_get_the_upload_size_limit(tmp_path: Path) -> None:
+    """The MLflow upload route gets the server's upload limit, not the 32 MiB JSON limit."""
+    mib = 1024 * 1024
+    runtime = Runtime(make_settings(tmp_path, max_upload_bytes=40 * mib))
+    sdk = Client(EmbeddedTransport(runtime, local_principal()))
+    run = sdk.tracking.create_run("limits")
+    exp_id = sdk.tracking.get_experiment("limits").id
+    with LiveServer(runtime) as server:
+        base = f"{server.url}/api/2.0/mlflow-artifacts/artifacts/{exp_id}/{run.id}/artifacts"
+        ok = httpx.put(f"{base}/weights.bin", content=b"w" * (33 * mib), timeout=60)
+        assert ok.status_code == 200, ok.text
+        big = httpx.put(f"{base}/big.bin", content=b"b" * (41 * mib), timeout=60)
+        assert big.status_code == 413
+    listed = sdk.tracking.list_artifacts(run.id).artifacts
+    assert [(a.path, a.size) for a in listed] == [("weights.bin", 33 * mib)]
+    runtime.close()
