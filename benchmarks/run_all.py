@@ -15,6 +15,7 @@ BENCHMARKS = [
     "benchmarks.bench_xgboost",
     "benchmarks.bench_job_start",
     "benchmarks.bench_tracking",
+    "benchmarks.bench_transform",
 ]
 
 
