@@ -184,11 +184,11 @@ def _is_number(arrow_type: pa.DataType) -> bool:
 class Matrix:
     """Builds the model's 2-D input from the selected columns.
 
-    Numeric columns give a float64 matrix (nulls become NaN). A text column holding
-    numbers (a CSV column with one stray value is read as text) is cast to numbers, and
-    a value that is not one fails with the column's name; which text columns hold
-    numbers is decided once, on the first values seen. Anything else (real text) gives
-    an object matrix, for models that take text.
+    Numeric columns give a float64 matrix (float32 if all are; nulls become NaN). A text
+    column holding numbers (a CSV column with one stray value is read as text) is cast to
+    numbers, and a value that is not one fails with the column's name; which text columns
+    hold numbers is decided once, on the first values seen. Anything else (real text)
+    gives an object matrix, for models that take text.
     """
 
     def __init__(self) -> None:
@@ -226,7 +226,9 @@ class Matrix:
                 columns.append(self._to_float(name, column))
             else:
                 return np.column_stack([c.to_numpy(zero_copy_only=False) for c in batch.columns])
-        out = np.empty((batch.num_rows, len(columns)), dtype=np.float64)
+        # float32 data stays float32 (what XGBoost and ONNX models take), else float64.
+        single = all(pa.types.is_float32(c.type) for c in columns)
+        out = np.empty((batch.num_rows, len(columns)), dtype=np.float32 if single else np.float64)
         for j, column in enumerate(columns):
             out[:, j] = column.to_numpy(zero_copy_only=False)
         return out
