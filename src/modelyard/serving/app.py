@@ -40,8 +40,8 @@ from modelyard.errors import (
     UnsupportedMediaType,
 )
 from modelyard.serving import codecs, oip
-from modelyard.serving.batching import MicroBatcher
-from modelyard.serving.errors import ModelFailed
+from modelyard.serving.batching import BatchStats, MicroBatcher
+from modelyard.serving.errors import MethodNotAllowed, ModelFailed, ModelNotReady
 from modelyard.serving.handler import normalise_output
 from modelyard.serving.loading import servable_from_model
 from modelyard.serving.model import Array, Servable
@@ -70,12 +70,10 @@ class ModelServer:
         settings: ServerSettings,
         servable: Servable | None = None,
         loader: Callable[[], Servable] | None = None,
-        on_load_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         self.settings = settings
         self.servable = servable
         self.loader = loader
-        self.on_load_failure = on_load_failure
         self.load_error: str | None = None
         self.executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="modelyard-inference"
@@ -107,8 +105,6 @@ class ModelServer:
         except BaseException as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.error("model %s failed to load: %s", self.settings.name, self.load_error)
-            if self.on_load_failure is not None:
-                self.on_load_failure(exc)
 
     def batcher(self, kind: str, fn: Callable[[Array], Array]) -> MicroBatcher:
         """The batcher for ``predict`` or ``predict_proba``, bound to the running loop."""
@@ -124,7 +120,7 @@ class ModelServer:
             self._batchers[kind] = batcher
         return batcher
 
-    def batch_stats(self, kind: str = "predict") -> Any:
+    def batch_stats(self, kind: str = "predict") -> BatchStats | None:
         batcher = self._batchers.get(kind)
         return batcher.stats if batcher is not None else None
 
@@ -423,16 +419,6 @@ class ModelServer:
             "outputs": outputs,
         }
         return 200, codecs.dumps(reply), _JSON
-
-
-class ModelNotReady(ModelyardError):
-    status = 503
-    code = "model_not_ready"
-
-
-class MethodNotAllowed(ModelyardError):
-    status = 405
-    code = "method_not_allowed"
 
 
 def _allow(method: str, allowed: str, path: str) -> None:

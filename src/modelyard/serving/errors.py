@@ -24,3 +24,15 @@ class ModelFailed(ModelyardError):
 
     status = 500
     code = "model_error"
+
+
+class ModelNotReady(ModelyardError):
+    """The model is still loading, or failed to load (the message says which and why)."""
+
+    status = 503
+    code = "model_not_ready"
+
+
+class MethodNotAllowed(ModelyardError):
+    status = 405
+    code = "method_not_allowed"
