@@ -107,6 +107,11 @@ def test_flavors_without_a_converter_stay_native() -> None:
     runtime = runtime_of(app)
     assert runtime["engine"] == "native"
     assert "no ONNX conversion for flavor 'python'" in runtime["reason"]
+    runtime = runtime_of(app_for(Wrapped(Unconvertible(), "onnx"), use_onnx=True))
+    assert runtime == {
+        "engine": "native",
+        "reason": "the model is already ONNX; its flavor runs it with ONNX Runtime",
+    }
 
 
 def test_a_sample_file_of_the_wrong_width_is_reported(tmp_path: Path) -> None:

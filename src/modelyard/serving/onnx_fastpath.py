@@ -65,6 +65,8 @@ def try_fast_path(
     the reason (unsupported flavor, missing packages, converter error, mismatch).
     """
     if model.flavor not in CONVERTIBLE:
+        if model.flavor == "onnx":
+            return _native("the model is already ONNX; its flavor runs it with ONNX Runtime")
         return _native(f"no ONNX conversion for flavor {model.flavor!r} (only {CONVERTIBLE})")
     if not schema.numeric:
         return _native("the signature has non-numeric inputs; ONNX conversion needs numbers")
