@@ -4,6 +4,7 @@ import { ErrorBox, html, parseHash, useEffect, useState } from "./ui.js";
 import { render } from "./vendor/preact-htm.js";
 import { Audit } from "./pages/audit.js";
 import { DatasetDetail, DatasetList } from "./pages/datasets.js";
+import { EndpointDetail, EndpointList } from "./pages/endpoints.js";
 import { Compare, ExperimentList, RunDetail, Runs } from "./pages/experiments.js";
 import { JobDetail, JobList } from "./pages/jobs.js";
 import { Lineage } from "./pages/lineage.js";
@@ -30,6 +31,7 @@ const NAV = [
   ["jobs", "Jobs", "jobs.read"],
   ["experiments", "Experiments", "tracking.read"],
   ["models", "Models", "models.read"],
+  ["endpoints", "Endpoints", "endpoints.read"],
   ["audit", "Audit", "audit.admin"],
 ];
 
@@ -44,6 +46,7 @@ function page(me, route) {
     case "runs": return html`<${RunDetail} runId=${a} />`;
     case "compare": return html`<${Compare} query=${q} />`;
     case "models": return a ? html`<${ModelDetail} me=${me} name=${a} query=${q} />` : html`<${ModelList} />`;
+    case "endpoints": return a ? html`<${EndpointDetail} name=${a} />` : html`<${EndpointList} />`;
     case "lineage": return html`<${Lineage} type=${a} id=${b} />`;
     case "audit": return html`<${Audit} query=${q} />`;
     default: return html`<p>No such page. <a href="#/">Overview</a></p>`;

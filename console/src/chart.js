@@ -3,15 +3,28 @@
 import uPlot from "./vendor/uPlot.esm.js";
 import { html, useEffect, useRef } from "./ui.js";
 
-const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d"];
+export const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#db2777", "#65a30d"];
+
+/** Axis tick labels that fit: 1.2e8 -> "120M", 0.00012 -> "1.2e-4". */
+function compact(v) {
+  if (v === null || v === undefined) return "";
+  const a = Math.abs(v);
+  if (a === 0) return "0";
+  if (a >= 1e9) return +(v / 1e9).toPrecision(3) + "G";
+  if (a >= 1e6) return +(v / 1e6).toPrecision(3) + "M";
+  if (a >= 1e4) return +(v / 1e3).toPrecision(3) + "k";
+  if (a < 1e-3) return v.toExponential(1);
+  return String(+v.toPrecision(4));
+}
 
 /**
- * series: [{label, xs, ys}] ; xs ascending numbers (steps).
+ * series: [{label, xs, ys, color?}] ; xs ascending numbers (steps).
  * The wrapper carries data-points (the number of points drawn) for tests and benchmarks.
  */
-export function LineChart({ title, series, height = 220, xLabel = "step" }) {
+export function LineChart({ title, series, height = 220, xLabel = "step", time = false }) {
   const box = useRef(null);
   const points = series.reduce((n, s) => n + s.xs.length, 0);
+  const ymax = series.reduce((m, s) => s.ys.reduce((a, y) => (y != null && y > a ? y : a), m), 0);
   useEffect(() => {
     const el = box.current;
     if (!el) return undefined;
@@ -21,15 +34,15 @@ export function LineChart({ title, series, height = 220, xLabel = "step" }) {
     const opts = {
       width,
       height,
-      scales: { x: { time: false } },
-      axes: [{ label: xLabel }, {}],
+      scales: { x: { time } },
+      axes: [{ label: xLabel }, { values: (_, splits) => splits.map(compact), size: 56 }],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
       series: [
         { label: xLabel },
         ...series.map((s, i) => ({
           label: s.label,
-          stroke: COLORS[i % COLORS.length],
+          stroke: s.color || COLORS[i % COLORS.length],
           width: 1.5,
           spanGaps: true,
           points: { show: s.xs.length < 60 },
@@ -44,7 +57,7 @@ export function LineChart({ title, series, height = 220, xLabel = "step" }) {
       plot.destroy();
     };
   }, [series, height]);
-  return html`<figure class="chart" data-points=${points} data-series=${series.length}>
+  return html`<figure class="chart" data-points=${points} data-series=${series.length} data-ymax=${ymax}>
     <figcaption>${title}</figcaption>
     <div ref=${box} class="chart-box"></div>
   </figure>`;

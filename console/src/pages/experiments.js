@@ -1,7 +1,7 @@
 // Experiments: the list, one experiment's runs (filter, sort, page, select to compare),
 // a run's detail with metric charts, and the compare view.
 import { get, seg } from "../api.js";
-import { LineChart } from "../chart.js";
+import { COLORS, LineChart } from "../chart.js";
 import {
   Badge, ErrorBox, KeyValues, Loaded, Pager, Section, fmtNum, fmtTime, go, href, html,
   useLoad, useState,
@@ -127,6 +127,20 @@ function MetricChart({ runId, metricKey }) {
   <//>`;
 }
 
+/** One chart per metric of a run (used by the run and job pages). */
+export function RunCharts({ runId, keys }) {
+  if (!keys.length) return html`<p class="muted">No metrics logged.</p>`;
+  return html`<div class="charts">
+    ${[...keys].sort().map((k) => html`<${MetricChart} key=${k} runId=${runId} metricKey=${k} />`)}
+  </div>`;
+}
+
+function JobRunCharts({ runId }) {
+  const state = useLoad(() => get(`/runs/${seg(runId)}`), [runId]);
+  return html`<${Loaded} state=${state}>${(run) => html`<${RunCharts} runId=${run.id} keys=${Object.keys(run.metrics)} />`}<//>`;
+}
+export { JobRunCharts };
+
 function Artifacts({ runId }) {
   const state = useLoad(() => get(`/runs/${seg(runId)}/artifacts`), [runId]);
   return html`<${Loaded} state=${state}>
@@ -161,12 +175,7 @@ export function RunDetail({ runId }) {
         <${Section} title="Params"><${KeyValues} items=${run.params} /><//>
         <${Section} title="Tags"><div class="tags"><${KeyValues} items=${run.tags} /></div><//>
       </div>
-      <${Section} title="Metrics">
-        <div class="charts">
-          ${Object.keys(run.metrics).sort().map((k) => html`<${MetricChart} key=${k} runId=${run.id} metricKey=${k} />`)}
-        </div>
-        ${!Object.keys(run.metrics).length && html`<p class="muted">No metrics logged.</p>`}
-      <//>
+      <${Section} title="Metrics"><${RunCharts} runId=${run.id} keys=${Object.keys(run.metrics)} /><//>
       ${run.inputs.length > 0 && html`<${Section} title="Inputs">
         <ul>${run.inputs.map((i) => html`<li key=${i.version_id}>
           <a href=${href(["datasets", i.dataset], { version: i.version })}>${i.dataset} v${i.version}</a> ${i.context}</li>`)}</ul>
@@ -205,8 +214,9 @@ export function Compare({ query }) {
           <div class="charts">
             ${Object.entries(cmp.histories).map(
               ([key, byRun]) => html`<${LineChart} key=${key} title=${key}
-                series=${cmp.runs.filter((r) => byRun[r.id] && byRun[r.id].length).map((r) => ({
+                series=${cmp.runs.map((r, i) => [r, COLORS[i % COLORS.length]]).filter(([r]) => byRun[r.id] && byRun[r.id].length).map(([r, color]) => ({
                   label: label(r),
+                  color,
                   xs: byRun[r.id].map((p) => p.step),
                   ys: byRun[r.id].map((p) => p.value),
                 }))} />`,

@@ -1,6 +1,7 @@
 // Jobs: the list and one job's state, attempts with resource usage, a live log tail
 // (polled with after_seq until the job has ended) and its final metrics.
 import { get, seg } from "../api.js";
+import { JobRunCharts } from "./experiments.js";
 import { Badge, KeyValues, Loaded, Section, fmtBytes, fmtTime, href, html, useEffect, useLoad, useRef, useState } from "../ui.js";
 
 const LOG_POLL_MS = 1000;
@@ -94,6 +95,7 @@ export function JobDetail({ jobId }) {
           )}</tbody>
         </table>
       <//>
+      ${j.run_id && html`<${Section} title="Metrics"><${JobRunCharts} runId=${j.run_id} /><//>`}
       <${Section} title="Logs"><${LogTail} jobId=${j.id} onFinished=${j.ended_at ? null : state.reload} /><//>
     </div>`}
   <//>`;

@@ -1,6 +1,7 @@
 // Overview: recent jobs, versions waiting for approval, endpoints (where that domain exists).
 import { get, seg } from "../api.js";
-import { Badge, Loaded, Section, fmtTime, href, html, useLoad } from "../ui.js";
+import { Loaded, Section, fmtTime, href, html, useLoad } from "../ui.js";
+import { EndpointTable } from "./endpoints.js";
 import { JobTable } from "./jobs.js";
 
 async function pendingApprovals() {
@@ -39,16 +40,7 @@ export function Overview() {
       <//>
     <//>
     <${Loaded} state=${eps}>
-      ${(d) =>
-        d &&
-        html`<${Section} title="Endpoints">
-          ${(d.endpoints || []).length
-            ? html`<table class="grid"><thead><tr><th>endpoint</th><th>state</th><th>updated</th></tr></thead>
-                <tbody>${d.endpoints.map(
-                  (e) => html`<tr key=${e.name}><td>${e.name}</td><td><${Badge} value=${e.state || e.status || ""} /></td><td>${fmtTime(e.updated_at)}</td></tr>`,
-                )}</tbody></table>`
-            : html`<p class="muted">No endpoints.</p>`}
-        <//>`}
+      ${(d) => d && html`<${Section} title="Endpoints"><${EndpointTable} endpoints=${d.endpoints} /><//>`}
     <//>
   </div>`;
 }
