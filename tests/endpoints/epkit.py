@@ -68,3 +68,25 @@ def stop_all_replicas(home: Path) -> None:
             for key in ("pid", "child_pid"):
                 with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
                     os.kill(int(data[key]), signal.SIGKILL)
+
+
+def unloadable_version(client: Client, folder: Path, name: str = "churn") -> int:
+    """An approved ``python`` model whose load raises: its replicas never become ready."""
+    code = folder / f"unloadable-{len(list(folder.glob('unloadable-*')))}"
+    code.mkdir(parents=True)
+    (code / "handler.py").write_text(
+        textwrap.dedent(
+            """
+            def load(model_dir):
+                raise RuntimeError("this model cannot be loaded")
+
+            def predict(model, data):
+                return data
+            """
+        )
+    )
+    path = code.parent / f"{code.name}-saved"
+    save_model(code / "handler.py", path, flavor="python")
+    version = client.models.register(name, path=path, flavor="python").version
+    client.models.approve(name, version, reason="test")
+    return version

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from epkit import ROWS, failing_version, sklearn_version, stop_all_replicas
+from epkit import ROWS, failing_version, sklearn_version, stop_all_replicas, unloadable_version
 
 from conftest import Plane
 from modelyard.client.sdk import connect
@@ -108,9 +108,17 @@ def test_create_invoke_headers_describe_and_delete(plane: Plane) -> None:
     bad = c.endpoints.invoke("churn-ep", "not json", content_type="application/json")
     assert bad.status == 400 and bad.variant == "primary"
 
+    # The endpoint's own address serves the same router.
+    wait_for(lambda: c.endpoints.describe("churn-ep").port is not None, 30, "its own port")
+    own = f"http://127.0.0.1:{c.endpoints.describe('churn-ep').port}"
+    assert httpx.get(f"{own}/ping").status_code == 200
+    direct = httpx.post(f"{own}/invocations", content=BODY)
+    assert direct.status_code == 200 and direct.headers["x-modelyard-variant"] == "primary"
+    assert httpx.post(f"{own}/nothing", content=BODY).status_code == 404
+
     described = c.endpoints.describe("churn-ep")
     stats = described.stats[described.variants[0].id]
-    assert stats.requests >= 3 and stats.p99_latency_ms is not None
+    assert stats.requests >= 4 and stats.p99_latency_ms is not None
     assert [e.kind for e in c.endpoints.events("churn-ep").events][:1] == ["created"]
 
     c.endpoints.delete("churn-ep", wait=True)
@@ -262,6 +270,8 @@ def test_endpoints_come_back_as_they_were_after_a_control_plane_restart(tmp_path
         v = sklearn_version(c, tmp_path)
         c.endpoints.create("durable", [{"model": "churn", "version": v, "replicas": 2}])
         ep = c.endpoints.wait("durable")
+        wait_for(lambda: c.endpoints.describe("durable").port is not None, 30, "its own port")
+        ep = c.endpoints.describe("durable")
         c.close()
         kept, killed = ep.replicas
         first.close()  # the control plane stops; its replicas keep running
@@ -289,6 +299,13 @@ def test_endpoints_come_back_as_they_were_after_a_control_plane_restart(tmp_path
                     0,
                 )
                 assert reps[killed.id].pid != killed.pid
+                # The endpoint's own address comes back on the same port.
+                wait_for(lambda: remote.endpoints.describe("durable").port == ep.port, 30, "port")
+                assert ep.port is not None
+                assert (
+                    httpx.post(f"http://127.0.0.1:{ep.port}/invocations", content=BODY).status_code
+                    == 200
+                )
                 answer = remote.endpoints.invoke("durable", BODY)
                 assert answer.status == 200 and answer.model_version == f"churn:{v}"
                 assert remote.endpoints.describe("durable").status == "InService"
@@ -339,3 +356,19 @@ def test_capture_writes_sampled_json_lines_files_that_are_listed(plane: Plane) -
         c.endpoints.invoke("cap", BODY)
     plane_for(plane.runtime).capturer.flush()
     assert sum(f.count for f in c.endpoints.capture_files("cap").files) == 11
+
+
+def test_an_update_whose_model_cannot_load_is_rolled_back(plane: Plane) -> None:
+    c = plane.client
+    good = sklearn_version(c, plane.folder)
+    broken = unloadable_version(c, plane.folder)
+    c.endpoints.create("broken", [{"model": "churn", "version": good}])
+    c.endpoints.wait("broken")
+    c.endpoints.update("broken", [{"model": "churn", "version": broken}])
+    rollout = c.endpoints.wait_rollout("broken", timeout=180)
+    assert rollout.state == "RolledBack"
+    assert "could not start" in rollout.reason and "cannot be loaded" in rollout.reason
+    ep = c.endpoints.describe("broken")
+    assert ep.status == "InService" and [v.version for v in ep.variants] == [good]
+    answer = c.endpoints.invoke("broken", BODY)
+    assert answer.status == 200 and answer.model_version == f"churn:{good}"

@@ -30,6 +30,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from modelyard.client.transport import EmbeddedTransport, RemoteTransport, Transport
+from modelyard.core.ids import new_id
+from modelyard.endpoints.invoke import INVOKE
+from modelyard.endpoints.plane import plane_for
 from modelyard.endpoints.schemas import (
     Capture,
     CaptureFileList,
@@ -280,10 +283,6 @@ class EndpointsAPI:
     def _invoke_embedded(
         self, name: str, data: bytes, content_type: str, accept: str | None
     ) -> Invocation:
-        from modelyard.core.ids import new_id
-        from modelyard.endpoints.plane import plane_for
-        from modelyard.endpoints.service import INVOKE
-
         assert isinstance(self._t, EmbeddedTransport)
         self._ensure_controller()
         runtime = self._t.runtime

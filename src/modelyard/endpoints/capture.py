@@ -70,17 +70,15 @@ class Capturer:
     def __init__(self, db: Database, artifacts: ArtifactStore, *, capacity: int = QUEUE_EVENTS):
         self.db = db
         self.artifacts = artifacts
-        self._queue: queue.Queue[tuple[str, dict[str, Any], int, float] | None] = queue.Queue(
-            maxsize=capacity
-        )
+        # An event, a flush request (set once everything before it is written), or None
+        # (stop). Only events count against the capacity: requests use put() and wait.
+        self._queue: queue.Queue[tuple[str, dict[str, Any], int, float] | threading.Event | None]
+        self._queue = queue.Queue(maxsize=capacity)
         self.dropped = 0
         self.written = 0
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._batches: dict[str, _Batch] = {}
-        self._flush_now = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
 
     def put(
         self, endpoint: str, event: dict[str, Any], *, max_batch: int, flush_seconds: float
@@ -89,7 +87,6 @@ class Capturer:
         self._ensure_thread()
         try:
             self._queue.put_nowait((endpoint, event, max_batch, flush_seconds))
-            self._idle.clear()
         except queue.Full:
             self.dropped += 1
 
@@ -104,15 +101,15 @@ class Capturer:
                 self._thread.start()
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Write every queued event now (tests, shutdown)."""
+        """Write every event queued so far now (tests, shutdown)."""
         if self._thread is None:
             return
-        self._flush_now.set()
-        self._queue.put(("", {}, 0, 0.0))  # wakes the writer
-        deadline = time.monotonic() + timeout
-        while not self._idle.wait(0.05):
-            if time.monotonic() > deadline:
-                break
+        done = threading.Event()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return
+        done.wait(timeout)
 
     def close(self) -> None:
         if self._thread is None:
@@ -127,20 +124,18 @@ class Capturer:
             try:
                 item = self._queue.get(timeout=0.2)
             except queue.Empty:
-                item = ("", {}, 0, 0.0)
+                self._write_due(force=False)
+                continue
             if item is None:
                 self._write_due(force=True)
-                self._idle.set()
                 return
+            if isinstance(item, threading.Event):
+                self._write_due(force=True)
+                item.set()
+                continue
             endpoint, event, max_batch, flush_s = item
-            if endpoint:
-                self._add(endpoint, event, max_batch, flush_s)
-            force = self._flush_now.is_set() and self._queue.empty()
-            self._write_due(force=force)
-            if force:
-                self._flush_now.clear()
-            if self._queue.empty() and not self._batches:
-                self._idle.set()
+            self._add(endpoint, event, max_batch, flush_s)
+            self._write_due(force=False)
 
     def _add(self, endpoint: str, event: dict[str, Any], max_batch: int, flush_s: float) -> None:
         batch = self._batches.get(endpoint)

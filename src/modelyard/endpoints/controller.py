@@ -45,6 +45,8 @@ from modelyard.core.db import Database, utcnow
 from modelyard.core.events import write_events
 from modelyard.core.ids import new_id
 from modelyard.endpoints import rollouts
+from modelyard.endpoints.direct import Authorize, DirectServers
+from modelyard.endpoints.invoke import INVOKE
 from modelyard.endpoints.plane import close_plane, plane_for
 from modelyard.endpoints.processes import STOP_GRACE_S, ModelCache, Replicas, root
 from modelyard.endpoints.router import Counters, invalidate_routers, stats_of
@@ -95,6 +97,19 @@ class _Baseline:
     counters: Counters
 
 
+def _authorizer(runtime: Any) -> Authorize | None:
+    """Check a bearer token against ``endpoints.invoke`` with the runtime's rules."""
+    resolve = getattr(runtime, "principal", None)
+    authorize = getattr(runtime, "authorize", None)
+    if resolve is None or authorize is None:
+        return None
+
+    def check(token: str | None, request_id: str) -> None:
+        authorize(INVOKE, resolve(token), origin="endpoint", request_id=request_id)
+
+    return check
+
+
 def _seconds_since(when: dt.datetime) -> float:
     return (utcnow() - when).total_seconds()
 
@@ -111,6 +126,7 @@ class EndpointController:
         self.plane = plane_for(runtime)
         self.processes = Replicas(self.settings.home)
         self.cache = ModelCache(self.settings.home, runtime.artifacts)
+        self.direct = DirectServers(self.plane.router, _authorizer(runtime))
         self.poll_s = poll_s
         self.drain_s = drain_s
         self._guard = threading.Lock()
@@ -164,6 +180,7 @@ class EndpointController:
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
+        self.direct.close()
         self.processes.close()
         close_plane(self.runtime)
 
@@ -196,8 +213,13 @@ class EndpointController:
         for ep in endpoints:
             try:
                 changed |= self._reconcile(ep, by_endpoint.get(ep.id, []), active.get(ep.id))
+                self._serve(ep)
             except Exception:
                 log.exception("reconciling endpoint %s", ep.name)
+        names = {ep.name for ep in endpoints if ep.status != "Deleting"}
+        for name in self.direct.names():
+            if name not in names:
+                self.direct.stop(name)
         if changed:
             self.plane.router.invalidate()
 
@@ -214,6 +236,17 @@ class EndpointController:
             changed |= self._advance(ep, rollout)
         changed |= self._update_status(ep)
         return changed
+
+    def _serve(self, ep: EndpointRow) -> None:
+        """Serve the endpoint on its own port (kept in its row; reused after a restart)."""
+        if ep.status == "Deleting":
+            return
+        port = self.direct.ensure(ep.name, ep.port)
+        if port is not None and port != ep.port:
+            with self.db.transaction() as session:
+                row = session.get(EndpointRow, ep.id)
+                if row is not None:
+                    row.port = port
 
     # -- replicas --------------------------------------------------------------------------
 
@@ -278,12 +311,14 @@ class EndpointController:
         if r.state == "Starting":
             if not alive:
                 return self._failed_start(ep, r, self.processes.exit_message(r.id, r.attempt))
-            if self.processes.ping(r.port):
+            probe, why = self.processes.probe(r.port)
+            if probe == "failed":
+                self.processes.kill(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+                return self._failed_start(ep, r, why)
+            if probe == "ready":
                 pid = self.processes.server_pid(r.id, r.attempt)
-                return (
-                    self._set(r.id, "Starting", state="Ready", pid=pid, failures=0, message="")
-                    is not None
-                )
+                # ``message`` keeps the last problem (e.g. why it was restarted).
+                return self._set(r.id, "Starting", state="Ready", pid=pid, failures=0) is not None
             if _seconds_since(r.state_since) > 300:
                 self.processes.kill(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
                 return self._failed_start(ep, r, "the model server did not answer /ping in 300 s")

@@ -218,13 +218,23 @@ class Replicas:
             tail = fh.read().decode("utf-8", "replace").strip()
         return f"{how}: {tail[-400:]}" if tail else how
 
-    def ping(self, port: int | None) -> bool:
+    def probe(self, port: int | None) -> tuple[str, str]:
+        """``("ready", "")``, ``("loading", "")`` or ``("failed", why)`` from ``/ping``."""
         if port is None:
-            return False
+            return "loading", ""
         try:
-            return self._http.get(f"http://{HOST}:{port}/ping").status_code == 200
+            response = self._http.get(f"http://{HOST}:{port}/ping")
         except httpx.HTTPError:
-            return False
+            return "loading", ""
+        if response.status_code == 200:
+            return "ready", ""
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if isinstance(body, dict) and body.get("status") == "failed":
+            return "failed", f"the model failed to load: {body.get('error')}"
+        return "loading", ""
 
     def stop(self, replica_id: str, attempt: int, pid: int | None, started: float | None) -> None:
         """Ask the supervisor to stop the server gracefully (in-flight requests finish)."""

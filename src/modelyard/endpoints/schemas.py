@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from modelyard.registry.schemas import MODEL_NAME, VERSION_REF
 
@@ -49,6 +49,14 @@ def _check_variants(variants: list[VariantSpec]) -> list[VariantSpec]:
     if not any(v.weight > 0 for v in variants if not v.shadow):
         raise ValueError("at least one non-shadow variant needs a weight above 0")
     return variants
+
+
+# A field validator (not a model validator): routes rebuild the body model field by field.
+Variants = Annotated[
+    list[VariantSpec],
+    Field(min_length=1, max_length=MAX_VARIANTS),
+    AfterValidator(_check_variants),
+]
 
 
 class Alarm(BaseModel):
@@ -112,25 +120,15 @@ class Capture(BaseModel):
 
 class CreateEndpoint(BaseModel):
     name: str = Field(pattern=ENDPOINT_NAME)
-    variants: list[VariantSpec] = Field(min_length=1, max_length=MAX_VARIANTS)
+    variants: Variants
     capture: Capture | None = None
-
-    @model_validator(mode="after")
-    def _valid(self) -> CreateEndpoint:
-        _check_variants(self.variants)
-        return self
 
 
 class UpdateEndpoint(BaseModel):
     name: str = Field(pattern=ENDPOINT_NAME)
-    variants: list[VariantSpec] = Field(min_length=1, max_length=MAX_VARIANTS)
+    variants: Variants
     strategy: Strategy = Field(default_factory=Strategy)
     capture: Capture | None = Field(default=None, description="Leave out to keep the current.")
-
-    @model_validator(mode="after")
-    def _valid(self) -> UpdateEndpoint:
-        _check_variants(self.variants)
-        return self
 
 
 class GetEndpoint(BaseModel):
@@ -237,6 +235,10 @@ class Endpoint(BaseModel):
     created_at: dt.datetime
     created_by: str
     updated_at: dt.datetime
+    port: int | None = Field(
+        description="The endpoint's own address, http://127.0.0.1:<port> (/invocations, "
+        "/v2/models/<model>/infer, /ping); None until the controller serves it."
+    )
 
 
 class EndpointList(BaseModel):

@@ -11,10 +11,7 @@ Rules (docs/serving.md, "Endpoints", explains them for users):
   the strategy, baking and evaluating alarms after each step. One rollout at a time;
   an endpoint that is still being created, updated or deleted refuses updates.
 * Every operation only writes rows; the endpoints controller does the work. Invoking
-  is not an operation: it is the router's HTTP route (``POST /endpoints/{name}/invocations``),
-  authorised with the ``endpoints.invoke`` pseudo-operation (permission
-  ``endpoints.write``: an invocation spends the endpoint's compute and its body may be
-  stored by data capture, so read-only roles cannot call it).
+  is not an operation: see :mod:`modelyard.endpoints.invoke`.
 """
 
 from __future__ import annotations
@@ -27,9 +24,10 @@ from sqlalchemy.orm import Session
 from modelyard.core import lineage
 from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
-from modelyard.core.operations import Context, Operation, OperationSet
+from modelyard.core.operations import Context, OperationSet
 from modelyard.endpoints import rollouts
 from modelyard.endpoints.controller import make_controller, notify_after_commit, record_event
+from modelyard.endpoints.invoke import INVOKE
 from modelyard.endpoints.plane import dropped_events
 from modelyard.endpoints.router import describe_counters, stats_of
 from modelyard.endpoints.schemas import (
@@ -72,29 +70,7 @@ from modelyard.registry.schemas import GetVersion
 
 ops = OperationSet("endpoints")
 background = (make_controller,)
-
-
-class _InvokeInput(GetEndpoint):
-    pass
-
-
-def _invoke(ctx: Context, req: _InvokeInput) -> None:  # never called: see INVOKE
-    raise NotImplementedError
-
-
-# Not in ``ops`` (no JSON route): the router's route authorises callers against it, so
-# invocations get the same permission check and refusal audit as every operation.
-INVOKE: Operation[Any, Any] = Operation(
-    name="endpoints.invoke",
-    func=_invoke,
-    input=_InvokeInput,
-    output=type(None),
-    permission="endpoints.write",
-    method="POST",
-    path="/endpoints/{name}/invocations",
-    mutating=True,
-    summary="Invoke an endpoint (the router).",
-)
+__all__ = ["INVOKE", "background", "ops"]
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -169,6 +145,7 @@ def _endpoint_out(session: Session, row: EndpointRow) -> Endpoint:
         created_at=row.created_at,
         created_by=row.created_by,
         updated_at=row.updated_at,
+        port=row.port,
     )
 
 

@@ -33,6 +33,8 @@ class EndpointRow(Base):
     # {variant id: weight}, weights summing to 1 over the non-shadow variants.
     traffic: Mapped[dict[str, float]] = mapped_column(JSONType)
     capture: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # The endpoint's own loopback port (the router served by the controller).
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Bumped on every change that routers must see.
     generation: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

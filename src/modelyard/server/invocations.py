@@ -16,9 +16,9 @@ from functools import partial
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from modelyard.endpoints.invoke import INVOKE
 from modelyard.endpoints.plane import plane_for
 from modelyard.endpoints.schemas import ENDPOINT_NAME
-from modelyard.endpoints.service import INVOKE
 from modelyard.errors import NotFound
 from modelyard.runtime import Runtime
 from modelyard.server.routes import bearer_token
