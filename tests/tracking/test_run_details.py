@@ -89,3 +89,19 @@ def test_bad_inputs_are_refused_and_create_nothing(client: Client, tmp_path: Pat
         client.tracking.create_run("details", code=tmp_path / "missing")
     with pytest.raises(NotFound):
         client.tracking.get_experiment("details")  # not even the experiment was created
+
+
+def test_nul_characters_are_refused_before_the_database(client: Client) -> None:
+    """PostgreSQL cannot store NUL in text: refuse it as bad input, on every store."""
+    with pytest.raises(InvalidInput):
+        client.tracking.create_run("nul", tags={"t": "a\x00b"})
+    with pytest.raises(InvalidInput):
+        client.tracking.create_run("nul", params={"p": "\x00"})
+    with pytest.raises(InvalidInput):
+        client.tracking.create_run("nul", notes="x\x00")
+    run = client.tracking.create_run("nul")
+    with pytest.raises(InvalidInput):
+        client.tracking.log_batch(run.id, tags={"t": "\x00"})
+    with pytest.raises(InvalidInput):
+        client.tracking.update_run(run.id, notes="\x00")
+    assert client.tracking.get_run(run.id).tags == {}

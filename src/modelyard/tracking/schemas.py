@@ -20,8 +20,10 @@ from modelyard.data.schemas import DATASET_NAME
 
 EXPERIMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
 RUN_ID = r"^[A-Za-z0-9_-]{1,40}$"
+# Free text stored in PostgreSQL text or JSONB: no NUL character (PostgreSQL refuses it).
+NO_NUL = r"^[^\x00]*$"
 ENV_KEY = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+-]{1,200}$")]
-ENV_VALUE = Annotated[str, StringConstraints(max_length=500)]
+ENV_VALUE = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
 RUN_NAME = r"^[A-Za-z0-9_.:/ -]{0,200}$"
 # Metric, param and tag keys: no commas (lists of keys travel comma-separated), no quotes
 # or spaces (keys appear unquoted in search filters; backquotes allow dots).
@@ -33,7 +35,7 @@ MAX_TIMESTAMP_MS = 2**53
 MAX_BATCH_POINTS = 10_000
 
 TagKey = Annotated[str, Field(pattern=KEY)]
-TagValue = Annotated[str, Field(max_length=5000)]
+TagValue = Annotated[str, Field(max_length=5000, pattern=NO_NUL)]
 RunStatus = Literal["RUNNING", "FINISHED", "FAILED", "KILLED"]
 EndStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
@@ -56,12 +58,12 @@ MetricValue = Annotated[
 
 class Tag(BaseModel):
     key: str = Field(pattern=KEY)
-    value: str = Field("", max_length=5000)
+    value: str = Field("", max_length=5000, pattern=NO_NUL)
 
 
 class Param(BaseModel):
     key: str = Field(pattern=KEY)
-    value: str = Field(max_length=6000)
+    value: str = Field(max_length=6000, pattern=NO_NUL)
 
 
 class MetricPoint(BaseModel):
@@ -192,7 +194,9 @@ class StartRun(BaseModel):
     name: str = Field("", pattern=RUN_NAME)
     params: list[Param] = Field(default_factory=list, max_length=1000)
     tags: list[Tag] = Field(default_factory=list, max_length=1000)
-    notes: str = Field("", max_length=100_000, description="Free text (Markdown).")
+    notes: str = Field(
+        "", max_length=100_000, pattern=NO_NUL, description="Free text (Markdown)."
+    )
     inputs: list[RunInput] = Field(default_factory=list, max_length=100)
     code_digest: str | None = Field(
         None, pattern=DIGEST_PATTERN, description="Digest of the code snapshot (uploaded)."
@@ -206,7 +210,7 @@ class StartRun(BaseModel):
 class UpdateRun(BaseModel):
     run_id: str = Field(pattern=RUN_ID)
     name: str | None = Field(None, pattern=RUN_NAME)
-    notes: str | None = Field(None, max_length=100_000)
+    notes: str | None = Field(None, max_length=100_000, pattern=NO_NUL)
 
 
 class Run(BaseModel):
