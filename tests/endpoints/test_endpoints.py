@@ -18,10 +18,12 @@ import pytest
 from epkit import ROWS, failing_version, sklearn_version, stop_all_replicas, unloadable_version
 
 from conftest import Plane
-from modelyard.client.sdk import connect
+from modelyard.client.sdk import Client, connect
+from modelyard.client.transport import EmbeddedTransport
 from modelyard.endpoints.plane import plane_for
 from modelyard.errors import NotFound
 from modelyard.runtime import Runtime
+from modelyard.security.service import local_principal
 from testkit import LiveServer, make_settings
 
 BODY = json.dumps(ROWS)
@@ -372,3 +374,42 @@ def test_an_update_whose_model_cannot_load_is_rolled_back(plane: Plane) -> None:
     assert ep.status == "InService" and [v.version for v in ep.variants] == [good]
     answer = c.endpoints.invoke("broken", BODY)
     assert answer.status == 200 and answer.model_version == f"churn:{good}"
+
+
+def test_a_rollout_in_progress_resumes_after_a_control_plane_restart(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    try:
+        first = Runtime(settings)
+        c = Client(EmbeddedTransport(first, local_principal()))
+        v1 = sklearn_version(c, tmp_path)
+        v2 = sklearn_version(c, tmp_path)
+        c.endpoints.create("resume", [{"model": "churn", "version": v1}])
+        c.endpoints.wait("resume")
+        c.endpoints.update(
+            "resume",
+            [{"model": "churn", "version": v2}],
+            strategy={"type": "linear", "linear_steps": 2, "bake_seconds": 3},
+        )
+
+        def baking() -> bool:
+            ro = c.endpoints.describe("resume").rollout
+            return ro is not None and ro.phase == "baking"
+
+        wait_for(baking, 90, "the first step")
+        first.close()  # the control plane stops in the middle of the rollout
+        second = Runtime(settings)
+        try:
+            c2 = Client(EmbeddedTransport(second, local_principal()))
+            rollout = c2.endpoints.wait_rollout("resume", timeout=120)
+            assert rollout.state == "Completed" and rollout.step == 1
+            ep = c2.endpoints.describe("resume")
+            assert [(v.version, ep.traffic[v.id]) for v in ep.variants] == [(v2, 1.0)]
+            shifts = [
+                e for e in c2.endpoints.events("resume").events if e.kind == "traffic_shifted"
+            ]
+            assert len(shifts) == 2
+            assert c2.endpoints.invoke("resume", BODY).model_version == f"churn:{v2}"
+        finally:
+            second.close()
+    finally:
+        stop_all_replicas(tmp_path / "home")
