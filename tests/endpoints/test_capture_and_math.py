@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from modelyard.endpoints import rollouts
-from modelyard.endpoints.capture import MAX_BODY_BYTES, Capturer, body_record
+from modelyard.endpoints.capture import MAX_BODY_BYTES, Capturer, RawBody, body_record
 from modelyard.endpoints.router import Counters, _bucket
 from modelyard.endpoints.schemas import Alarm, Strategy
 from modelyard.endpoints.store import CaptureFileRow
@@ -48,6 +48,22 @@ def test_a_full_capture_queue_drops_and_counts_instead_of_waiting(runtime: Runti
     for i in range(5):
         capturer.put("x", event(i), max_batch=10, flush_seconds=1)
     assert capturer.dropped == 3
+
+
+def test_queued_bodies_are_bounded_in_bytes(runtime: Runtime) -> None:
+    capturer = Capturer(runtime.db, runtime.artifacts, max_bytes=100)
+    capturer._thread = object()  # type: ignore[assignment]  # no writer: nothing leaves
+    small = {**event(0), "request": RawBody.of("text/csv", b"x" * 60)}
+    capturer.put("x", small, max_batch=10, flush_seconds=1)
+    capturer.put("x", small, max_batch=10, flush_seconds=1)  # 120 bytes: dropped
+    assert capturer.dropped == 1
+    huge = RawBody.of("text/csv", b"x" * (MAX_BODY_BYTES + 5), status=200)
+    assert huge.body == b"" and huge.record() == {
+        "status": 200,
+        "content_type": "text/csv",
+        "encoding": "omitted",
+        "size": MAX_BODY_BYTES + 5,
+    }
 
 
 def test_bodies_are_text_base64_or_left_out() -> None:

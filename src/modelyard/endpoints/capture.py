@@ -41,6 +41,7 @@ from modelyard.endpoints.store import CaptureFileRow
 log = logging.getLogger("modelyard.endpoints")
 
 QUEUE_EVENTS = 10_000
+QUEUE_BYTES = 64 << 20
 MAX_BODY_BYTES = 1 << 20
 
 
@@ -52,6 +53,31 @@ def body_record(content_type: str, body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         data = base64.b64encode(body).decode("ascii")
         return {"content_type": content_type, "encoding": "base64", "data": data}
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A body as the router saw it; encoded by the writer thread, not on the request path."""
+
+    content_type: str
+    body: bytes
+    status: int | None = None
+    size: int | None = None  # set instead of ``body`` for a body over MAX_BODY_BYTES
+
+    @classmethod
+    def of(cls, content_type: str, body: bytes, status: int | None = None) -> RawBody:
+        """Keep a large body's size only, so a queued event stays small."""
+        if len(body) > MAX_BODY_BYTES:
+            return cls(content_type, b"", status, len(body))
+        return cls(content_type, body, status)
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {} if self.status is None else {"status": self.status}
+        if self.size is not None:
+            out.update(content_type=self.content_type, encoding="omitted", size=self.size)
+        else:
+            out.update(body_record(self.content_type, self.body))
+        return out
 
 
 @dataclass
@@ -67,7 +93,14 @@ class _Batch:
 class Capturer:
     """The bounded queue and its writer thread (one per control-plane process)."""
 
-    def __init__(self, db: Database, artifacts: ArtifactStore, *, capacity: int = QUEUE_EVENTS):
+    def __init__(
+        self,
+        db: Database,
+        artifacts: ArtifactStore,
+        *,
+        capacity: int = QUEUE_EVENTS,
+        max_bytes: int = QUEUE_BYTES,
+    ) -> None:
         self.db = db
         self.artifacts = artifacts
         # An event, a flush request (set once everything before it is written), or None
@@ -76,6 +109,9 @@ class Capturer:
         self._queue = queue.Queue(maxsize=capacity)
         self.dropped = 0
         self.written = 0
+        self.max_bytes = max_bytes
+        self._queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._batches: dict[str, _Batch] = {}
@@ -83,12 +119,23 @@ class Capturer:
     def put(
         self, endpoint: str, event: dict[str, Any], *, max_batch: int, flush_seconds: float
     ) -> None:
-        """Queue an event; never blocks (a full queue drops it and counts the drop)."""
+        """Queue an event; never blocks (a full queue drops it and counts the drop).
+
+        The queue holds at most ``capacity`` events and ``max_bytes`` of bodies.
+        """
         self._ensure_thread()
+        size = sum(len(v.body) for v in event.values() if isinstance(v, RawBody))
+        with self._bytes_lock:
+            if self._queued_bytes + size > self.max_bytes:
+                self.dropped += 1
+                return
+            self._queued_bytes += size
         try:
             self._queue.put_nowait((endpoint, event, max_batch, flush_seconds))
         except queue.Full:
-            self.dropped += 1
+            with self._bytes_lock:
+                self._queued_bytes -= size
+                self.dropped += 1
 
     def _ensure_thread(self) -> None:
         if self._thread is not None:
@@ -145,7 +192,11 @@ class Capturer:
         when = dt.datetime.fromisoformat(event["time"])
         batch.first = when if batch.first is None else min(batch.first, when)
         batch.last = when if batch.last is None else max(batch.last, when)
-        batch.events.append(orjson.dumps(event))
+        size = sum(len(v.body) for v in event.values() if isinstance(v, RawBody))
+        with self._bytes_lock:
+            self._queued_bytes -= size
+        encoded = {k: v.record() if isinstance(v, RawBody) else v for k, v in event.items()}
+        batch.events.append(orjson.dumps(encoded))
 
     def _write_due(self, *, force: bool) -> None:
         now = time.monotonic()

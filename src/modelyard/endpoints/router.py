@@ -39,7 +39,7 @@ from sqlalchemy import select
 
 from modelyard.core.db import Database
 from modelyard.core.ids import new_id
-from modelyard.endpoints.capture import Capturer, body_record
+from modelyard.endpoints.capture import Capturer, RawBody
 from modelyard.endpoints.schemas import Capture
 from modelyard.endpoints.store import EndpointRow, ReplicaRow
 from modelyard.errors import NotFound, ServiceUnavailable
@@ -340,11 +340,11 @@ class Router:
             "model_version": route.version,
             "shadow": route.shadow,
             "latency_ms": round(latency_ms, 3),
-            "request": body_record(call.content_type, call.body),
-            "response": {
-                "status": answer.status,
-                **body_record(answer.headers.get("content-type", ""), answer.body),
-            },
+            # Raw here; the capture writer encodes the bodies off the request path.
+            "request": RawBody.of(call.content_type, call.body),
+            "response": RawBody.of(
+                answer.headers.get("content-type", ""), answer.body, answer.status
+            ),
         }
         self.capturer.put(
             table.endpoint,
