@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from modelyard.flavors import load_model
 from modelyard.transform import reading
 from modelyard.transform.config import (
     ERRORS_FILE,
@@ -76,27 +77,28 @@ class Paths:
             scratch=Path(os.environ["SM_MODEL_DIR"]).parent / "transform",
         )
 
+    @property
+    def model_folder(self) -> Path:
+        return self.scratch / "model"
+
 
 # -- the model ------------------------------------------------------------------------------
 
 
-def load(config: WorkerConfig, paths: Paths) -> Any:
-    """The model version, loaded by its flavor from its (verified) artifact."""
-    from modelyard.flavors import load_model
-
-    artifact = paths.model / config.model_filename
-    folder = paths.scratch / "model"
-    if not folder.exists():
-        folder.mkdir(parents=True)
-        try:
-            with tarfile.open(artifact, "r:gz") as tar:
-                tar.extractall(folder, filter="data")
-        except tarfile.TarError as exc:
-            raise StopTransform(
-                f"model {config.model} v{config.model_version}: its artifact is not a saved "
-                f"model folder (.tar.gz): {exc}"
-            ) from None
-    return load_model(folder)
+def unpack(config: WorkerConfig, paths: Paths) -> None:
+    """Extract the model version's artifact into ``paths.model_folder``, once, before any
+    worker starts (the job's input copy was verified against its digest)."""
+    folder = paths.model_folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        with tarfile.open(paths.model / config.model_filename, "r:gz") as tar:
+            tar.extractall(folder, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise StopTransform(
+            f"model {config.model} v{config.model_version}: its artifact is not a saved "
+            f"model folder (.tar.gz): {exc}"
+        ) from None
 
 
 # -- one mini-batch -------------------------------------------------------------------------
@@ -438,7 +440,7 @@ def run_shard(
     config: WorkerConfig, paths: Paths, files: list[reading.InputFile], label: str
 ) -> dict[str, Any]:
     """Predict ``files``; this worker's counts and parts (raises StopTransform)."""
-    model = load(config, paths)
+    model = load_model(paths.model_folder)
     predictor = Predictor(config, model)
     counters = Counters()
     totals = [reading.count_rows(config.format, f.path) for f in files]
@@ -487,6 +489,7 @@ def transform(config: WorkerConfig, paths: Paths) -> dict[str, Any]:
         f"{workers} worker(s), mini-batches of {config.batch_size} rows",
         flush=True,
     )
+    unpack(config, paths)
     if workers == 1:
         results = [run_shard(config, paths, files, "")]
     else:
@@ -562,7 +565,7 @@ def main() -> int:
         traceback.print_exc()
         message = f"the transform failed: {_shorten(exc)}"
     else:
-        shutil.rmtree(paths.scratch / "model", ignore_errors=True)
+        shutil.rmtree(paths.model_folder, ignore_errors=True)
         return 0
     print(f"transform failed: {message}", file=sys.stderr, flush=True)
     paths.output.mkdir(parents=True, exist_ok=True)
