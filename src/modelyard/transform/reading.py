@@ -57,6 +57,13 @@ def count_rows(fmt: str, path: Path) -> int | None:
     return None
 
 
+def _concat(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One record batch of the pieces (no copy for a single piece)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    return pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
+
+
 def _rebatch(batches: Iterator[pa.RecordBatch], size: int | None) -> Iterator[Batch]:
     """Cut a stream of record batches into mini-batches of ``size`` rows (None: one)."""
     pending: list[pa.RecordBatch] = []
@@ -65,22 +72,19 @@ def _rebatch(batches: Iterator[pa.RecordBatch], size: int | None) -> Iterator[Ba
     for batch in batches:
         if size is None:
             pending.append(batch)
+            held += batch.num_rows
             continue
         while batch.num_rows:
             take = min(size - held, batch.num_rows)
-            pending.append(batch.slice(0, take))
+            pending.append(batch if take == batch.num_rows else batch.slice(0, take))
             held += take
             batch = batch.slice(take)
             if held == size:
-                out = pa.Table.from_batches(pending).combine_chunks().to_batches()
-                yield start, out[0] if out else pending[0]
+                yield start, _concat(pending)
                 start += held
                 pending, held = [], 0
-    if pending and (size is None or held):
-        table = pa.Table.from_batches(pending).combine_chunks()
-        batches_out = table.to_batches()
-        if batches_out:
-            yield start, batches_out[0]
+    if held:
+        yield start, _concat(pending)
 
 
 def _parquet(src: InputFile, size: int | None) -> Iterator[Batch]:
