@@ -185,29 +185,31 @@ def _all_points(session: Session, run_id: str, key: str) -> list[Point]:
     return [Point(step=s, timestamp=t, value=_nan(v)) for s, t, v in rows]
 
 
-# One statement: bucket every point by its position on the axis, aggregate each bucket's
-# first/last axis value and min/max value, find the axis value of each bucket's (first)
-# min and max point, then read back only the points at those axis values.
+# One statement, three steps: (1) bucket the run's points by position on the axis and
+# aggregate each bucket's first/last axis value and min/max value (one index range scan);
+# (2) per bucket, the first axis value holding that min and that max (an index range scan
+# of the bucket, the buckets driving the join); (3) read back only the points at those
+# axis values (index lookups). Each step is linear in the points, never points x buckets.
 _M4 = """
-WITH b AS (
-    SELECT id, step, {ts} AS ts, value, {axis} AS x, ({axis} - :x0) / :width AS bucket
+WITH agg AS (
+    SELECT ({x} - :x0) / :width AS bucket, min({x}) AS fx, max({x}) AS lx,
+           min(value) AS lo, max(value) AS hi
     FROM {table} WHERE run_id = :run_id AND {key} = :key
-),
-agg AS (
-    SELECT bucket, min(x) AS fx, max(x) AS lx, min(value) AS lo, max(value) AS hi
-    FROM b GROUP BY bucket
+    GROUP BY ({x} - :x0) / :width
 ),
 arg AS (
-    SELECT b.bucket AS bucket, agg.fx AS fx, agg.lx AS lx,
-           min(CASE WHEN b.value = agg.lo THEN b.x END) AS lox,
-           min(CASE WHEN b.value = agg.hi THEN b.x END) AS hix,
-           agg.lo AS lo, agg.hi AS hi
-    FROM b JOIN agg ON b.bucket = agg.bucket
-    GROUP BY b.bucket, agg.fx, agg.lx, agg.lo, agg.hi
+    SELECT agg.bucket AS bucket, agg.fx AS fx, agg.lx AS lx, agg.lo AS lo, agg.hi AS hi,
+           min(CASE WHEN m.value = agg.lo THEN m.{x} END) AS lox,
+           min(CASE WHEN m.value = agg.hi THEN m.{x} END) AS hix
+    FROM agg LEFT JOIN {table} AS m
+      ON m.run_id = :run_id AND m.{key} = :key AND m.{x} >= agg.fx AND m.{x} <= agg.lx
+         AND (m.value = agg.lo OR m.value = agg.hi)
+    GROUP BY agg.bucket, agg.fx, agg.lx, agg.lo, agg.hi
 )
-SELECT b.bucket, b.id, b.step, b.ts, b.value, arg.fx, arg.lx, arg.lox, arg.hix, arg.lo, arg.hi
-FROM b JOIN arg ON b.bucket = arg.bucket
-WHERE b.x = arg.fx OR b.x = arg.lx OR b.x = arg.lox OR b.x = arg.hix
+SELECT arg.bucket, m.id, m.step, m.{ts}, m.value, arg.fx, arg.lx, arg.lox, arg.hix,
+       arg.lo, arg.hi
+FROM arg CROSS JOIN {table} AS m
+WHERE m.run_id = :run_id AND m.{key} = :key AND m.{x} IN (arg.fx, arg.lx, arg.lox, arg.hix)
 """
 
 
@@ -235,7 +237,7 @@ def history(
         table=quote(_METRICS.name),
         key=quote("key"),
         ts=quote("timestamp"),
-        axis=quote("timestamp") if on_time else "step",
+        x=quote("timestamp") if on_time else "step",
     )
     stmt = text(sql).bindparams(
         bindparam("x0"), bindparam("width"), bindparam("run_id"), bindparam("key")
