@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from playwright.sync_api import sync_playwright
 
@@ -78,7 +79,53 @@ def pages(home: Path) -> list[tuple[str, str, str]]:
     return out
 
 
-def shoot(url: str, shots: list[tuple[str, str, str]]) -> None:
+def start_endpoint(url: str) -> bool:
+    """Serve the quickstart's production model as endpoint ``churn`` (True once ready)."""
+    with my.connect(url) as client:
+        try:
+            client.endpoints.create(
+                "churn",
+                [{"model": "churn", "version": "production"}],
+                capture={"percent": 100, "flush_seconds": 1},
+            )
+            client.endpoints.wait("churn", timeout=180)
+        except my.ModelyardError as exc:
+            print(f"no endpoint screenshot: {exc}", file=sys.stderr)
+            return False
+    return True
+
+
+def send_traffic(url: str, stop: threading.Event) -> None:
+    """Score a few customers in a loop (tenure_months, monthly_spend, plan), as an app would."""
+    rows = [[3, 72.5, 0], [40, 35.0, 2], [12, 48.0, 1]]
+    with httpx.Client(timeout=30) as http:
+        while not stop.is_set():
+            http.post(f"{url}/endpoints/churn/invocations", json=rows)
+            time.sleep(0.02)
+
+
+def stop_endpoint(url: str) -> None:
+    with my.connect(url) as client:
+        client.endpoints.delete("churn", wait=True)
+
+
+def shoot_endpoint(page: Any, url: str) -> None:
+    page.goto(f"{url}/#/endpoints/churn")
+    page.wait_for_selector("table.variants")
+    stop = threading.Event()
+    sender = threading.Thread(target=send_traffic, args=(url, stop))
+    sender.start()
+    try:
+        page.wait_for_timeout(12_000)  # six polls of the traffic charts
+    finally:
+        stop.set()
+        sender.join(30)
+    page.wait_for_selector("pre.capture", timeout=30_000)  # capture files are flushed
+    page.screenshot(path=str(OUT / "endpoints.png"), full_page=True)
+    print("docs/img/endpoints.png  <- #/endpoints/churn")
+
+
+def shoot(url: str, shots: list[tuple[str, str, str]], endpoint: bool) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         raise SystemExit("Debian's chromium is not installed: run 'make browser'")
@@ -93,6 +140,8 @@ def shoot(url: str, shots: list[tuple[str, str, str]]) -> None:
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(OUT / name), full_page=True)
             print(f"docs/img/{name}  <- {route}")
+        if endpoint:
+            shoot_endpoint(page, url)
         browser.close()
 
 
@@ -117,7 +166,13 @@ def main() -> int:
             raise SystemExit("the server did not start")
         time.sleep(0.05)
     try:
-        shoot(f"http://127.0.0.1:{port}", pages(home))
+        url = f"http://127.0.0.1:{port}"
+        endpoint = start_endpoint(url)
+        try:
+            shoot(url, pages(home), endpoint)
+        finally:
+            if endpoint:
+                stop_endpoint(url)
     finally:
         server.should_exit = True
         thread.join(timeout=15)

@@ -54,5 +54,17 @@ def test_assets_are_served_from_the_built_folder_only(
                 assert http.get(escape).status_code == 404, escape
             # Mutations are never routed to the static files.
             assert http.post("/console/pages/x.js").status_code == 405
+            # Revalidation: the same content is a 304; a rebuild (new stamp) is served.
+            again = http.get(
+                "/console/pages/x.js", headers={"if-none-match": script.headers["etag"]}
+            )
+            assert again.status_code == 304
+            (built / "pages" / "x.js").write_text("export const x = 2;")
+            (built / ".built").write_text("")
+            fresh = http.get(
+                "/console/pages/x.js", headers={"if-none-match": script.headers["etag"]}
+            )
+            assert fresh.status_code == 200 and "x = 2" in fresh.text
+            assert http.get("/console/.built").status_code == 404
     finally:
         runtime.close()

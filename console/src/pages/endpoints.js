@@ -98,8 +98,14 @@ async function captureSample(name) {
   return { files, lines: text.split("\n").filter(Boolean).slice(0, 5) };
 }
 
+const CAPTURE_REFRESH_MS = 10_000;
+
 function CaptureSample({ name }) {
   const state = useLoad(() => captureSample(name), [name]);
+  useEffect(() => {
+    const timer = setInterval(state.reload, CAPTURE_REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [name]);
   return html`<${Loaded} state=${state}>
     ${(d) => html`<div>
       <p class="muted">${d.files.total} capture files${d.files.dropped ? `, ${d.files.dropped} events dropped` : ""}</p>
