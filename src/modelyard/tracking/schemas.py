@@ -194,9 +194,7 @@ class StartRun(BaseModel):
     name: str = Field("", pattern=RUN_NAME)
     params: list[Param] = Field(default_factory=list, max_length=1000)
     tags: list[Tag] = Field(default_factory=list, max_length=1000)
-    notes: str = Field(
-        "", max_length=100_000, pattern=NO_NUL, description="Free text (Markdown)."
-    )
+    notes: str = Field("", max_length=100_000, pattern=NO_NUL, description="Free text (Markdown).")
     inputs: list[RunInput] = Field(default_factory=list, max_length=100)
     code_digest: str | None = Field(
         None, pattern=DIGEST_PATTERN, description="Digest of the code snapshot (uploaded)."
