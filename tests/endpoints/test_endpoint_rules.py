@@ -57,6 +57,11 @@ def test_create_pins_versions_and_refuses_what_it_cannot_serve(runtime: Runtime)
     )
     assert ep.status == "Creating"
     assert {v.name: ep.traffic[v.id] for v in ep.variants} == {"primary": 0.75, "b": 0.25}
+    graph = Client(EmbeddedTransport(runtime, local_principal())).lineage(
+        "endpoint", ep.id, direction="upstream"
+    )
+    deployed = [e for e in graph.edges if e.relation == "deployed_to"]
+    assert [e.source for e in deployed] == [f"model_version:{ep.variants[0].model_version_id}"]
     # "latest" and aliases are pinned to a number.
     by_alias = call(
         runtime,

@@ -155,7 +155,8 @@ class _Call:
 
 
 def _error(status: int, message: str, request_id: str | None) -> Answer:
-    body = orjson.dumps({"error": message, "code": status, "request_id": request_id})
+    # The shape of every modelyard error body (the replica failed, not the caller).
+    body = orjson.dumps({"code": "bad_gateway", "message": message, "request_id": request_id})
     return Answer(status, {"content-type": "application/json"}, body)
 
 
