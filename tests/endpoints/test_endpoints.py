@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import random
@@ -321,27 +322,37 @@ def test_endpoints_come_back_as_they_were_after_a_control_plane_restart(tmp_path
 def test_capture_writes_sampled_json_lines_files_that_are_listed(plane: Plane) -> None:
     c = plane.client
     v = sklearn_version(c, plane.folder)
-    c.endpoints.create(
-        "cap",
-        [{"model": "churn", "version": v}],
-        capture={"percent": 100, "max_batch": 4, "flush_seconds": 0.5},
-    )
+    both = [
+        {"model": "churn", "version": v},
+        {"name": "s", "model": "churn", "version": v, "shadow": True},
+    ]
+    c.endpoints.create("cap", both, capture={"percent": 100, "max_batch": 4, "flush_seconds": 0.5})
     c.endpoints.wait("cap")
     for _ in range(10):
         assert c.endpoints.invoke("cap", BODY).status == 200
     assert c.endpoints.invoke("cap", b"\xff\xfe", content_type="application/x-npy").status == 400
-    plane_for(plane.runtime).capturer.flush()
-    wait_for(lambda: c.endpoints.capture_files("cap").total >= 3, 30, "capture files")
+    capturer = plane_for(plane.runtime).capturer
+
+    def captured() -> int:
+        capturer.flush()
+        return sum(f.count for f in c.endpoints.capture_files("cap").files)
+
+    # Each request twice: the answer returned, and the shadow's copy.
+    wait_for(lambda: captured() >= 22, 30, "capture files")
     listed = c.endpoints.capture_files("cap")
-    assert sum(f.count for f in listed.files) == 11 and listed.dropped == 0
+    assert sum(f.count for f in listed.files) == 22 and listed.dropped == 0
     assert max(f.count for f in listed.files) <= 4
     events: list[dict[str, Any]] = []
     for f in listed.files:
         data = plane.runtime.artifacts.read_bytes(f.digest)
         events.extend(json.loads(line) for line in data.decode().splitlines())
-    assert len({e["event_id"] for e in events}) == 11
-    first = events[0]
-    assert first["endpoint"] == "cap" and first["variant"] == "primary"
+    assert len({e["event_id"] for e in events}) == 22
+    assert Counter((e["variant"], e["shadow"]) for e in events) == {
+        ("primary", False): 11,
+        ("s", True): 11,
+    }
+    first = next(e for e in events if not e["shadow"])
+    assert first["endpoint"] == "cap"
     assert (first["model"], first["model_version"]) == ("churn", v)
     assert first["request"] == {
         "content_type": "application/json",
@@ -349,15 +360,16 @@ def test_capture_writes_sampled_json_lines_files_that_are_listed(plane: Plane) -
         "data": BODY,
     }
     assert first["response"]["status"] == 200 and "predictions" in first["response"]["data"]
+    assert first["latency_ms"] > 0 and dt.datetime.fromisoformat(first["time"]).tzinfo
     binary = [e for e in events if e["request"]["encoding"] == "base64"]
-    assert len(binary) == 1 and binary[0]["response"]["status"] == 400
+    assert len(binary) == 2 and {e["response"]["status"] for e in binary} == {400}
 
     # Sampling at 0 % captures nothing, and the change applies without a rollout.
-    c.endpoints.update("cap", [{"model": "churn", "version": v}], capture={"percent": 0})
+    c.endpoints.update("cap", both, capture={"percent": 0})
     for _ in range(5):
         c.endpoints.invoke("cap", BODY)
-    plane_for(plane.runtime).capturer.flush()
-    assert sum(f.count for f in c.endpoints.capture_files("cap").files) == 11
+    time.sleep(0.5)  # let the shadow copies finish
+    assert captured() == 22
 
 
 def test_an_update_whose_model_cannot_load_is_rolled_back(plane: Plane) -> None:
