@@ -13,6 +13,9 @@ times per model:
 - the peer: in this process, with the model already loaded, ``pyarrow.parquet.read_table``
   of the folder, a float32 matrix, one vectorised ``predict`` call — the floor for "read the
   same Parquet and predict on the same cores";
+- the same as a plain script: a fresh ``python`` process that imports, loads the saved
+  model with ``modelyard.flavors.load_model``, reads, predicts in one call and writes the
+  predictions as Parquet (what a job must also do: start, load, write);
 - modelyard: ``my.Transformer(...).transform(dataset)`` end to end: the job is submitted,
   admitted by the controller, its process starts, loads the model, streams the files in
   mini-batches of ``--batch-size`` rows, writes the Parquet predictions, and the output is
@@ -32,6 +35,8 @@ import os
 import re
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -102,6 +107,35 @@ def peer(folder: Path, model: Any) -> tuple[float, float, np.ndarray]:
     return time.perf_counter() - started, time.process_time() - cpu, y
 
 
+SCRIPT_PEER = """
+import sys, time
+started = time.perf_counter()
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from modelyard.flavors import load_model
+
+model = load_model(sys.argv[1])
+table = pq.read_table(sys.argv[2])
+x = np.column_stack([c.to_numpy() for c in table.columns])
+pq.write_table(pa.table({"prediction": np.asarray(model.predict(x))}), sys.argv[3])
+print(time.perf_counter() - started)
+"""
+
+
+def script_peer(folder: Path, saved: Path) -> float:
+    """The same as a plain script: a fresh ``python`` that imports, loads the model, reads,
+    predicts and writes the predictions as Parquet; wall seconds from process start."""
+    out = folder / "script-peer.parquet"
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-c", SCRIPT_PEER, str(saved), str(folder / "data"), str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
 def worker_rate(client: my.Client, job_id: str) -> float:
     for line in client.jobs.logs(job_id, limit=10_000).lines:
         found = re.search(r"transform: done .* ([0-9.]+) rows/s", line.text)
@@ -140,9 +174,11 @@ def main() -> int:
             my_times: list[float] = []
             rates: list[float] = []
             cpu_ratios: list[float] = []
+            script_times: list[float] = []
             for run in range(args.runs):
                 seconds, peer_cpu, expected = peer(folder, model)
                 peer_times.append(seconds)
+                script_times.append(script_peer(folder, saved))
                 transformer = my.Transformer(
                     f"bench-{kind}", batch_size=args.batch_size, cpus=cpus, client=client
                 )
@@ -157,7 +193,8 @@ def main() -> int:
                 same = np.array_equal(got["prediction"].to_numpy(), expected)
                 failed |= not same
                 print(
-                    f"  {kind} run {run + 1}: peer {seconds:.2f} s, modelyard {my_times[-1]:.2f} s "
+                    f"  {kind} run {run + 1}: peer {seconds:.2f} s, "
+                    f"script {script_times[-1]:.2f} s, modelyard {my_times[-1]:.2f} s "
                     f"(worker {rates[-1]:,.0f} rows/s); CPU peer {peer_cpu:.2f} s, job "
                     f"{job_cpu:.2f} s; predictions equal: {same}, "
                     f"load {os.getloadavg()[0]:.1f}",
@@ -171,6 +208,14 @@ def main() -> int:
                 f"worker {max(rates):,.0f} rows/s); throughput ratio {ratio:.2f} "
                 f"(median {statistics.median(peer_times) / statistics.median(my_times):.2f}; "
                 f"goal >= {RATIO_GOAL}); CPU-time ratio {statistics.median(cpu_ratios):.2f}",
+                flush=True,
+            )
+            best_script = min(script_times)
+            print(
+                f"{kind}: as a script (start, imports, model load, read, predict, write) best "
+                f"{best_script:.2f} s; modelyard / script throughput ratio "
+                f"{best_script / best_my:.2f} (median "
+                f"{statistics.median(script_times) / statistics.median(my_times):.2f})",
                 flush=True,
             )
     return 1 if failed else 0
