@@ -96,7 +96,8 @@ class MetricColumns(BaseModel):
 
     keys: list[MetricKey] = Field(min_length=1, max_length=MAX_BATCH_KEYS)
     key_index: list[KeyIndex] = Field(max_length=MAX_BATCH_POINTS)
-    values: list[MetricValue] = Field(max_length=MAX_BATCH_POINTS)
+    # Plain floats: the model's ser_json_inf_nan writes NaN/±inf as strings in Rust.
+    values: list[float] = Field(max_length=MAX_BATCH_POINTS)
     steps: list[MetricStep] = Field(max_length=MAX_BATCH_POINTS)
     timestamps: list[TimestampMs] = Field(max_length=MAX_BATCH_POINTS)
 
