@@ -9,6 +9,7 @@ prints the audit trail. State goes to ``MODELYARD_HOME`` if set, else to a fresh
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -238,7 +239,39 @@ def main() -> int:
         + ", ".join(sorted({n.label for n in graph.nodes}))
     )
 
-    console.rule("8. the audit trail")
+    console.rule("8. deploy the approved model behind an endpoint and invoke it")
+    endpoint = client.endpoints.deploy(model_name, "production", "churn")
+    client.endpoints.wait("churn", timeout=300)
+    customers = [[3, 72.5, 0], [40, 35.0, 2], [12, 48.0, 1]]  # tenure, spend, plan
+    answer = client.endpoints.invoke("churn", json.dumps(customers))
+    answer.raise_for_status()
+    console.print(
+        f"endpoint {endpoint.name}: variant {answer.headers.get('x-modelyard-variant')}, "
+        f"model {answer.headers.get('x-modelyard-model-version')}"
+    )
+    for row, score in zip(customers, answer.json()["predictions"], strict=True):
+        console.print(
+            f"   tenure={row[0]:>2} spend={row[1]:>5} plan={row[2]} -> churn risk {score:.3f}"
+        )
+
+    console.rule("9. batch transform: score the whole validation set as a job")
+    transformer = my.Transformer(model_name, version="production", client=client)
+    scored = transformer.transform(
+        "churn-validation",
+        version=valid.version,
+        join_source="Input",
+        input_filter=columns,
+        logs=False,
+    )
+    console.print(
+        f"transform job {scored.job_id}: {scored.state}, {scored.rows_in} rows in, "
+        f"{scored.rows_out} out, {scored.error_count} errors -> dataset "
+        f"{scored.output_dataset} v{scored.output_version}"
+    )
+    client.endpoints.delete("churn", wait=True)  # stop its replica processes
+    console.print("endpoint churn deleted (its replica processes stopped)")
+
+    console.rule("10. the audit trail")
     events = client.audit.list(limit=20).events
     for e in reversed(events):
         console.print(
@@ -247,6 +280,13 @@ def main() -> int:
 
     client.close()
     console.rule(f"done in {time.perf_counter() - started:.1f} s")
+    print(  # plain print: a URL must not be wrapped
+        f"See it in the console: modelyard up --home {home}, then open\n"
+        f"   http://127.0.0.1:8765/#/runs/{run.id}  (the training run)\n"
+        f"   http://127.0.0.1:8765/#/compare?runs={run.id},{evaluation.id}\n"
+        f"   http://127.0.0.1:8765/#/models/{model_name}?version={approved.version}\n"
+        f"   http://127.0.0.1:8765/#/lineage/model_version/{approved.id}"
+    )
     return 0
 
 

@@ -17,7 +17,7 @@ def test_quickstart_runs_the_lifecycle(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # trains, deploys and runs a transform job: ~30 s on a quiet machine
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -33,4 +33,9 @@ def test_quickstart_runs_the_lifecycle(tmp_path: Path) -> None:
     assert "evaluation run run-" in out and "churn-validation v1" in out  # lineage
     assert "datasets.register_version" in out and "jobs.submit" in out  # the audit trail
     assert "models.approve_version" in out
+    assert "endpoint churn: variant primary, model churn:1" in out
+    assert "-> churn risk 0." in out
+    assert "10000 rows in, 10000 out, 0 errors -> dataset churn-validation-predictions v1" in out
+    assert "endpoint churn deleted" in out
+    assert "http://127.0.0.1:8765/#/runs/run-" in out
     assert (tmp_path / "qs" / "modelyard.db").exists()
