@@ -195,3 +195,24 @@ def test_another_sites_form_cannot_approve(open_server: tuple[str, Client], page
     assert "local · admin" in page.wait_for_selector("nav.top .who").inner_text()
     page.click("button[name=approve]")
     page.wait_for_selector("table.history td:has-text('PendingManualApproval → Approved')")
+
+
+def test_dataset_profile_and_diff_between_versions(console: Console, page: Any) -> None:
+    import pyarrow as pa
+
+    rows = range(400)
+    base = pa.table({"spend": [float(i % 50) for i in rows], "plan": ["free", "pro"] * 200})
+    drifted = pa.table({"spend": [float(i % 50) + 40 for i in rows], "plan": ["pro"] * 400})
+    console.admin.datasets.register("customers", base)
+    console.admin.datasets.register("customers", drifted)
+    sign_in(page, console.url, console.admin_token)
+    page.goto(console.url + "/#/datasets/customers")
+    expect(page.locator(".profile svg.hist")).to_have_count(1)  # spend is numeric
+    page.click("button[name=diff]")
+    table = page.locator(".diff table")
+    expect(table.locator("tr:has(td:text-is('spend')) .badge")).to_have_text("shifted")
+    expect(table.locator("tr:has(td:text-is('plan')) .badge")).to_have_text("shifted")
+    assert page.locator(".diff svg.shares").count() == 2
+    page.goto(console.url + "/#/datasets/customers?version=1")
+    expect(page.locator("section.card h2:text-is('customers v1')")).to_be_visible()
+    assert page.locator("button[name=diff]").count() == 0  # nothing before v1

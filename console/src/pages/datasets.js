@@ -2,7 +2,7 @@
 // histograms) and data-quality reports.
 import { get, seg } from "../api.js";
 import { Histogram } from "../chart.js";
-import { Badge, Loaded, Section, fmtBytes, fmtNum, fmtTime, href, html, useLoad } from "../ui.js";
+import { Badge, Loaded, Section, fmtBytes, fmtNum, fmtTime, href, html, useLoad, useState } from "../ui.js";
 
 export function DatasetList() {
   const state = useLoad(() => get("/datasets", { limit: 1000 }), []);
@@ -64,6 +64,57 @@ function Reports({ name, version }) {
   <//>`;
 }
 
+/** Each bucket's share in the base (grey) and the other version (blue), side by side. */
+function ShareBars({ buckets, width = 220, height = 50 }) {
+  if (!buckets.length) return null;
+  const max = Math.max(...buckets.flatMap((b) => [b.share_a, b.share_b]), 1e-9);
+  const w = width / buckets.length;
+  return html`<svg class="shares" width=${width} height=${height} viewBox=${`0 0 ${width} ${height}`} role="img">
+    ${buckets.map((b, i) => {
+      const ha = (b.share_a / max) * (height - 2);
+      const hb = (b.share_b / max) * (height - 2);
+      const half = Math.max(1, w / 2 - 1);
+      return html`<g key=${i}>
+        <rect class="a" x=${i * w} y=${height - ha} width=${half} height=${ha} />
+        <rect class="b" x=${i * w + half} y=${height - hb} width=${half} height=${hb} />
+        <title>${`${b.label}: ${(b.share_a * 100).toFixed(1)}% → ${(b.share_b * 100).toFixed(1)}%`}</title>
+      </g>`;
+    })}
+  </svg>`;
+}
+
+function Diff({ name, base, other }) {
+  const state = useLoad(() => get(`/datasets/${seg(name)}/diff`, { base, other }), [name, base, other]);
+  return html`<${Loaded} state=${state}>
+    ${(d) => {
+      const sc = d.schema_changes;
+      return html`<div class="diff">
+        <p>rows ${d.row_count_a} → ${d.row_count_b} (${d.row_count_delta >= 0 ? "+" : ""}${d.row_count_delta})
+          ${sc.added.length ? html` · added: ${sc.added.map((c) => c.name).join(", ")}` : ""}
+          ${sc.removed.length ? html` · removed: ${sc.removed.map((c) => c.name).join(", ")}` : ""}
+          ${sc.type_changed.length ? html` · retyped: ${sc.type_changed.map((c) => `${c.name} ${c.old}→${c.new}`).join(", ")}` : ""}</p>
+        <table class="grid"><thead><tr><th>column</th><th>shift</th><th>PSI</th><th>TVD</th><th>mean shift (σ)</th><th>missing</th><th>v${base} (grey) vs v${other} (blue)</th></tr></thead>
+          <tbody>${d.columns.map(
+            (c) => html`<tr key=${c.name}><td>${c.name}</td><td><${Badge} value=${c.shifted ? "shifted" : "stable"} /></td>
+              <td class="num">${fmtNum(c.psi)}</td><td class="num">${fmtNum(c.tvd)}</td><td class="num">${fmtNum(c.mean_shift_std)}</td>
+              <td>${(c.missing_ratio_a * 100).toFixed(1)}% → ${(c.missing_ratio_b * 100).toFixed(1)}%</td>
+              <td><${ShareBars} buckets=${c.buckets} /></td></tr>`,
+          )}</tbody>
+        </table>
+      </div>`;
+    }}
+  <//>`;
+}
+
+function DiffSection({ name, version }) {
+  const [open, setOpen] = useState(false);
+  if (version < 2) return null;
+  return html`<${Section} title=${`Changes since v${version - 1}`}
+      actions=${!open && html`<button name="diff" onClick=${() => setOpen(true)}>Compare with v${version - 1}</button>`}>
+    ${open ? html`<${Diff} name=${name} base=${version - 1} other=${version} />` : html`<p class="muted">Schema, row count and per-column distribution shift (reads both versions).</p>`}
+  <//>`;
+}
+
 function Version({ name, version }) {
   const state = useLoad(() => get(`/datasets/${seg(name)}/versions/${version}`), [name, version]);
   return html`<${Loaded} state=${state}>
@@ -80,6 +131,7 @@ function Version({ name, version }) {
           <tbody>${v.columns.map((c) => html`<tr key=${c.name}><td>${c.name}</td><td>${c.arrow_type}</td><td>${c.nullable ? "yes" : "no"}</td></tr>`)}</tbody>
         </table>
       <//>
+      <${DiffSection} name=${name} version=${v.version} />
       <${Section} title="Profile"><${Profile} profile=${v.profile} /><//>
       <${Section} title="Quality reports"><${Reports} name=${name} version=${v.version} /><//>
     </div>`}
