@@ -96,7 +96,7 @@ def _bad_csv(tmp_path: Path, n: int = 40, bad_row: int = 7) -> Path:
 
 
 def test_a_bad_record_is_reported_and_the_rest_continue_or_the_job_stops(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = connect(home=tmp_path / "home")
     try:
@@ -116,12 +116,14 @@ def test_a_bad_record_is_reported_and_the_rest_continue_or_the_job_stops(
             {**request, "on_error": "stop", "output_dataset": "never"}
         )
 
-        result = client.transforms.wait(going.job_id, logs=False)
+        result = client.transforms.wait(going.job_id, logs=True, show_progress=True)
         assert result.state == "Completed" and result.finalized
         assert (result.rows_in, result.rows_out, result.error_count) == (40, 39, 1)
         [error] = result.errors
         assert (error.file, error.row) == (dv.files[0].path, 7)
         assert "'b'" in error.error and "abc" in error.error
+        printed = capsys.readouterr()
+        assert "transform: done · 40 rows in, 39 rows out, 1 errors" in printed.out
         out = client.datasets.to_arrow(result.output_dataset, result.output_version)
         assert out["id"].to_pylist() == [i for i in range(40) if i != 7]
         good = table(40).filter(pa.array([i != 7 for i in range(40)]))
