@@ -171,8 +171,6 @@ def main() -> int:
     model_name = "churn"
     version = client.models.register(
         model_name,
-        flavor="builtin:xgboost",
-        artifact=job.model.digest,
         run_id=run.id,
         job_id=job.id,
         metrics={k: v for k, v in job.final_metrics.items() if k.startswith("validation")},
@@ -185,6 +183,12 @@ def main() -> int:
         description="built-in XGBoost on tenure, spend and plan",
     )
     console.print(f"registered {model_name} v{version.version}: {version.status}")
+    console.print(
+        f"   flavor {version.flavor}, signature "
+        + ", ".join(f"{t.name}:{t.type}" for t in version.signature.inputs)
+        + " -> "
+        + ", ".join(f"{t.name}:{t.type}" for t in version.signature.outputs)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(client.models.download(model_name, version.version, tmp))
         columns = ["tenure_months", "monthly_spend", "plan"]

@@ -29,6 +29,7 @@ def test_quickstart_runs_the_lifecycle(tmp_path: Path) -> None:
     assert "validation:auc = 0." in out and "model artifact" in out
     assert "inputs: churn-train v1 (train), churn-validation v1 (validation)" in out
     assert "registered churn v1: PendingManualApproval" in out
+    assert "flavor builtin:xgboost, signature tenure_months:int64" in out
     assert "churn v1: Approved by local" in out and "alias production" in out
     assert "evaluation run run-" in out and "churn-validation v1" in out  # lineage
     assert "datasets.register_version" in out and "jobs.submit" in out  # the audit trail

@@ -27,7 +27,10 @@ from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.endpoints import EndpointsAPI
 from modelyard.client.transport import Transport
 from modelyard.endpoints.schemas import Endpoint, Strategy
-from modelyard.errors import InvalidInput, invalid_input_from
+from modelyard.errors import InvalidInput, ModelyardError, invalid_input_from
+from modelyard.flavors import ModelDescriptor, read_descriptor
+from modelyard.flavors import Signature as FlavorSignature
+from modelyard.flavors import TensorSpec as FlavorTensorSpec
 from modelyard.jobs.archive import SOURCE_EXCLUDES, extract_tar_gz, list_tar_gz, write_tar_gz
 from modelyard.jobs.schemas import GetJob, Job
 from modelyard.registry.schemas import (
@@ -61,6 +64,29 @@ def _build(model: type[BaseModel], **fields: Any) -> Any:
         return model(**fields)
     except ValidationError as exc:
         raise invalid_input_from(exc) from exc
+
+
+def _descriptor_of(folder: Path) -> ModelDescriptor | None:
+    """The folder's model descriptor, or None when it is not a model folder we know."""
+    try:
+        return read_descriptor(folder)
+    except ModelyardError:
+        return None
+
+
+def _registry_signature(found: FlavorSignature) -> Signature:
+    """A flavors signature as the registry stores it (unnamed tensors get input_<i>)."""
+
+    def specs(items: list[FlavorTensorSpec] | None, prefix: str) -> list[dict[str, Any]]:
+        return [
+            {"name": t.name or f"{prefix}_{i}", "type": str(t.dtype), "shape": t.shape}
+            for i, t in enumerate(items or [])
+        ]
+
+    built: Signature = _build(
+        Signature, inputs=specs(found.inputs, "input"), outputs=specs(found.outputs, "output")
+    )
+    return built
 
 
 class ModelsAPI:
@@ -104,7 +130,7 @@ class ModelsAPI:
         self,
         name: str,
         *,
-        flavor: str,
+        flavor: str | None = None,
         artifact: str | None = None,
         path: str | os.PathLike[str] | None = None,
         filename: str = "",
@@ -122,10 +148,17 @@ class ModelsAPI:
         The model is ``artifact`` (a digest already uploaded; ``filename`` names it if it
         is a single file), or ``path`` (a file, or a folder packed as .tar.gz, uploaded
         now), or, with neither, the model a completed training job ``job_id`` produced.
+
+        For a saved model folder (``modelyard.flavors.save_model``) or a built-in
+        algorithm's model, ``flavor`` and ``signature`` default to what the folder's
+        descriptor says.
         """
         if artifact is not None and path is not None:
             raise InvalidInput("give artifact (a digest) or path (a file or folder), not both")
+        described: ModelDescriptor | None = None
         if path is not None:
+            if Path(path).is_dir():
+                described = _descriptor_of(Path(path))
             artifact, filename = self._upload(Path(path))
         elif artifact is None:
             if job_id is None:
@@ -134,6 +167,18 @@ class ModelsAPI:
             if job.model is None:
                 raise InvalidInput(f"job {job_id} has no model (it is {job.state})")
             artifact = job.model.digest
+            if flavor is None or signature is None:
+                with tempfile.TemporaryDirectory(prefix="modelyard-model-") as tmp:
+                    archive, folder = Path(tmp) / "model.tar.gz", Path(tmp) / "model"
+                    self._artifacts.download(artifact, archive)
+                    extract_tar_gz(archive, folder)
+                    described = _descriptor_of(folder)
+        if flavor is None:
+            if described is None:
+                raise InvalidInput("flavor is required (no model descriptor to take it from)")
+            flavor = described.flavor
+        if signature is None and described is not None and described.signature is not None:
+            signature = _registry_signature(described.signature)
         req = _build(
             RegisterVersion,
             name=name,
