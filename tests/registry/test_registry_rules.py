@@ -251,7 +251,8 @@ def test_lineage_links_artifact_run_and_job(tmp_path: Path) -> None:
         assert (f"artifact:{digest}", "packages", f"model_version:{v.id}") in edges
         assert (f"run:{run.id}", "produced", f"model_version:{v.id}") in edges
         labels = {n["id"]: n["label"] for n in graph["nodes"]}
-        assert labels[v.id] == "churn v1" and labels[run.id] == "churn/xgb-1"
+        assert labels[v.id] == "churn v1" and labels[run.id] == "run xgb-1"
+        assert labels[digest] == f"sha256:{digest[:12]}"
     finally:
         runtime.close()
 

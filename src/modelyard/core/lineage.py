@@ -61,6 +61,12 @@ class Node:
             raise ValueError(f"unknown lineage node type {self.type!r}")
 
 
+def _canonical(node: Node) -> Node:
+    if node.type == "artifact":
+        return Node("artifact", node.id, f"sha256:{node.id[:12]}")
+    return node
+
+
 def record(
     session: Session,
     src: Node,
@@ -70,7 +76,12 @@ def record(
     actor: str,
     attrs: dict[str, Any] | None = None,
 ) -> None:
-    """Add the edge ``src -[relation]-> dst`` unless it is already there."""
+    """Add the edge ``src -[relation]-> dst`` unless it is already there.
+
+    An artifact is labelled by its digest (``sha256:<12 hex>``) whatever the caller
+    called it: the same content may be a file of many names, which go in ``attrs``.
+    """
+    src, dst = _canonical(src), _canonical(dst)
     existing = session.scalars(
         select(LineageEdgeRow.id).where(
             LineageEdgeRow.src_type == src.type,

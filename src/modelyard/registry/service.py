@@ -281,7 +281,7 @@ def _check_sources(ctx: Context, req: RegisterVersion) -> tuple[str | None, str 
             run = tracking_service.get_run(ctx, GetRun(run_id=req.source_run_id))
         except NotFound as exc:
             raise InvalidInput(f"source run {req.source_run_id!r} does not exist") from exc
-        run_label = f"{run.experiment}/{run.name or run.id}"
+        run_label = f"run {run.name or run.id}"
     if req.source_job_id is not None:
         if not ctx.principal.can("jobs.read"):
             raise PermissionDenied(f"{ctx.principal.user!r} may not read jobs")
@@ -289,7 +289,7 @@ def _check_sources(ctx: Context, req: RegisterVersion) -> tuple[str | None, str 
             job = jobs_service.describe(ctx, GetJob(job_id=req.source_job_id))
         except NotFound as exc:
             raise InvalidInput(f"source job {req.source_job_id!r} does not exist") from exc
-        job_label = job.name
+        job_label = f"job {job.name}"
     return run_label, job_label
 
 

@@ -646,7 +646,7 @@ def log_artifact(ctx: Context, req: LogRunArtifact, stream: BinaryIO) -> RunArti
     session.flush()
     lineage.record(
         session,
-        lineage.Node("run", run.id, run.name or run.id),
+        recording.run_node(run),
         lineage.Node("artifact", info.digest, path),
         "output",
         actor=ctx.principal.user,
