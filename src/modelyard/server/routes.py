@@ -107,7 +107,13 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
 
     def build_input(kwargs: dict[str, Any]) -> BaseModel:
         payload = kwargs.pop("payload", None)
-        data = payload.model_dump(exclude_unset=True) if payload is not None else {}
+        # The fields FastAPI already validated, as objects (not dumped to dicts): nested
+        # models pass through without being validated a second time.
+        data = (
+            {name: getattr(payload, name) for name in payload.model_fields_set}
+            if payload is not None
+            else {}
+        )
         req: BaseModel = op.input.model_validate({**data, **kwargs})
         return req
 

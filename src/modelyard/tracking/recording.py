@@ -10,7 +10,6 @@ never out of step with its job.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,9 +23,9 @@ from modelyard.core import lineage
 from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
 from modelyard.errors import Conflict
+from modelyard.tracking import metrics
 from modelyard.tracking.store import (
     ExperimentRow,
-    MetricRow,
     MetricSummaryRow,
     ParamRow,
     RunArtifactRow,
@@ -158,29 +157,19 @@ def append_points(
     session: Session, run: RunRow, points: Iterable[tuple[str, float, int, int | None]]
 ) -> int:
     """Append ``(key, value, step, timestamp_ms)`` points to a run, summaries included."""
-    from modelyard.tracking.service import _merge_summaries  # the one summary fold
-
     now_ms = int(time.time() * 1000)
-    rows: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
+    key_index: list[int] = []
     values: list[float] = []
+    steps: list[int] = []
+    timestamps: list[int] = []
     for key, value, step, timestamp in points:
-        number = float(value)
-        values.append(number)
-        rows.append(
-            {
-                "run_id": run.id,
-                "key": key,
-                "value": None if math.isnan(number) else number,
-                "step": int(step),
-                "timestamp": now_ms if timestamp is None else int(timestamp),
-            }
-        )
-    if rows:
-        session.connection().execute(
-            insert(MetricRow.metadata.tables[MetricRow.__tablename__]), rows
-        )
-        _merge_summaries(session, run.id, rows, values)
-    return len(rows)
+        key_index.append(index.setdefault(key, len(index)))
+        values.append(float(value))
+        steps.append(int(step))
+        timestamps.append(now_ms if timestamp is None else int(timestamp))
+    metrics.insert_points(session, run.id, list(index), key_index, values, steps, timestamps)
+    return len(key_index)
 
 
 def append_job_metrics(

@@ -9,9 +9,11 @@ at all, and once acknowledged it is durable.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -20,13 +22,16 @@ from sqlalchemy.orm import Session, aliased
 from modelyard.core import lineage
 from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
-from modelyard.core.operations import Context, OperationSet
+from modelyard.core.operations import Context, OperationSet, StreamResult
+from modelyard.core.paths import safe_relpath
 from modelyard.data import service as data_service
 from modelyard.data.schemas import GetDataset, GetVersion
 from modelyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from modelyard.jobs.archive import write_tar_gz
 from modelyard.tracking import metrics, query, recording
 from modelyard.tracking.schemas import (
     MAX_BATCH_POINTS,
+    ArchiveRunArtifacts,
     BatchLogged,
     CompareRuns,
     Comparison,
@@ -35,15 +40,22 @@ from modelyard.tracking.schemas import (
     Experiment,
     ExperimentList,
     GetExperiment,
+    GetExperimentById,
     GetMetricHistory,
     GetRun,
+    GetRunArtifact,
     ListExperiments,
+    ListRunArtifacts,
     LogBatch,
+    LogRunArtifact,
     MetricHistory,
     MetricPoint,
     MetricSummary,
     Param,
     Run,
+    RunArchive,
+    RunArtifact,
+    RunArtifactList,
     RunInput,
     RunInputOut,
     RunList,
@@ -56,6 +68,7 @@ from modelyard.tracking.store import (
     ExperimentRow,
     MetricSummaryRow,
     ParamRow,
+    RunArtifactRow,
     RunInputRow,
     RunRow,
     TagRow,
@@ -352,26 +365,6 @@ def end_run(ctx: Context, req: EndRun) -> Run:
     return _runs_out(session, [run])[0]
 
 
-def _merge_summaries(
-    session: Session, run_id: str, points: list[dict[str, Any]], values: list[float]
-) -> None:
-    """Fold inserted point rows (dicts of key/value/step/timestamp) into the summaries.
-
-    Kept for ``recording.append_points``; new code calls ``metrics.insert_points``.
-    """
-    index: dict[str, int] = {}
-    key_index = [index.setdefault(p["key"], len(index)) for p in points]
-    metrics.merge_summaries(
-        session,
-        run_id,
-        list(index),
-        key_index,
-        [p["value"] for p in points],
-        [p["step"] for p in points],
-        [p["timestamp"] for p in points],
-    )
-
-
 Columns = tuple[list[str], list[int], list[float], list[int], list[int]]
 
 
@@ -570,27 +563,6 @@ __all__ = ["MetricPoint", "ops"]
 
 
 # --- experiments by id, run artifacts ---------------------------------------------------
-# (Imported here, not at the top, so that this section can be added without touching the
-# rest of the module while other work on it is in flight; move them up when convenient.)
-
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import BinaryIO  # noqa: E402
-
-from modelyard.core.operations import StreamResult  # noqa: E402
-from modelyard.core.paths import safe_relpath  # noqa: E402
-from modelyard.jobs.archive import write_tar_gz  # noqa: E402
-from modelyard.tracking.schemas import (  # noqa: E402
-    ArchiveRunArtifacts,
-    GetExperimentById,
-    GetRunArtifact,
-    ListRunArtifacts,
-    LogRunArtifact,
-    RunArchive,
-    RunArtifact,
-    RunArtifactList,
-)
-from modelyard.tracking.store import RunArtifactRow  # noqa: E402
 
 
 @ops.operation("GET", "/experiments/by-id/{experiment_id}", permission="tracking.read")
