@@ -41,8 +41,11 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an
+    event loop running in the main thread while it is open, which would break later
+    tests that call ``asyncio.run``."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
