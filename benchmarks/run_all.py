@@ -16,6 +16,8 @@ BENCHMARKS = [
     "benchmarks.bench_job_start",
     "benchmarks.bench_tracking",
     "benchmarks.bench_transform",
+    "benchmarks.bench_serving",
+    "benchmarks.bench_console",
 ]
 
 
