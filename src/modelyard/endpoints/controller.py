@@ -15,7 +15,13 @@ Each pass (every 0.25 s, and at once after an operation commits a change):
    traffic weights step by step, evaluating its alarms against the router's counters of
    the new variants during each bake; an alarm sends all traffic back to the old
    variants at once and records the rollout as ``RolledBack`` with the reason.
-3. **Status.** ``Creating`` becomes ``InService`` once every replica is ready;
+3. **Autoscaling.** A variant with ``autoscaling`` gets a new desired ``replicas``
+   count from :mod:`modelyard.endpoints.autoscaling` (in-flight requests per replica,
+   scale to zero when idle) while the endpoint is ``InService``; each change is a
+   ``scaled`` event and the variant's ``last_scaling``, and step 1 then adds or drains
+   replicas. A cold start the router saw is recorded as a ``cold_start`` event and the
+   variant's ``last_cold_start_ms``.
+4. **Status.** ``Creating`` becomes ``InService`` once every replica is ready;
    ``Failed`` when a variant that takes traffic has only failed replicas; ``Deleting``
    stops every replica and then removes the endpoint.
 
@@ -31,6 +37,7 @@ import datetime as dt
 import fcntl
 import logging
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -45,12 +52,21 @@ from modelyard.core.db import Database, utcnow
 from modelyard.core.events import write_events
 from modelyard.core.ids import new_id
 from modelyard.endpoints import rollouts
+from modelyard.endpoints.autoscaling import Autoscaler
 from modelyard.endpoints.direct import Authorize, DirectServers
 from modelyard.endpoints.invoke import INVOKE
 from modelyard.endpoints.plane import close_plane, plane_for
 from modelyard.endpoints.processes import STOP_GRACE_S, ModelCache, Replicas, root
-from modelyard.endpoints.router import Counters, invalidate_routers, stats_of
-from modelyard.endpoints.schemas import Strategy
+from modelyard.endpoints.router import (
+    Counters,
+    held,
+    inflight_of,
+    invalidate_routers,
+    last_request,
+    stats_of,
+    take_cold_starts,
+)
+from modelyard.endpoints.schemas import Autoscaling, Strategy
 from modelyard.endpoints.store import (
     EndpointEventRow,
     EndpointRow,
@@ -137,6 +153,7 @@ class EndpointController:
         self._pool: ThreadPoolExecutor | None = None
         self._lock_file: IO[bytes] | None = None
         self._baselines: dict[str, _Baseline] = {}
+        self.autoscaler = Autoscaler()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -209,7 +226,8 @@ class EndpointController:
         by_endpoint: dict[str, list[ReplicaRow]] = {}
         for r in replicas:
             by_endpoint.setdefault(r.endpoint_id, []).append(r)
-        changed = False
+        changed = self._record_cold_starts(take_cold_starts())
+        self.autoscaler.forget({v["id"] for ep in endpoints for v in ep.variants})
         for ep in endpoints:
             try:
                 changed |= self._reconcile(ep, by_endpoint.get(ep.id, []), active.get(ep.id))
@@ -229,6 +247,8 @@ class EndpointController:
         changed = False
         if ep.status == "Deleting":
             return self._delete(ep, replicas)
+        if rollout is None and self._autoscale(ep, replicas):
+            return True  # the next pass starts or drains replicas from the new counts
         changed |= self._scale(ep, replicas)
         for r in replicas:
             changed |= self._step_replica(ep, r)
@@ -247,6 +267,83 @@ class EndpointController:
                 row = session.get(EndpointRow, ep.id)
                 if row is not None:
                     row.port = port
+
+    # -- autoscaling -----------------------------------------------------------------------
+
+    def _autoscale(self, ep: EndpointRow, replicas: list[ReplicaRow]) -> bool:
+        """Write the autoscaler's new replica counts for ``ep``'s variants; True if any."""
+        if ep.status != "InService":
+            return False
+        now = time.monotonic()
+        decisions = {}
+        for v in ep.variants:
+            if not v.get("autoscaling"):
+                continue
+            spec = Autoscaling.model_validate(v["autoscaling"])
+            ids = [r.id for r in replicas if r.variant_id == v["id"]]
+            demand = inflight_of(ids) + (0 if v["shadow"] else held(ep.name))
+            decision = self.autoscaler.decide(
+                v["id"], spec, int(v["replicas"]), demand, last_request(v["id"]), now
+            )
+            if decision is not None:
+                decisions[v["id"]] = decision
+        if not decisions:
+            return False
+        with self.db.transaction() as session:
+            row = session.get(EndpointRow, ep.id, with_for_update=True)
+            if row is None or row.status != "InService" or row.generation != ep.generation:
+                return False  # changed meanwhile: decide again on the next pass
+            variants = [dict(v) for v in row.variants]
+            for v in variants:
+                decision = decisions.get(v["id"])
+                if decision is None:
+                    continue
+                before = int(v["replicas"])
+                v["replicas"] = decision.replicas
+                v["last_scaling"] = decision.reason
+                v["last_scaling_at"] = utcnow().isoformat()
+                record_event(
+                    session,
+                    ep.name,
+                    "scaled",
+                    f"variant {v['name']}: {decision.reason}",
+                    variant=v["name"],
+                    before=before,
+                    after=decision.replicas,
+                    in_flight_mean=round(decision.in_flight_mean, 3),
+                )
+            row.variants = variants
+            row.generation += 1
+            row.updated_at = utcnow()
+        for vid in decisions:
+            self.autoscaler.changed(vid, now)
+        self.plane.router.invalidate(ep.name)
+        return True
+
+    def _record_cold_starts(self, cold: dict[str, float]) -> bool:
+        """Store cold-start times the routers saw (variant id -> ms) on their variants."""
+        if not cold:
+            return False
+        with self.db.transaction() as session:
+            for row in session.scalars(select(EndpointRow).with_for_update()):
+                if not any(v["id"] in cold for v in row.variants):
+                    continue
+                variants = [dict(v) for v in row.variants]
+                for v in variants:
+                    if v["id"] in cold:
+                        v["last_cold_start_ms"] = cold[v["id"]]
+                        record_event(
+                            session,
+                            row.name,
+                            "cold_start",
+                            f"variant {v['name']}: a request waited {cold[v['id']]:g} ms for a "
+                            "replica to start",
+                            variant=v["name"],
+                            cold_start_ms=cold[v["id"]],
+                        )
+                row.variants = variants
+                row.updated_at = utcnow()
+        return True
 
     # -- replicas --------------------------------------------------------------------------
 

@@ -16,6 +16,12 @@ Shadow variants get a copy of each request after the answer is chosen; their ans
 are counted and captured, never returned. The router keeps per-variant counters
 (requests, 5xx errors, a latency histogram) in memory: rollouts read them to evaluate
 alarms, ``describe`` shows them. They are per process and start at zero.
+
+For the autoscaler the router also keeps, per process, the requests in flight to each
+replica, the time of each variant's last request and the requests it holds while an
+endpoint scaled to zero has no ready replica: such a request waits (up to the variant's
+``cold_start_timeout_s``) for the controller to start one, and its answer carries
+``X-Modelyard-Cold-Start-Ms`` (arrival to a ready replica); the controller records it.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ MAX_SHADOW_IN_FLIGHT = 64
 FORWARD_TIMEOUT_S = 60.0
 VARIANT_HEADER = "x-modelyard-variant"
 VERSION_HEADER = "x-modelyard-model-version"
+COLD_START_HEADER = "x-modelyard-cold-start-ms"
+COLD_POLL_S = 0.05
 
 _routers: weakref.WeakSet[Router] = weakref.WeakSet()
 
@@ -103,6 +111,31 @@ def stats_of(variant_ids: Iterable[str]) -> dict[str, Counters]:
     return out
 
 
+def inflight_of(replica_ids: Iterable[str]) -> int:
+    """Requests in flight to these replicas, over every router of this process."""
+    ids = list(replica_ids)
+    return sum(router.inflight(ids) for router in list(_routers))
+
+
+def last_request(variant_id: str) -> float | None:
+    """``time.monotonic()`` of the variant's latest request in this process, if any."""
+    seen = [t for router in list(_routers) if (t := router.seen(variant_id)) is not None]
+    return max(seen) if seen else None
+
+
+def held(endpoint: str) -> int:
+    """Requests of this process waiting for a replica of a scaled-to-zero endpoint."""
+    return sum(router.waiting(endpoint) for router in list(_routers))
+
+
+def take_cold_starts() -> dict[str, float]:
+    """Cold-start times (ms) by variant id seen since the last call; the latest wins."""
+    out: dict[str, float] = {}
+    for router in list(_routers):
+        out.update(router.take_cold_starts())
+    return out
+
+
 def invalidate_routers() -> None:
     """Every router of this process re-reads its tables (an operation changed one)."""
     for router in list(_routers):
@@ -126,6 +159,10 @@ class Table:
     weights: tuple[tuple[str, float], ...]
     capture: Capture | None
     loaded: float
+    cold_wait_s: float | None = None  # set when a traffic-taking variant scales to zero
+
+    def ready(self) -> bool:
+        return any(r.replicas for r in self.routes.values() if not r.shadow)
 
 
 @dataclass
@@ -185,6 +222,9 @@ class Router:
         self._shadow_pool: ThreadPoolExecutor | None = None
         self._shadows = 0
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._seen: dict[str, float] = {}
+        self._waiting: dict[str, int] = {}
+        self._cold: dict[str, float] = {}
         _routers.add(self)
 
     # -- routing table ---------------------------------------------------------------------
@@ -229,7 +269,17 @@ class Router:
         weights = tuple(
             (vid, float(w)) for vid, w in sorted(traffic.items()) if w > 0 and vid in routes
         )
-        table = Table(name, routes, weights, capture, time.monotonic())
+        waits = [
+            float(v["autoscaling"]["cold_start_timeout_s"])
+            for v in variants
+            if v.get("autoscaling")
+            and int(v["autoscaling"]["min_replicas"]) == 0
+            and not v["shadow"]
+            and traffic.get(v["id"], 0) > 0
+        ]
+        table = Table(
+            name, routes, weights, capture, time.monotonic(), max(waits) if waits else None
+        )
         with self._lock:
             self._tables[name] = table
         return table
@@ -284,12 +334,14 @@ class Router:
             self._rr[chosen] = n + 1
             rid, url = replicas[n % len(replicas)]
             self._inflight[rid] = self._inflight.get(rid, 0) + 1
+            self._seen[chosen] = time.monotonic()
         return route, rid, url
 
     def _done(self, route: Route, rid: str | None, status: int, latency_ms: float) -> None:
         with self._lock:
             if rid is not None:
                 self._inflight[rid] = self._inflight.get(rid, 1) - 1
+            self._seen[route.variant_id] = time.monotonic()
             c = self._counters.setdefault(route.variant_id, Counters())
             c.requests += 1
             if status >= 500:
@@ -299,6 +351,67 @@ class Router:
     def inflight(self, replica_ids: Iterable[str]) -> int:
         with self._lock:
             return sum(self._inflight.get(r, 0) for r in replica_ids)
+
+    def seen(self, variant_id: str) -> float | None:
+        with self._lock:
+            return self._seen.get(variant_id)
+
+    def waiting(self, endpoint: str) -> int:
+        with self._lock:
+            return self._waiting.get(endpoint, 0)
+
+    def take_cold_starts(self) -> dict[str, float]:
+        with self._lock:
+            out, self._cold = self._cold, {}
+            return out
+
+    # -- scale to zero: hold a request until a replica is ready ----------------------------
+
+    def _hold(self, endpoint: str, delta: int) -> None:
+        with self._lock:
+            self._waiting[endpoint] = self._waiting.get(endpoint, 0) + delta
+            if self._waiting[endpoint] <= 0:
+                del self._waiting[endpoint]
+
+    def _cold_timeout(self, endpoint: str, wait_s: float) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"endpoint {endpoint!r} scaled to zero and no replica became ready within "
+            f"{wait_s:g} s (its cold_start_timeout_s); try again"
+        )
+
+    async def _wait_ready_async(self, table: Table) -> Table:
+        assert table.cold_wait_s is not None
+        deadline = time.monotonic() + table.cold_wait_s
+        self._hold(table.endpoint, 1)
+        try:
+            while not table.ready():
+                if time.monotonic() > deadline:
+                    raise self._cold_timeout(table.endpoint, table.cold_wait_s)
+                await asyncio.sleep(COLD_POLL_S)
+                table = await anyio.to_thread.run_sync(self._load, table.endpoint)
+        finally:
+            self._hold(table.endpoint, -1)
+        return table
+
+    def _wait_ready_sync(self, table: Table) -> Table:
+        assert table.cold_wait_s is not None
+        deadline = time.monotonic() + table.cold_wait_s
+        self._hold(table.endpoint, 1)
+        try:
+            while not table.ready():
+                if time.monotonic() > deadline:
+                    raise self._cold_timeout(table.endpoint, table.cold_wait_s)
+                time.sleep(COLD_POLL_S)
+                table = self._load(table.endpoint)
+        finally:
+            self._hold(table.endpoint, -1)
+        return table
+
+    def _cold_started(self, route: Route, answer: Answer, arrived: float, ready: float) -> None:
+        ms = round((ready - arrived) * 1000.0, 1)
+        answer.headers[COLD_START_HEADER] = f"{ms:g}"
+        with self._lock:
+            self._cold[route.variant_id] = ms
 
     def snapshot(self, variant_ids: Iterable[str]) -> dict[str, Counters]:
         with self._lock:
@@ -388,7 +501,12 @@ class Router:
         path: str = "/invocations",
     ) -> Answer:
         """Forward one request; NotFound/ServiceUnavailable when it cannot be routed."""
+        arrived = time.monotonic()
         table = await self.table_async(endpoint)
+        cold: float | None = None
+        if not table.ready() and table.cold_wait_s is not None:
+            table = await self._wait_ready_async(table)
+            cold = time.monotonic()
         call = _Call(path, body, content_type, accept, request_id)
         sampled = self._sampled(table)
         exclude: set[str] = set()
@@ -409,6 +527,8 @@ class Router:
             latency = (time.perf_counter() - t0) * 1000.0
             self._done(route, rid, answer.status, latency)
             break
+        if cold is not None:
+            self._cold_started(route, answer, arrived, cold)
         if sampled:
             self._capture(table, route, call, answer, latency)
         for shadow in self._shadow_routes(table):
@@ -461,7 +581,12 @@ class Router:
         path: str = "/invocations",
     ) -> Answer:
         """:meth:`invoke` for callers without an event loop (the embedded client)."""
+        arrived = time.monotonic()
         table = self.table(endpoint)
+        cold: float | None = None
+        if not table.ready() and table.cold_wait_s is not None:
+            table = self._wait_ready_sync(table)
+            cold = time.monotonic()
         call = _Call(path, body, content_type, accept, request_id)
         sampled = self._sampled(table)
         exclude: set[str] = set()
@@ -482,6 +607,8 @@ class Router:
             latency = (time.perf_counter() - t0) * 1000.0
             self._done(route, rid, answer.status, latency)
             break
+        if cold is not None:
+            self._cold_started(route, answer, arrived, cold)
         if sampled:
             self._capture(table, route, call, answer, latency)
         for shadow in self._shadow_routes(table):

@@ -24,6 +24,40 @@ AlarmMetric = Literal["error_rate", "p99_latency_ms", "custom"]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
+class Autoscaling(BaseModel):
+    """Target tracking on in-flight requests per replica, and scale to zero.
+
+    Every controller pass samples the requests in flight to the variant's replicas (plus
+    requests held while it has none); over the last ``window_s`` seconds the desired
+    count is ``ceil(mean / target_in_flight)`` clamped to ``[max(min_replicas, 1),
+    max_replicas]``. A scale-out waits ``scale_out_cooldown_s`` and a scale-in
+    ``scale_in_cooldown_s`` after the previous change. With ``min_replicas`` 0 the
+    variant stops every replica after ``idle_seconds`` without a request; the next
+    request is held up to ``cold_start_timeout_s`` while a replica starts.
+    """
+
+    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    max_replicas: int = Field(default=4, ge=1, le=MAX_REPLICAS)
+    target_in_flight: Finite = Field(default=4.0, gt=0, le=10_000)
+    scale_in_cooldown_s: Finite = Field(default=30.0, ge=0, le=86_400)
+    scale_out_cooldown_s: Finite = Field(default=5.0, ge=0, le=86_400)
+    window_s: Finite = Field(default=10.0, gt=0, le=3600, description="Averaging window.")
+    idle_seconds: Finite = Field(default=300.0, gt=0, le=86_400 * 7)
+    cold_start_timeout_s: Finite = Field(default=60.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed max_replicas "
+                f"({self.max_replicas})"
+            )
+        return self
+
+    def clamp(self, count: int) -> int:
+        return max(max(self.min_replicas, 1), min(self.max_replicas, count))
+
+
 class VariantSpec(BaseModel):
     """One production variant as a caller asks for it."""
 
@@ -38,6 +72,11 @@ class VariantSpec(BaseModel):
     shadow: bool = Field(
         default=False,
         description="Receives a copy of the traffic; its answers are captured, never returned.",
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description="Scale the replicas with the load ('replicas' is the starting count, "
+        "clamped to the bounds); min_replicas 0 scales to zero when idle.",
     )
 
 
@@ -175,8 +214,14 @@ class Variant(BaseModel):
     artifact_filename: str
     flavor: str
     weight: float
-    replicas: int
+    replicas: int = Field(description="The desired replica count (the autoscaler changes it).")
     shadow: bool
+    autoscaling: Autoscaling | None = None
+    last_scaling: str = Field(default="", description="The autoscaler's last decision.")
+    last_scaling_at: dt.datetime | None = None
+    last_cold_start_ms: float | None = Field(
+        default=None, description="Request arrival to replica ready, last time from zero."
+    )
 
 
 class VariantStats(BaseModel):

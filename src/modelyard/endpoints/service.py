@@ -170,8 +170,9 @@ def _resolve(ctx: Context, spec: VariantSpec) -> Variant:
         artifact_filename=version.artifact_filename,
         flavor=version.flavor,
         weight=spec.weight,
-        replicas=spec.replicas,
+        replicas=spec.autoscaling.clamp(spec.replicas) if spec.autoscaling else spec.replicas,
         shadow=spec.shadow,
+        autoscaling=spec.autoscaling,
     )
 
 
