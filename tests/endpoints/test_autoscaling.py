@@ -188,3 +188,66 @@ def test_scales_to_zero_when_idle_and_holds_the_next_request_through_a_cold_star
     again = httpx.post(f"{plane.server.url}/endpoints/zero/invocations", content=BODY)
     assert again.status_code == 200 and "x-modelyard-cold-start-ms" not in again.headers
     c.endpoints.delete("zero", wait=True)
+
+
+def test_cli_and_deploy_take_autoscaling_and_describe_shows_it(plane: Plane) -> None:
+    from epkit import sklearn_version
+    from typer.testing import CliRunner
+
+    from modelyard.cli.main import app
+
+    runner = CliRunner()
+    c = plane.client
+    v = sklearn_version(c, plane.folder)
+    url = plane.server.url
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, ["--url", url, *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    for bad, message in [
+        (["--min-replicas", "3", "--max-replicas", "2"], "must not exceed max_replicas"),
+        (["--autoscaling", "[1]"], "must be a JSON object"),
+        (["--autoscaling", "{"], "not valid JSON"),
+    ]:
+        args = ["endpoints", "create", "cli-as", "--model", "churn", "--version", str(v), *bad]
+        result = runner.invoke(app, ["--url", url, *args])
+        assert result.exit_code == 1 and message in result.output, result.output
+    with pytest.raises(NotFound):
+        c.endpoints.describe("cli-as")
+
+    created = json.loads(
+        run(
+            "--json",
+            "endpoints",
+            "create",
+            "cli-as",
+            "--model",
+            "churn",
+            "--version",
+            str(v),
+            "--max-replicas",
+            "2",
+            "--target-in-flight",
+            "3",
+            "--autoscaling",
+            '{"scale_in_cooldown_s": 7}',
+        )
+    )
+    scaling = created["variants"][0]["autoscaling"]
+    assert (scaling["min_replicas"], scaling["max_replicas"]) == (1, 2)
+    assert (scaling["target_in_flight"], scaling["scale_in_cooldown_s"]) == (3, 7)
+    assert "autoscaling: 1-2 replicas, target 3 in flight" in run("endpoints", "describe", "cli-as")
+    run("endpoints", "delete", "cli-as")
+
+    ep = c.endpoints.deploy(
+        "churn", v, "deployed-as", autoscaling={"min_replicas": 0, "idle_seconds": 600}
+    )
+    assert ep.variants[0].autoscaling is not None
+    assert ep.variants[0].autoscaling.min_replicas == 0 and ep.variants[0].replicas == 1
+    c.endpoints.wait("deployed-as")
+    # Redeploying the variant without autoscaling keeps its autoscaling.
+    again = c.endpoints.deploy("churn", v, "deployed-as")
+    assert again.variants[0].autoscaling is not None
+    c.endpoints.delete("deployed-as", wait=True)

@@ -19,8 +19,40 @@ app = typer.Typer(
 )
 
 
+def _autoscaling(
+    min_replicas: int | None,
+    max_replicas: int | None,
+    target_in_flight: float | None,
+    idle_seconds: float | None,
+    autoscaling: str | None,
+) -> dict[str, Any] | None:
+    """The ``autoscaling`` dict from the JSON option and the single-field options."""
+    out: dict[str, Any] = {}
+    if autoscaling is not None:
+        try:
+            value = json.loads(autoscaling)
+        except ValueError as exc:
+            raise InvalidInput(f"--autoscaling is not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise InvalidInput("--autoscaling must be a JSON object, e.g. '{\"max_replicas\": 4}'")
+        out.update(value)
+    fields = {
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "target_in_flight": target_in_flight,
+        "idle_seconds": idle_seconds,
+    }
+    out.update({k: v for k, v in fields.items() if v is not None})
+    return out or None
+
+
 def _variants(
-    model: str | None, version: str | None, variant: str, replicas: int, variants: str | None
+    model: str | None,
+    version: str | None,
+    variant: str,
+    replicas: int,
+    variants: str | None,
+    autoscaling: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     if variants is not None:
         text = variants
@@ -35,10 +67,20 @@ def _variants(
             raise InvalidInput(f"--variants is not valid JSON: {exc}") from exc
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise InvalidInput("--variants must be a JSON list of objects")
+        if autoscaling is not None:
+            raise InvalidInput("with --variants, put 'autoscaling' in each variant's JSON")
         return value
     if model is None or version is None:
         raise InvalidInput("give --model and --version, or --variants JSON")
-    return [{"name": variant, "model": model, "version": version, "replicas": replicas}]
+    spec: dict[str, Any] = {
+        "name": variant,
+        "model": model,
+        "version": version,
+        "replicas": replicas,
+    }
+    if autoscaling is not None:
+        spec["autoscaling"] = autoscaling
+    return [spec]
 
 
 def _alarms(values: list[str]) -> list[dict[str, Any]]:
@@ -72,6 +114,7 @@ def _show(ep: Endpoint) -> None:
             "version",
             "traffic",
             "replicas",
+            "ready",
             "shadow",
             "requests",
             "errors",
@@ -84,6 +127,7 @@ def _show(ep: Endpoint) -> None:
                 v.version,
                 f"{ep.traffic.get(v.id, 0.0):.0%}",
                 v.replicas,
+                sum(1 for r in ep.replicas if r.variant_id == v.id and r.state == "Ready"),
                 "yes" if v.shadow else "",
                 ep.stats[v.id].requests if v.id in ep.stats else "",
                 ep.stats[v.id].errors if v.id in ep.stats else "",
@@ -92,6 +136,22 @@ def _show(ep: Endpoint) -> None:
             for v in ep.variants
         ],
     )
+    for v in ep.variants:
+        a = v.autoscaling
+        if a is None:
+            continue
+        cold = f"; last cold start {v.last_cold_start_ms:g} ms" if v.last_cold_start_ms else ""
+        console.print(
+            f"variant {v.name} autoscaling: {a.min_replicas}-{a.max_replicas} replicas, "
+            f"target {a.target_in_flight:g} in flight per replica"
+            + (f", to zero after {a.idle_seconds:g} s idle" if a.min_replicas == 0 else "")
+            + cold,
+            highlight=False,
+        )
+        if v.last_scaling:
+            console.print(
+                f"  last decision: {v.last_scaling} ({v.last_scaling_at})", highlight=False
+            )
     names = {v.id: v.name for v in ep.variants}
     table(
         "replicas",
@@ -126,6 +186,19 @@ def create(
     version: str | None = typer.Option(None, help="A version number, an alias or 'latest'."),
     variant: str = typer.Option("primary", help="The variant's name."),
     replicas: int = typer.Option(1, help="Model-server processes for the variant."),
+    min_replicas: int | None = typer.Option(
+        None, help="Autoscaling: fewest replicas (0: scale to zero)."
+    ),
+    max_replicas: int | None = typer.Option(None, help="Autoscaling: most replicas."),
+    target_in_flight: float | None = typer.Option(
+        None, help="Autoscaling: requests in flight per replica to aim for."
+    ),
+    idle_seconds: float | None = typer.Option(
+        None, help="Autoscaling with --min-replicas 0: stop every replica after this idle time."
+    ),
+    autoscaling: str | None = typer.Option(
+        None, help='Autoscaling as JSON: {"min_replicas", "max_replicas", "target_in_flight", ...}'
+    ),
     variants: str | None = typer.Option(
         None, help='JSON or @file: [{"name", "model", "version", "weight", "replicas", "shadow"}]'
     ),
@@ -137,9 +210,12 @@ def create(
 ) -> None:
     """Create an endpoint from approved model versions."""
     capture = {"percent": capture_percent} if capture_percent is not None else None
+    scaling = _autoscaling(min_replicas, max_replicas, target_in_flight, idle_seconds, autoscaling)
     with client() as c:
         ep = c.endpoints.create(
-            name, _variants(model, version, variant, replicas, variants), capture=capture
+            name,
+            _variants(model, version, variant, replicas, variants, scaling),
+            capture=capture,
         )
         if wait:
             ep = c.endpoints.wait(name, timeout=timeout)
@@ -154,6 +230,19 @@ def update(
     version: str | None = typer.Option(None, help="A version number, an alias or 'latest'."),
     variant: str = typer.Option("primary", help="The variant's name."),
     replicas: int = typer.Option(1, help="Model-server processes for the variant."),
+    min_replicas: int | None = typer.Option(
+        None, help="Autoscaling: fewest replicas (0: scale to zero)."
+    ),
+    max_replicas: int | None = typer.Option(None, help="Autoscaling: most replicas."),
+    target_in_flight: float | None = typer.Option(
+        None, help="Autoscaling: requests in flight per replica to aim for."
+    ),
+    idle_seconds: float | None = typer.Option(
+        None, help="Autoscaling with --min-replicas 0: stop every replica after this idle time."
+    ),
+    autoscaling: str | None = typer.Option(
+        None, help='Autoscaling as JSON: {"min_replicas", "max_replicas", "target_in_flight", ...}'
+    ),
     variants: str | None = typer.Option(None, help="JSON or @file: the complete variant list."),
     strategy: str = typer.Option("blue_green", help="all_at_once, blue_green, canary, linear."),
     canary_percent: float = typer.Option(10.0, help="canary: traffic share of the first step."),
@@ -175,10 +264,11 @@ def update(
         "alarms": _alarms(alarm),
     }
     capture = {"percent": capture_percent} if capture_percent is not None else None
+    scaling = _autoscaling(min_replicas, max_replicas, target_in_flight, idle_seconds, autoscaling)
     with client() as c:
         ep = c.endpoints.update(
             name,
-            _variants(model, version, variant, replicas, variants),
+            _variants(model, version, variant, replicas, variants, scaling),
             strategy=plan,
             capture=capture,
         )

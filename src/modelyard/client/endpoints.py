@@ -34,6 +34,7 @@ from modelyard.core.ids import new_id
 from modelyard.endpoints.invoke import INVOKE
 from modelyard.endpoints.plane import plane_for
 from modelyard.endpoints.schemas import (
+    Autoscaling,
     Capture,
     CaptureFileList,
     CreateEndpoint,
@@ -317,13 +318,27 @@ class EndpointsAPI:
         variant: str = "primary",
         replicas: int = 1,
         strategy: Strategy | Mapping[str, Any] | None = None,
+        autoscaling: Autoscaling | Mapping[str, Any] | None = None,
     ) -> Endpoint:
         """Deploy model ``name`` ``version`` as ``variant`` of ``endpoint_name``.
 
         Creates the endpoint if it does not exist; otherwise replaces that variant (the
         other variants stay) and rolls the new version out per ``strategy``.
+        ``autoscaling`` (e.g. ``{"min_replicas": 0, "max_replicas": 4,
+        "target_in_flight": 4, "idle_seconds": 300}``) scales the variant with its load.
         """
-        spec = {"name": variant, "model": name, "version": str(version), "replicas": replicas}
+        spec: dict[str, Any] = {
+            "name": variant,
+            "model": name,
+            "version": str(version),
+            "replicas": replicas,
+        }
+        if autoscaling is not None:
+            spec["autoscaling"] = (
+                autoscaling.model_dump()
+                if isinstance(autoscaling, Autoscaling)
+                else dict(autoscaling)
+            )
         try:
             current = self.describe(endpoint_name)
         except NotFound:
@@ -335,7 +350,10 @@ class EndpointsAPI:
                 continue
             if v.name == variant:
                 if not replaced:
-                    variants.append({**spec, "weight": v.weight})
+                    keep: dict[str, Any] = {"weight": v.weight}
+                    if "autoscaling" not in spec and v.autoscaling is not None:
+                        keep["autoscaling"] = v.autoscaling.model_dump()
+                    variants.append({**spec, **keep})
                     replaced = True
                 continue
             variants.append(
@@ -344,8 +362,10 @@ class EndpointsAPI:
                     "model": v.model,
                     "version": str(v.version),
                     "weight": v.weight,
-                    "replicas": v.replicas,
+                    # An autoscaled variant may be at zero; the autoscaler starts from one.
+                    "replicas": max(v.replicas, 1),
                     "shadow": v.shadow,
+                    "autoscaling": v.autoscaling.model_dump() if v.autoscaling else None,
                 }
             )
         if not replaced:
