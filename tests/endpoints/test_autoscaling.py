@@ -14,6 +14,7 @@ from test_endpoints import Load, wait_for
 from conftest import Plane
 from modelyard.client.sdk import Client
 from modelyard.endpoints.autoscaling import Autoscaler
+from modelyard.endpoints.plane import plane_for
 from modelyard.endpoints.schemas import Autoscaling, Endpoint
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.flavors import save_model
@@ -21,7 +22,7 @@ from modelyard.flavors import save_model
 BODY = json.dumps(ROWS)
 
 
-def slow_version(client: Client, folder: Path, name: str = "slow") -> int:
+def slow_version(client: Client, folder: Path, name: str = "slow", load_s: float = 0.0) -> int:
     """An approved ``python`` model whose predict sleeps 0.2 s, then echoes its input."""
     code = folder / f"slow-{len(list(folder.glob('slow-*')))}"
     code.mkdir(parents=True)
@@ -31,13 +32,14 @@ def slow_version(client: Client, folder: Path, name: str = "slow") -> int:
             import time
 
             def load(model_dir):
+                time.sleep(LOAD_S)
                 return None
 
             def predict(model, data):
                 time.sleep(0.2)
                 return data
             """
-        )
+        ).replace("LOAD_S", repr(load_s))
     )
     path = code.parent / f"{code.name}-saved"
     save_model(code / "handler.py", path, flavor="python")
@@ -82,6 +84,9 @@ def test_scale_to_zero_decisions() -> None:
     spec = Autoscaling(min_replicas=0, max_replicas=2, target_in_flight=1, idle_seconds=60)
     a = Autoscaler()
     assert a.decide("v", spec, 1, 0, None, now=0.0) is None
+    # A replica still starting counts as activity: idle time starts after it.
+    assert a.decide("v", spec, 1, 0, None, now=20.0, starting=True) is None
+    assert a.decide("v", spec, 1, 0, None, now=79.0) is None
     assert a.decide("v", spec, 1, 0, 30.0, now=80.0) is None  # a request 50 s ago
     idle = a.decide("v", spec, 1, 0, 30.0, now=91.0)
     assert idle is not None and idle.replicas == 0
@@ -187,7 +192,33 @@ def test_scales_to_zero_when_idle_and_holds_the_next_request_through_a_cold_star
     # Warm again: no cold-start header.
     again = httpx.post(f"{plane.server.url}/endpoints/zero/invocations", content=BODY)
     assert again.status_code == 200 and "x-modelyard-cold-start-ms" not in again.headers
+
+    # The same through the embedded router (the SDK without a server).
+    wait_for(lambda: not c.endpoints.describe("zero").replicas, 30, "zero again")
+    answer = plane_for(plane.runtime).router.invoke_sync(
+        "zero", BODY.encode(), content_type="application/json"
+    )
+    assert answer.status == 200 and float(answer.headers["x-modelyard-cold-start-ms"]) > 0
     c.endpoints.delete("zero", wait=True)
+
+
+def test_a_cold_start_longer_than_its_timeout_is_a_clear_503_and_the_replica_still_starts(
+    plane: Plane,
+) -> None:
+    c = plane.client
+    v = slow_version(c, plane.folder, load_s=3.0)  # loading takes 3 s, far above the wait
+    autoscaling = {"min_replicas": 0, "idle_seconds": 1, "cold_start_timeout_s": 0.5}
+    c.endpoints.create("late", [{"model": "slow", "version": v, "autoscaling": autoscaling}])
+    c.endpoints.wait("late")
+    wait_for(lambda: not c.endpoints.describe("late").replicas, 30, "zero")
+    refused = httpx.post(f"{plane.server.url}/endpoints/late/invocations", content=BODY)
+    assert refused.status_code == 503
+    assert "cold_start_timeout_s" in refused.json()["message"]
+    # The held request still woke the variant up: a replica starts and serves.
+    wait_for(lambda: ready(c.endpoints.describe("late")) == 1, 60, "the replica")
+    served = httpx.post(f"{plane.server.url}/endpoints/late/invocations", content=BODY)
+    assert served.status_code == 200
+    c.endpoints.delete("late", wait=True)
 
 
 def test_cli_and_deploy_take_autoscaling_and_describe_shows_it(plane: Plane) -> None:

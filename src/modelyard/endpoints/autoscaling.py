@@ -26,6 +26,7 @@ class Decision:
 @dataclass
 class _State:
     changed: float
+    active: float
     samples: deque[tuple[float, float]] = field(default_factory=deque)
 
 
@@ -43,17 +44,22 @@ class Autoscaler:
         in_flight: float,
         last_request: float | None,
         now: float,
+        starting: bool = False,
     ) -> Decision | None:
         """A new count for the variant, or None to keep ``current``.
 
         ``now`` and ``last_request`` are ``time.monotonic()`` seconds. From zero, any
         demand starts one replica at once (no cooldown: a request is waiting). With
         ``min_replicas`` 0, a variant with nothing in flight and no request for
-        ``idle_seconds`` (counted from its last change at the earliest) goes to zero.
+        ``idle_seconds`` goes to zero; the idle time counts from its last change or the
+        last pass where a replica was still ``starting`` at the earliest (a replica that
+        loads slowly is never stopped before it could serve).
         Otherwise the count tracks ``ceil(mean in-flight / target)`` within the bounds,
         a change waiting for the cooldown of its direction since the previous change.
         """
-        state = self._states.setdefault(variant_id, _State(changed=now))
+        state = self._states.setdefault(variant_id, _State(changed=now, active=now))
+        if starting:
+            state.active = now
         state.samples.append((now, in_flight))
         while state.samples and state.samples[0][0] < now - spec.window_s:
             state.samples.popleft()
@@ -63,7 +69,7 @@ class Autoscaler:
                 return Decision(1, "a request arrived while scaled to zero", mean)
             return None
         if spec.min_replicas == 0 and in_flight == 0:
-            idle = now - max(last_request or state.changed, state.changed)
+            idle = now - max(last_request or state.active, state.changed, state.active)
             if idle >= spec.idle_seconds:
                 return Decision(
                     0,

@@ -280,10 +280,11 @@ class EndpointController:
             if not v.get("autoscaling"):
                 continue
             spec = Autoscaling.model_validate(v["autoscaling"])
-            ids = [r.id for r in replicas if r.variant_id == v["id"]]
-            demand = inflight_of(ids) + (0 if v["shadow"] else held(ep.name))
+            mine = [r for r in replicas if r.variant_id == v["id"]]
+            demand = inflight_of(r.id for r in mine) + (0 if v["shadow"] else held(ep.name))
+            starting = any(r.state in ("Pending", "Starting") for r in mine)
             decision = self.autoscaler.decide(
-                v["id"], spec, int(v["replicas"]), demand, last_request(v["id"]), now
+                v["id"], spec, int(v["replicas"]), demand, last_request(v["id"]), now, starting
             )
             if decision is not None:
                 decisions[v["id"]] = decision
