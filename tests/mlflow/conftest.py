@@ -14,6 +14,12 @@ import pytest
 # switch it off before the first import (a monkeypatched variable would come too late).
 # Tests never reach beyond this machine.
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+# With no tracking URI, MLflow 3 falls back to sqlite:///mlflow.db in the working
+# directory (the repository): after a test resets the URI, anything MLflow still does
+# (an autolog or atexit hook) must land in a temporary folder instead.
+os.environ["MLFLOW_TRACKING_URI"] = (
+    f"sqlite:///{Path(tempfile.mkdtemp(prefix='modelyard-mlflow-default-')) / 'mlflow.db'}"
+)
 mlflow = pytest.importorskip("mlflow")
 
 from testkit import LiveServer  # noqa: E402
