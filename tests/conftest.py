@@ -96,3 +96,10 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Client]:
     c = connect(server.url)
     yield c
     c.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests run last. After Playwright has run in this process, endpoint
+    tests that came later saw a replica stay Starting (its /ping never counted as
+    ready); the cause is not yet found, so nothing else runs after the browser."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/console/"))
