@@ -487,6 +487,13 @@ class EndpointController:
 
     def _launch(self, r: ReplicaRow, variant: dict[str, Any]) -> None:
         attempt = r.attempt + 1
+        # The loop may have read this row as Pending just before an earlier launch of it
+        # committed Starting: launching again would rewrite that attempt's launch.json
+        # (a new port) under the running supervisor. Launch only a row still Pending.
+        with self.db.transaction() as session:
+            current = session.get(ReplicaRow, r.id)
+            if current is None or current.state != "Pending" or current.attempt != r.attempt:
+                return
         try:
             model_dir = self.cache.path(variant["artifact_digest"], variant["artifact_filename"])
             launched = self.processes.launch(
