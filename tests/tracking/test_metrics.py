@@ -7,6 +7,7 @@ import random
 
 import httpx
 import pytest
+from sqlalchemy import delete
 
 from modelyard.client.sdk import Client, connect
 from modelyard.client.tracking import _build
@@ -14,8 +15,10 @@ from modelyard.client.transport import EmbeddedTransport
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.runtime import Runtime
 from modelyard.security.service import local_principal
+from modelyard.tracking import metrics as tracking_metrics
 from modelyard.tracking import service as tracking_service
 from modelyard.tracking.schemas import MAX_BATCH_POINTS, LogBatch
+from modelyard.tracking.store import MetricTileRow
 from testkit import LiveServer
 
 
@@ -89,6 +92,94 @@ def test_downsampled_history_of_50k_points(runtime: Runtime) -> None:
     kept = cmp.histories["x"][run.id]
     assert len(kept) == 40 and kept[0].step == 0 and kept[-1].step == 49_999
     assert {p.value for p in kept} >= {-50.0, 50.0}
+
+
+Kept = set[tuple[int, int, float | None]]
+
+
+def _m4_points(points: list[tuple[int, int, float]], x0: int, width: int) -> Kept:
+    """M4 of (step, timestamp, value) points in logging order, buckets of ``width`` steps
+    from ``x0``: per bucket the first and last point in (step, timestamp, logging) order
+    and the first holding the minimum and the maximum non-NaN value (NaN as None)."""
+    ordered = sorted(range(len(points)), key=lambda i: (points[i][0], points[i][1], i))
+    buckets: dict[int, list[int]] = {}
+    for i in ordered:
+        buckets.setdefault((points[i][0] - x0) // width, []).append(i)
+    kept: set[int] = set()
+    for members in buckets.values():
+        kept |= {members[0], members[-1]}
+        finite = [i for i in members if not math.isnan(points[i][2])]
+        if finite:
+            kept.add(min(finite, key=lambda i: points[i][2]))  # min() keeps the first
+            kept.add(max(finite, key=lambda i: points[i][2]))
+    return {(points[i][0], points[i][1], _none(points[i][2])) for i in kept}
+
+
+def _none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def test_long_histories_are_read_from_tiles_as_exact_m4(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tiles answer M4 over tile-aligned buckets exactly as the points would: points out
+    of order across batches, repeated steps, ties, NaN, infinities, a bucket of only NaN,
+    negative steps; and a history whose tiles miss points (logged before tiles existed)
+    is read from the points."""
+    monkeypatch.setattr(tracking_metrics, "TILE_MIN_POINTS", 0)
+    read_from_tiles: list[bool] = []
+    real = tracking_metrics._from_tiles
+
+    def spy(*args: object) -> object:
+        got = real(*args)  # type: ignore[arg-type]
+        read_from_tiles.append(got is not None)
+        return got
+
+    monkeypatch.setattr(tracking_metrics, "_from_tiles", spy)
+    c = _sdk(runtime)
+    run = c.tracking.create_run("tiles")
+    rng = random.Random(11)
+    steps = list(range(-700, 40_000))
+    rng.shuffle(steps)
+    steps += [rng.randrange(-700, 40_000) for _ in range(3_000)]  # repeated steps
+    points: list[tuple[int, int, float]] = []
+    for st in steps:
+        value = round(rng.gauss(0, 1), 1)  # few distinct values: ties in every bucket
+        if 5_100 <= st < 5_700 or rng.random() < 0.01:
+            value = math.nan
+        points.append((st, 1_700_000_000_000 + rng.randrange(3), value))
+    points[100] = (points[100][0], points[100][1], math.inf)
+    points[200] = (points[200][0], points[200][1], -math.inf)
+    for start in range(0, len(points), MAX_BATCH_POINTS):
+        chunk = points[start : start + MAX_BATCH_POINTS]
+        cols = {
+            "keys": ["x"],
+            "key_index": [0] * len(chunk),
+            "values": [v for _, _, v in chunk],
+            "steps": [st for st, _, _ in chunk],
+            "timestamps": [ts for _, ts, _ in chunk],
+        }
+        _log_columns(c, run.id, cols)
+    lo, hi = min(steps), max(steps)
+    for max_points, level in ((400, 8), (32, 12)):
+        plan = tracking_metrics.tile_buckets(lo, hi, max_points)
+        assert plan is not None and plan[0] == level
+        _, x0, width = plan
+        hist = c.tracking.metric_history(run.id, "x", max_points=max_points)
+        got = [(p.step, p.timestamp, _none(p.value)) for p in hist.points]
+        assert read_from_tiles.pop() is True
+        assert hist.total == len(points) and len(got) <= max_points
+        assert [g[:2] for g in got] == sorted(g[:2] for g in got)
+        assert len(set(got)) == len(got) and set(got) == _m4_points(points, x0, width)
+        assert {math.inf, -math.inf} <= {p.value for p in hist.points}
+    # Tiles missing (a history from before them): the points answer, buckets not snapped.
+    with runtime.db.transaction() as session:
+        session.execute(delete(MetricTileRow).where(MetricTileRow.run_id == run.id))
+    hist = c.tracking.metric_history(run.id, "x", max_points=400)
+    assert read_from_tiles.pop() is False
+    width = -(-(hi - lo + 1) // 100)
+    got = [(p.step, p.timestamp, _none(p.value)) for p in hist.points]
+    assert set(got) == _m4_points(points, lo, width)
 
 
 def test_downsampling_constant_repeated_and_single_step_metrics(runtime: Runtime) -> None:

@@ -12,6 +12,17 @@ last point and the points holding its minimum and maximum value. A line drawn th
 the result has the same envelope as one drawn through every point, and the series' first
 and last points and global min and max are always kept. The database does the bucketing
 and aggregation, so a history of millions of points never crosses into Python.
+
+Tiles: a long history (``TILE_MIN_POINTS`` and more) is answered from
+``tracking_metric_tiles`` instead: each batch is folded (with numpy) into M4 summaries of
+fixed step ranges of 2^8, 2^12 and 2^16 steps, merged by one upsert per batch. A read
+uses the coarsest tile width that fits in the bucket width, snaps the buckets to whole
+tiles (first bucket starts at a multiple of the tile width, width a multiple of it), and
+combines tiles per bucket: the result is exact M4 for those buckets, read from about
+``span / tile width`` rows. Points equal in step, timestamp and value are one point there
+(the raw path would keep both; a chart cannot tell them apart). Histories on the
+timestamp axis, and ones whose tiles do not hold every point (logged before tiles
+existed), are read from the points.
 """
 
 from __future__ import annotations
@@ -21,15 +32,20 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Table, bindparam, case, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from modelyard.tracking.schemas import Point
-from modelyard.tracking.store import MetricRow, MetricSummaryRow
+from modelyard.tracking.store import MetricRow, MetricSummaryRow, MetricTileRow
 
 _METRICS: Table = MetricRow.__table__  # type: ignore[assignment]
 _SUMMARIES: Table = MetricSummaryRow.__table__  # type: ignore[assignment]
+_TILES: Table = MetricTileRow.__table__  # type: ignore[assignment]
+
+TILE_LEVELS = (16, 12, 8)  # log2 of the tile widths, coarsest first
+TILE_MIN_POINTS = 100_000  # shorter histories are downsampled from the points
 
 
 def _placeholders(session: Session, n: int) -> str:
@@ -72,6 +88,7 @@ def insert_points(
         ),
     )
     merge_summaries(session, run_id, keys, key_index, stored, steps, timestamps)
+    merge_tiles(session, run_id, keys, key_index, values, steps, timestamps)
 
 
 def merge_summaries(
@@ -157,6 +174,187 @@ def _upsert_summaries(
     session.execute(stmt, [{"run_id": run_id, "key": keys[k], **s} for k, s in folded.items()])
 
 
+# --- tiles --------------------------------------------------------------------------------
+
+
+def merge_tiles(
+    session: Session,
+    run_id: str,
+    keys: Sequence[str],
+    key_index: Sequence[int],
+    values: Sequence[float | None],
+    steps: Sequence[int],
+    timestamps: Sequence[int],
+) -> None:
+    """Fold a batch already inserted into its (run, key) tiles at every level, one upsert.
+
+    Within the batch, points are ordered by (step, timestamp, position in the batch), as
+    the raw history orders them by (step, timestamp, id); a stored tile was written by an
+    earlier batch, so on a tie it keeps its first, minimum and maximum and yields its last.
+    """
+    if not key_index:
+        return
+    k = np.asarray(key_index, dtype=np.int64)
+    s = np.asarray(steps, dtype=np.int64)
+    t = np.asarray(timestamps, dtype=np.int64)
+    v = np.array([math.nan if x is None else x for x in values], dtype=np.float64)
+    order = np.lexsort((np.arange(len(k)), t, s, k))  # tiles are monotone in the step
+    k, s, t, v = k[order], s[order], t[order], v[order]
+    nan = np.isnan(v)
+    rows: list[dict[str, Any]] = []
+    for level in TILE_LEVELS:
+        tile = s >> level
+        cut = np.flatnonzero((k[1:] != k[:-1]) | (tile[1:] != tile[:-1])) + 1
+        starts = np.concatenate(([0], cut))
+        ends = np.concatenate((cut, [len(k)])) - 1
+        lo = np.minimum.reduceat(np.where(nan, np.inf, v), starts)
+        hi = np.maximum.reduceat(np.where(nan, -np.inf, v), starts)
+        some = np.add.reduceat(~nan, starts) > 0
+        lo_at = _first_holding(v == np.repeat(lo, ends - starts + 1), starts, ends)
+        hi_at = _first_holding(v == np.repeat(hi, ends - starts + 1), starts, ends)
+        for g, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+            real = bool(some[g])
+            i, j = int(lo_at[g]), int(hi_at[g])
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "key": keys[int(k[a])],
+                    "level": level,
+                    "tile": int(tile[a]),
+                    "count": b - a + 1,
+                    "first_step": int(s[a]),
+                    "first_ts": int(t[a]),
+                    "first_value": None if nan[a] else float(v[a]),
+                    "last_step": int(s[b]),
+                    "last_ts": int(t[b]),
+                    "last_value": None if nan[b] else float(v[b]),
+                    "lo": float(lo[g]) if real else None,
+                    "lo_step": int(s[i]) if real else None,
+                    "lo_ts": int(t[i]) if real else None,
+                    "hi": float(hi[g]) if real else None,
+                    "hi_step": int(s[j]) if real else None,
+                    "hi_ts": int(t[j]) if real else None,
+                }
+            )
+    session.execute(_tile_upsert(session), rows)
+
+
+def _first_holding(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Per group, the first index in the group where ``mask`` holds (``ends`` if none)."""
+    where = np.flatnonzero(mask)
+    at = np.searchsorted(where, starts)
+    found = np.concatenate((where, [-1]))[at]
+    return np.where((found >= starts) & (found <= ends), found, ends)
+
+
+def _tile_upsert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(_TILES)
+    new = stmt.excluded
+    old = _TILES.c
+    earlier = (new.first_step < old.first_step) | (
+        (new.first_step == old.first_step) & (new.first_ts < old.first_ts)
+    )
+    later = (new.last_step > old.last_step) | (
+        (new.last_step == old.last_step) & (new.last_ts >= old.last_ts)
+    )
+
+    def beats(v: str, at_step: str, at_ts: str, smaller: bool) -> Any:
+        better = new[v] < old[v] if smaller else new[v] > old[v]
+        first = (new[at_step] < old[at_step]) | (
+            (new[at_step] == old[at_step]) & (new[at_ts] < old[at_ts])
+        )
+        return old[v].is_(None) | (new[v].is_not(None) & (better | ((new[v] == old[v]) & first)))
+
+    take_lo = beats("lo", "lo_step", "lo_ts", True)
+    take_hi = beats("hi", "hi_step", "hi_ts", False)
+
+    def pick(cond: Any, column: str) -> Any:
+        return case((cond, new[column]), else_=old[column])
+
+    return stmt.on_conflict_do_update(
+        index_elements=[old.run_id, old.key, old.level, old.tile],
+        set_={
+            "count": old.count + new["count"],
+            **{c: pick(earlier, c) for c in ("first_step", "first_ts", "first_value")},
+            **{c: pick(later, c) for c in ("last_step", "last_ts", "last_value")},
+            **{c: pick(take_lo, c) for c in ("lo", "lo_step", "lo_ts")},
+            **{c: pick(take_hi, c) for c in ("hi", "hi_step", "hi_ts")},
+        },
+    )
+
+
+def tile_buckets(lo_step: int, hi_step: int, max_points: int) -> tuple[int, int, int] | None:
+    """(level, x0, width) of the tile-aligned buckets for a step range, or None when the
+    buckets are narrower than the finest tile.
+
+    The width M4 would use (the span over ``max_points // 4`` buckets, rounded up) picks
+    the coarsest tile width not above it; the buckets then start at a multiple of that
+    tile width and their width is rounded up to one, so there are never more buckets
+    than asked for.
+    """
+    buckets = max(1, max_points // 4)
+    wanted = max(1, -(-(hi_step - lo_step + 1) // buckets))
+    for level in TILE_LEVELS:
+        tile = 1 << level
+        if tile <= wanted:
+            return level, (lo_step >> level) << level, -(-wanted // tile) * tile
+    return None
+
+
+def _from_tiles(
+    session: Session, run_id: str, key: str, total: int, lo_step: int, hi_step: int, max_points: int
+) -> list[Point] | None:
+    """M4 over tile-aligned buckets, read from the tiles; None if they miss any point."""
+    plan = tile_buckets(lo_step, hi_step, max_points)
+    if plan is None:
+        return None
+    level, x0, width = plan
+    c = _TILES.c
+    rows = session.execute(
+        select(
+            c.tile,
+            c.count.label("n"),
+            c.first_step,
+            c.first_ts,
+            c.first_value,
+            c.last_step,
+            c.last_ts,
+            c.last_value,
+            c.lo,
+            c.lo_step,
+            c.lo_ts,
+            c.hi,
+            c.hi_step,
+            c.hi_ts,
+        )
+        .where(c.run_id == run_id, c.key == key, c.level == level)
+        .order_by(c.tile)
+    ).all()
+    if sum(r.n for r in rows) != total:  # points from before tiles, or a racing batch
+        return None
+    kept: set[tuple[int, int, float | None]] = set()
+    bucket: int | None = None
+    lo: tuple[Any, ...] | None = None
+    hi: tuple[Any, ...] | None = None
+    last: tuple[int, int, float | None] | None = None
+    for r in rows:
+        b = ((r.tile << level) - x0) // width
+        if b != bucket:
+            kept.update(p for p in (last, lo and lo[1:], hi and hi[1:]) if p is not None)
+            bucket, lo, hi = b, None, None
+            kept.add((r.first_step, r.first_ts, r.first_value))
+        last = (r.last_step, r.last_ts, r.last_value)
+        if r.lo is not None and (lo is None or (r.lo, r.lo_step, r.lo_ts) < lo[:3]):
+            lo = (r.lo, r.lo_step, r.lo_ts, r.lo)
+        if r.hi is not None and (hi is None or (-r.hi, r.hi_step, r.hi_ts) < hi[:3]):
+            hi = (-r.hi, r.hi_step, r.hi_ts, r.hi)
+    kept.update(p for p in (last, lo and lo[1:], hi and hi[1:]) if p is not None)
+    ordered = sorted(kept, key=lambda p: (p[0], p[1]))
+    return [Point(step=st, timestamp=ts, value=_nan(v)) for st, ts, v in ordered]
+
+
 # --- history ------------------------------------------------------------------------------
 
 
@@ -229,6 +427,10 @@ def history(
     if lo_step is None:  # deleted concurrently: nothing to show
         return 0, []
     on_time = lo_step == hi_step
+    if not on_time and total >= TILE_MIN_POINTS:
+        tiled = _from_tiles(session, run_id, key, total, lo_step, hi_step, max_points)
+        if tiled is not None:
+            return total, tiled
     x0, x1 = (lo_ts, hi_ts) if on_time else (lo_step, hi_step)
     buckets = max(1, max_points // 4)
     width = max(1, -(-(x1 - x0 + 1) // buckets))  # ceiling: at most `buckets` buckets

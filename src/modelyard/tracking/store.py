@@ -96,6 +96,40 @@ class MetricSummaryRow(Base):
     count: Mapped[int] = mapped_column(BigInteger)
 
 
+class MetricTileRow(Base):
+    """M4 of one fixed-width step range of a (run, key): precomputed at ingest.
+
+    ``level`` is log2 of the tile width in steps and ``tile`` is ``step >> level``, so a
+    tile covers steps ``[tile << level, (tile + 1) << level)``. Each tile keeps the point
+    count, its first and last point in (step, timestamp, insertion) order, and the first
+    points (in that order) holding its minimum and maximum non-NaN value. Batches merge
+    into the tiles they touch with one upsert per batch, in the points' transaction, so a
+    downsampled read of a long history reads tiles instead of every point.
+    """
+
+    __tablename__ = "tracking_metric_tiles"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("tracking_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tile: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    first_step: Mapped[int] = mapped_column(BigInteger)
+    first_ts: Mapped[int] = mapped_column(BigInteger)
+    first_value: Mapped[float | None] = mapped_column(Double, nullable=True)  # NULL = NaN
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    last_ts: Mapped[int] = mapped_column(BigInteger)
+    last_value: Mapped[float | None] = mapped_column(Double, nullable=True)
+    lo: Mapped[float | None] = mapped_column(Double, nullable=True)  # NULL: only NaN
+    lo_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    lo_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    hi: Mapped[float | None] = mapped_column(Double, nullable=True)
+    hi_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    hi_ts: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
 class RunArtifactRow(Base):
     """A file a run produced: its path inside the run and the content-addressed object."""
 
