@@ -172,6 +172,12 @@ def test_long_histories_are_read_from_tiles_as_exact_m4(
         assert [g[:2] for g in got] == sorted(g[:2] for g in got)
         assert len(set(got)) == len(got) and set(got) == _m4_points(points, x0, width)
         assert {math.inf, -math.inf} <= {p.value for p in hist.points}
+    # Every point at one step: the axis is the timestamp, which tiles do not cover.
+    flat = {"keys": ["t"], "key_index": [0] * 3_000, "values": [float(i % 7) for i in range(3_000)]}
+    _log_columns(c, run.id, {**flat, "steps": [0] * 3_000, "timestamps": list(range(3_000))})
+    on_time = c.tracking.metric_history(run.id, "t", max_points=100)
+    assert read_from_tiles.pop() is False
+    assert on_time.points[0].timestamp == 0 and on_time.points[-1].timestamp == 2_999
     # Tiles missing (a history from before them): the points answer, buckets not snapped.
     with runtime.db.transaction() as session:
         session.execute(delete(MetricTileRow).where(MetricTileRow.run_id == run.id))

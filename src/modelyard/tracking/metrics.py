@@ -304,14 +304,26 @@ def tile_buckets(lo_step: int, hi_step: int, max_points: int) -> tuple[int, int,
 
 
 def _from_tiles(
-    session: Session, run_id: str, key: str, total: int, lo_step: int, hi_step: int, max_points: int
+    session: Session, run_id: str, key: str, total: int, max_points: int
 ) -> list[Point] | None:
-    """M4 over tile-aligned buckets, read from the tiles; None if they miss any point."""
+    """M4 over tile-aligned buckets, read from the tiles; None when the tiles cannot answer
+    (they miss points, the history is on the timestamp axis, or buckets are too narrow).
+
+    The step range comes from the coarsest tiles, so no point is read at all. Counts only
+    grow, so tile counts equal to the summary's count mean the tiles hold every point.
+    """
+    c = _TILES.c
+    lo_step, hi_step, count = session.execute(
+        select(func.min(c.first_step), func.max(c.last_step), func.sum(c.count)).where(
+            c.run_id == run_id, c.key == key, c.level == TILE_LEVELS[0]
+        )
+    ).one()
+    if lo_step is None or count != total or lo_step == hi_step:
+        return None
     plan = tile_buckets(lo_step, hi_step, max_points)
     if plan is None:
         return None
     level, x0, width = plan
-    c = _TILES.c
     rows = session.execute(
         select(
             c.tile,
@@ -418,6 +430,10 @@ def history(
     total = stored_count(session, run_id, key)
     if max_points is None or total <= max_points:
         return total, _all_points(session, run_id, key)
+    if total >= TILE_MIN_POINTS:
+        tiled = _from_tiles(session, run_id, key, total, max_points)
+        if tiled is not None:
+            return total, tiled
     m = _METRICS.c
     lo_step, hi_step, lo_ts, hi_ts = session.execute(
         select(
@@ -427,10 +443,6 @@ def history(
     if lo_step is None:  # deleted concurrently: nothing to show
         return 0, []
     on_time = lo_step == hi_step
-    if not on_time and total >= TILE_MIN_POINTS:
-        tiled = _from_tiles(session, run_id, key, total, lo_step, hi_step, max_points)
-        if tiled is not None:
-            return total, tiled
     x0, x1 = (lo_ts, hi_ts) if on_time else (lo_step, hi_step)
     buckets = max(1, max_points // 4)
     width = max(1, -(-(x1 - x0 + 1) // buckets))  # ceiling: at most `buckets` buckets
