@@ -126,7 +126,7 @@ def test_a_sample_file_of_the_wrong_width_is_reported(tmp_path: Path) -> None:
     assert "expected (rows, 3)" in servable.runtime.reason
 
 
-@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm", "sklearn-hgb"])
 def test_boosted_trees_convert(tmp_path: Path, library: str) -> None:
     rng = np.random.default_rng(3)
     x = rng.normal(size=(200, 4))
@@ -135,13 +135,17 @@ def test_boosted_trees_convert(tmp_path: Path, library: str) -> None:
         import xgboost
 
         estimator: Any = xgboost.XGBClassifier(n_estimators=8, max_depth=3).fit(x, y)
+    elif library == "sklearn-hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        estimator = HistGradientBoostingClassifier(max_iter=8).fit(x, y)
     else:
         import lightgbm
 
         estimator = lightgbm.LGBMClassifier(n_estimators=8, verbose=-1).fit(x, y)
     save_model(estimator, tmp_path / "m", sample_input=x[:5])
     model = load_model(tmp_path / "m")
-    assert model.flavor == library
+    assert model.flavor == library.split("-")[0]
     sample = tmp_path / "sample.npy"
     np.save(sample, x[:100])
     app = build_app(model, ServerSettings(name="trees", onnx_sample=sample))

@@ -196,6 +196,7 @@ def _convert(flavor: str, native: Any, width: int, skl2onnx: Any, onnxmltools: A
             return onnxmltools.convert_xgboost(native, initial_types=initial)
         return onnxmltools.convert_lightgbm(native, initial_types=initial, zipmap=False)
     _register_converters(skl2onnx, onnxmltools)
+    _integer_missing_flags()
     float_type = importlib.import_module("skl2onnx.common.data_types").FloatTensorType
     # onnxmltools' tree converters write ai.onnx.ml opset 3 at most
     opset = {"": skl2onnx.get_latest_tested_opset_version(), "ai.onnx.ml": 3}
@@ -205,6 +206,29 @@ def _convert(flavor: str, native: Any, width: int, skl2onnx: Any, onnxmltools: A
         options=_no_zipmap(native),
         target_opset=opset,
     )
+
+
+def _integer_missing_flags() -> None:
+    """Make skl2onnx's tree-node writer pass ``nodes_missing_value_tracks_true`` as an int.
+
+    skl2onnx 1.20 gives a HistGradientBoosting leaf the flag as Python ``False``, which the
+    onnx 1.2x protobuf refuses in an integer list ("Expected an int, got a boolean"), so no
+    HistGradientBoosting model converted. Wrapping its ``add_node`` once (the tree
+    converters call it through the module) casts the flag; nothing else changes.
+    """
+    tree_ensemble = importlib.import_module("skl2onnx.common.tree_ensemble")
+    add_node = tree_ensemble.add_node
+    if getattr(add_node, "_modelyard_int_flags", False):
+        return
+
+    def add_node_int_flags(*args: Any, **kwargs: Any) -> Any:
+        flag = kwargs.get("nodes_missing_value_tracks_true")
+        if flag is not None:
+            kwargs["nodes_missing_value_tracks_true"] = int(flag)
+        return add_node(*args, **kwargs)
+
+    add_node_int_flags._modelyard_int_flags = True  # type: ignore[attr-defined]
+    setattr(tree_ensemble, "add_node", add_node_int_flags)  # noqa: B010
 
 
 def _no_zipmap(native: Any) -> dict[int, dict[str, Any]]:
