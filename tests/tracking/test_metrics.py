@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import delete
 
 from modelyard.client.sdk import Client, connect
-from modelyard.client.tracking import _build
+from modelyard.client.tracking import _Buffer, _build
 from modelyard.client.transport import EmbeddedTransport
 from modelyard.errors import Conflict, InvalidInput
 from modelyard.runtime import Runtime
 from modelyard.security.service import local_principal
 from modelyard.tracking import metrics as tracking_metrics
 from modelyard.tracking import service as tracking_service
-from modelyard.tracking.schemas import MAX_BATCH_POINTS, LogBatch
+from modelyard.tracking.schemas import MAX_BATCH_KEYS, MAX_BATCH_POINTS, LogBatch
 from modelyard.tracking.store import MetricTileRow
 from testkit import LiveServer
 
@@ -413,3 +413,27 @@ def test_search_ordered_by_a_metric_pages_like_a_full_sort(
 
 def _key(expected: list[tuple[float, str]], run_id: str) -> float:
     return next(v for v, i in expected if i == run_id)
+
+
+def test_buffered_points_with_more_keys_than_one_batch_holds(runtime: Runtime) -> None:
+    """The client splits its buffer where a request would pass MAX_BATCH_KEYS keys, and a
+    batch whose send failed goes back to the front in its order."""
+    buffer = _Buffer()
+    names = [f"k{i}" for i in range(MAX_BATCH_KEYS + 500)]
+    for i, name in enumerate(names):
+        buffer.keys.append(name)
+        buffer.values.append(float(i))
+        buffer.steps.append(i)
+        buffer.stamps.append(1_000 + i)
+    first = buffer.take()
+    assert first["keys"] == names[:MAX_BATCH_KEYS] and len(buffer) == 500
+    assert first["key_index"] == list(range(MAX_BATCH_KEYS)) and first["steps"][-1] == 999
+    buffer.put_back(first)
+    assert buffer.keys == names and buffer.steps == list(range(len(names)))
+    c = _sdk(runtime)
+    with c.tracking.start_run("many-keys", flush_interval=3600) as run:
+        for i, name in enumerate(names):
+            run.log_metric(name, float(i), step=i)
+    stored = c.tracking.get_run(run.id).metrics
+    assert len(stored) == len(names)
+    assert all(stored[n].count == 1 and stored[n].latest == i for i, n in enumerate(names))

@@ -79,31 +79,49 @@ _KEY = re.compile(KEY)
 _KEY_CACHE = 10_000  # distinct keys remembered as valid (beyond that, checked each time)
 
 
-def _take_batch(buffer: list[tuple[str, float, int, int]]) -> list[tuple[str, float, int, int]]:
-    """The longest prefix of ``buffer`` that fits one request (points and distinct keys)."""
-    batch = buffer[:MAX_BATCH_POINTS]
-    if len({p[0] for p in batch}) <= MAX_BATCH_KEYS:
-        return batch
-    seen: set[str] = set()
-    for i, point in enumerate(batch):
-        seen.add(point[0])
-        if len(seen) > MAX_BATCH_KEYS:
-            return batch[:i]
-    return batch
+class _Buffer:
+    """Points waiting to be sent, kept as four columns (key, value, step, timestamp ms).
 
+    Appending to columns allocates no object per point (a tuple per point would), which
+    keeps the garbage collector from running every few hundred points of a hot loop.
+    """
 
-def _columns(batch: list[tuple[str, float, int, int]]) -> dict[str, Any]:
-    """A batch of points as the columns of :class:`MetricColumns`."""
-    names, values, steps, timestamps = zip(*batch, strict=True)
-    index: dict[str, int] = {}
-    key_index = [index.setdefault(k, len(index)) for k in names]
-    return {
-        "keys": list(index),
-        "key_index": key_index,
-        "values": list(values),
-        "steps": list(steps),
-        "timestamps": list(timestamps),
-    }
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.values: list[float] = []
+        self.steps: list[int] = []
+        self.stamps: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def take(self) -> dict[str, Any]:
+        """Remove and return the longest prefix that fits one request (points and
+        distinct keys), as the columns of :class:`MetricColumns`."""
+        n = min(len(self.keys), MAX_BATCH_POINTS)
+        index: dict[str, int] = {}
+        key_index = [index.setdefault(k, len(index)) for k in self.keys[:n]]
+        if len(index) > MAX_BATCH_KEYS:
+            n = next(i for i, k in enumerate(key_index) if k >= MAX_BATCH_KEYS)
+            del key_index[n:]
+            index = {k: i for k, i in index.items() if i < MAX_BATCH_KEYS}
+        cols = {
+            "keys": list(index),
+            "key_index": key_index,
+            "values": self.values[:n],
+            "steps": self.steps[:n],
+            "timestamps": self.stamps[:n],
+        }
+        for column in (self.keys, self.values, self.steps, self.stamps):
+            del column[:n]
+        return cols
+
+    def put_back(self, cols: dict[str, Any]) -> None:
+        """Return a batch taken by :meth:`take` to the front (its send failed)."""
+        self.keys[:0] = [cols["keys"][i] for i in cols["key_index"]]
+        self.values[:0] = cols["values"]
+        self.steps[:0] = cols["steps"]
+        self.stamps[:0] = cols["timestamps"]
 
 
 def _build(model: Any, **fields: Any) -> Any:
@@ -430,8 +448,7 @@ class ActiveRun:
         self.run = run
         self.id = run.id
         self.buffer_size = buffer_size
-        # Validated points as (key, value, step, timestamp ms) tuples, sent as columns.
-        self._buffer: list[tuple[str, float, int, int]] = []
+        self._buffer = _Buffer()  # validated points, in columns
         self._valid_keys: set[str] = set()  # keys already checked against KEY
         self._inflight = 0  # points of the batch being sent
         self._buffer_lock = threading.Lock()
@@ -483,9 +500,13 @@ class ActiveRun:
             ts = int(timestamp)
             if not 0 <= ts <= MAX_TIMESTAMP_MS:
                 raise InvalidInput(f"timestamp must be milliseconds in 0..2**53, got {timestamp!r}")
+        buffer = self._buffer
         with self._changed:
-            self._buffer.append((key, value, step, ts))
-            if len(self._buffer) < self.buffer_size:
+            buffer.keys.append(key)
+            buffer.values.append(value)
+            buffer.steps.append(step)
+            buffer.stamps.append(ts)
+            if len(buffer.keys) < self.buffer_size:
                 return
             # Full: the background thread sends it while the caller goes on logging. One
             # more buffer may fill meanwhile; past that (2 x buffer_size points pending)
@@ -532,16 +553,15 @@ class ActiveRun:
                 with self._buffer_lock:
                     if full_only and len(self._buffer) < self.buffer_size:
                         return
-                    batch = _take_batch(self._buffer)
-                    del self._buffer[: len(batch)]
-                    self._inflight = len(batch)
-                if not batch:
+                    batch = self._buffer.take()
+                    self._inflight = len(batch["values"])
+                if not self._inflight:
                     return
                 try:
-                    self.api._send(_build(LogBatch, run_id=self.id, points=_columns(batch)))
+                    self.api._send(_build(LogBatch, run_id=self.id, points=batch))
                 except BaseException:
                     with self._changed:  # keep the points: nothing is dropped
-                        self._buffer[:0] = batch
+                        self._buffer.put_back(batch)
                         self._inflight = 0
                         self._changed.notify_all()
                     raise
