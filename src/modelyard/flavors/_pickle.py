@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,23 +84,8 @@ class PickleFlavor(Flavor):
                 f"{', '.join(names) or 'none'}"
             )
         name = names[0]
-        if not options.allow_pickle:
-            raise UntrustedModel(
-                f"{name} is a pickle, which runs arbitrary code when loaded; it is loaded only "
-                "with allow_pickle=True and the registry's digest in expected_digests"
-            )
-        expected = options.expected_digests.get(name)
-        if not expected:
-            raise UntrustedModel(
-                f"{name} is a pickle: loading it needs the registry's SHA-256 of {name} in "
-                "expected_digests (allow_pickle=True alone is not enough)"
-            )
         path = folder / name
-        actual = sha256_file(path)
-        if actual != expected.lower():
-            raise UntrustedModel(
-                f"{name} has SHA-256 {actual}, not the registry's {expected}; it was not unpickled"
-            )
+        vouch(name, "a pickle", options, lambda: sha256_file(path))
         if name == "model.joblib":
             model = require("joblib", self.name, "pip install joblib").load(path)
         else:
@@ -107,6 +93,31 @@ class PickleFlavor(Flavor):
                 model = pickle.load(handle)
         predict, proba = _predictors(model)
         return LoadedModel(descriptor, model, predict, proba, path=folder)
+
+
+def vouch(name: str, kind: str, options: LoadOptions, digest: Callable[[], str]) -> None:
+    """Raise UntrustedModel unless the caller may unpickle the file ``name``.
+
+    It may when ``options`` allow pickle and hold the registry's SHA-256 of ``name``,
+    equal to ``digest()`` (called only then). ``kind`` says what the file is, for the
+    message ("a pickle"). Every flavor that unpickles goes through this one check.
+    """
+    if not options.allow_pickle:
+        raise UntrustedModel(
+            f"{name} is {kind}, which runs arbitrary code when loaded; it is loaded only "
+            "with allow_pickle=True and the registry's digest in expected_digests"
+        )
+    expected = options.expected_digests.get(name)
+    if not expected:
+        raise UntrustedModel(
+            f"{name} is {kind}: loading it needs the registry's SHA-256 of {name} in "
+            "expected_digests (allow_pickle=True alone is not enough)"
+        )
+    actual = digest()
+    if actual != expected.lower():
+        raise UntrustedModel(
+            f"{name} has SHA-256 {actual}, not the registry's {expected}; it was not unpickled"
+        )
 
 
 def _predictors(model: Any) -> tuple[Any, Any]:

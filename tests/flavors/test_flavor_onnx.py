@@ -1,9 +1,7 @@
-"""ONNX models (ONNX Runtime on the CPU) and TorchScript (PyTorch imported lazily)."""
+"""ONNX models (ONNX Runtime on the CPU)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +10,8 @@ import pytest
 from skl2onnx import to_onnx
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from modelyard.errors import ConfigurationError, InvalidInput
-from modelyard.flavors import MODEL_FILE, ModelDescriptor, load_model, save_model, sha256_file
+from modelyard.errors import InvalidInput
+from modelyard.flavors import load_model, save_model
 
 
 def test_onnx_classifier_round_trip(tmp_path: Path, xy: Any) -> None:
@@ -55,48 +53,6 @@ def test_broken_onnx_file_is_refused_at_save(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="not a loadable ONNX model"):
         save_model(path, tmp_path / "m")
     assert not (tmp_path / "m").exists()
-
-
-def test_torchscript_without_torch_says_what_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    folder = tmp_path / "m"
-    folder.mkdir()
-    (folder / "model.pt").write_bytes(b"archive")
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ConfigurationError, match=r"needs torch.*pip install torch"):
-        save_model(folder / "model.pt", tmp_path / "saved", flavor="torchscript")
-    assert not (tmp_path / "saved").exists()
-    descriptor = ModelDescriptor(
-        flavor="torchscript", files={"model.pt": sha256_file(folder / "model.pt")}
-    )
-    (folder / MODEL_FILE).write_text(descriptor.model_dump_json())
-    with pytest.raises(ConfigurationError, match="torchscript flavor needs torch"):
-        load_model(folder)
-
-
-TORCH_MISSING = importlib.util.find_spec("torch") is None
-
-
-@pytest.mark.skipif(
-    TORCH_MISSING,
-    reason="PyTorch is not installed in this environment (its PyPI wheels bring gigabytes of "
-    "CUDA libraries); install torch to run the TorchScript round trip",
-)
-def test_torchscript_round_trip(tmp_path: Path) -> None:  # pragma: no cover - needs torch
-    import torch
-
-    net = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.Softmax(dim=1))
-    scripted = torch.jit.script(net)
-    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
-    descriptor = save_model(scripted, tmp_path / "m", sample_input=x)
-    assert descriptor.flavor == "torchscript"
-    assert set(descriptor.files) == {"model.pt"}
-    loaded = load_model(tmp_path / "m")
-    expected = scripted(torch.as_tensor(x)).detach().numpy()
-    np.testing.assert_allclose(loaded.predict(x), expected, rtol=1e-6)
-    with pytest.raises(InvalidInput, match="ScriptModule"):
-        save_model(net, tmp_path / "plain")
 
 
 def test_onnx_graph_with_one_input_per_column(tmp_path: Path) -> None:
