@@ -57,6 +57,7 @@ from modelyard.endpoints.direct import Authorize, DirectServers
 from modelyard.endpoints.invoke import INVOKE
 from modelyard.endpoints.plane import close_plane, plane_for
 from modelyard.endpoints.processes import STOP_GRACE_S, ModelCache, Replicas, root
+from modelyard.endpoints.ray_replicas import RayReplicas
 from modelyard.endpoints.router import (
     Counters,
     held,
@@ -141,6 +142,7 @@ class EndpointController:
         self.settings = runtime.settings
         self.plane = plane_for(runtime)
         self.processes = Replicas(self.settings.home)
+        self._ray: dict[str, RayReplicas] = {}
         self.cache = ModelCache(self.settings.home, runtime.artifacts)
         self.direct = DirectServers(self.plane.router, _authorizer(runtime))
         self.poll_s = poll_s
@@ -372,7 +374,13 @@ class EndpointController:
         with self.db.transaction() as session:
             for vid in add:
                 session.add(
-                    ReplicaRow(id=new_id("rep"), endpoint_id=ep.id, variant_id=vid, state="Pending")
+                    ReplicaRow(
+                        id=new_id("rep"),
+                        endpoint_id=ep.id,
+                        variant_id=vid,
+                        state="Pending",
+                        placement=_placement(self._variant(ep, vid))[0],
+                    )
                 )
             for rid in drain:
                 row = session.get(ReplicaRow, rid)
@@ -405,26 +413,27 @@ class EndpointController:
                 if variant is not None:
                     self._submit(r.id, self._launch, r, variant)
             return False
-        alive = self.processes.alive(r.supervisor_pid, r.supervisor_started)
+        alive = self._alive(r)
         if r.state == "Starting":
             if not alive:
-                return self._failed_start(ep, r, self.processes.exit_message(r.id, r.attempt))
-            probe, why = self.processes.probe(r.port)
+                return self._failed_start(ep, r, self._exit_message(r))
+            probe, why = self.processes.probe(r.port, r.host)
             if probe == "failed":
-                self.processes.kill(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+                self._kill(r)
                 return self._failed_start(ep, r, why)
             if probe == "ready":
-                pid = self.processes.server_pid(r.id, r.attempt)
+                local = r.placement == "local"
+                pid = self.processes.server_pid(r.id, r.attempt) if local else r.pid
                 # ``message`` keeps the last problem (e.g. why it was restarted).
                 return self._set(r.id, "Starting", state="Ready", pid=pid, failures=0) is not None
             if _seconds_since(r.state_since) > 300:
-                self.processes.kill(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+                self._kill(r)
                 return self._failed_start(ep, r, "the model server did not answer /ping in 300 s")
             return False
         if r.state == "Ready":
             if alive:
                 return False
-            message = self.processes.exit_message(r.id, r.attempt)
+            message = self._exit_message(r)
             if self._set(r.id, "Ready", state="Pending", restarts=r.restarts + 1, message=message):
                 with self.db.transaction() as session:
                     record_event(
@@ -441,17 +450,20 @@ class EndpointController:
             idle = self.plane.router.inflight([r.id]) == 0
             waited = _seconds_since(r.state_since)
             if not alive or (waited >= self.drain_s and idle) or waited > 60:
-                self.processes.stop(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+                self._stop_replica(r)
                 return self._set(r.id, "Draining", state="Stopping") is not None
             return False
         if r.state == "Stopping":
             if not alive:
                 with self.db.transaction() as session:
                     session.execute(delete(ReplicaRow).where(ReplicaRow.id == r.id))
-                self.processes.remove(r.id)
+                if r.placement == "local":
+                    self.processes.remove(r.id)
+                else:
+                    self._kill(r)  # the actor outlives its stopped server
                 return True
             if _seconds_since(r.state_since) > STOP_GRACE_S + 10:
-                self.processes.kill(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+                self._kill(r)
             return False
         return False
 
@@ -460,6 +472,8 @@ class EndpointController:
         state = "Failed" if failures >= MAX_FAILURES else "Pending"
         if self._set(r.id, r.state, state=state, failures=failures, message=message) is None:
             return False
+        if r.placement != "local":
+            self._kill(r)  # its actor would hold its CPUs
         if state == "Failed":
             with self.db.transaction() as session:
                 record_event(
@@ -494,6 +508,9 @@ class EndpointController:
             current = session.get(ReplicaRow, r.id)
             if current is None or current.state != "Pending" or current.attempt != r.attempt:
                 return
+        if r.placement != "local":
+            self._launch_on_ray(r, attempt, variant)
+            return
         try:
             model_dir = self.cache.path(variant["artifact_digest"], variant["artifact_filename"])
             launched = self.processes.launch(
@@ -524,6 +541,74 @@ class EndpointController:
         if stored is None:  # deleted or drained meanwhile
             self.processes.kill(r.id, attempt, launched.supervisor_pid, launched.supervisor_started)
 
+    def _launch_failed(self, r: ReplicaRow, attempt: int, exc: Exception) -> None:
+        failures = r.failures + 1
+        self._set(
+            r.id,
+            "Pending",
+            state="Failed" if failures >= MAX_FAILURES else "Pending",
+            failures=failures,
+            attempt=attempt,
+            message=f"could not start the replica: {exc}",
+        )
+
+    def _launch_on_ray(self, r: ReplicaRow, attempt: int, variant: dict[str, Any]) -> None:
+        """Start the attempt as a Ray actor; the row gets the node's host and port."""
+        _, num_cpus = _placement(variant)
+        ray_replicas = self._ray_replicas(r.placement)
+        try:
+            info = ray_replicas.launch(r.id, attempt, variant, num_cpus)
+        except Exception as exc:
+            log.warning("launching replica %s on Ray: %s", r.id, exc)
+            self._launch_failed(r, attempt, exc)
+            return
+        stored = self._set(
+            r.id,
+            "Pending",
+            state="Starting",
+            attempt=attempt,
+            host=str(info["host"]),
+            port=int(info["port"]),
+            supervisor_pid=None,
+            supervisor_started=None,
+            pid=int(info["pid"]),
+        )
+        if stored is None:  # deleted or drained meanwhile
+            ray_replicas.kill(r.id, attempt)
+
+    # -- where a replica runs --------------------------------------------------------------
+
+    def _ray_replicas(self, url: str) -> RayReplicas:
+        with self._guard:
+            found = self._ray.get(url)
+            if found is None:
+                found = self._ray[url] = RayReplicas(
+                    url, self.runtime.artifacts, self.settings.home
+                )
+            return found
+
+    def _alive(self, r: ReplicaRow) -> bool:
+        if r.placement == "local":
+            return self.processes.alive(r.supervisor_pid, r.supervisor_started)
+        return self._ray_replicas(r.placement).alive(r.id, r.attempt)
+
+    def _exit_message(self, r: ReplicaRow) -> str:
+        if r.placement == "local":
+            return self.processes.exit_message(r.id, r.attempt)
+        return self._ray_replicas(r.placement).exit_message(r.id, r.attempt)
+
+    def _stop_replica(self, r: ReplicaRow) -> None:
+        if r.placement == "local":
+            self.processes.stop(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+        elif r.attempt > 0:
+            self._ray_replicas(r.placement).stop(r.id, r.attempt)
+
+    def _kill(self, r: ReplicaRow) -> None:
+        if r.placement == "local":
+            self.processes.kill(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+        elif r.attempt > 0:
+            self._ray_replicas(r.placement).kill(r.id, r.attempt)
+
     # -- deletion and status ---------------------------------------------------------------
 
     def _delete(self, ep: EndpointRow, replicas: list[ReplicaRow]) -> bool:
@@ -532,7 +617,7 @@ class EndpointController:
             if r.state == "Stopping":
                 changed |= self._step_replica(ep, r)
             elif r.state != "Stopping":
-                self.processes.stop(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+                self._stop_replica(r)
                 changed |= self._set(r.id, r.state, state="Stopping") is not None
         if replicas:
             return changed
@@ -711,6 +796,12 @@ class EndpointController:
         self.plane.router.invalidate(ep.name)
         log.warning("endpoint %s: rollout %s rolled back: %s", ep.name, ro.id, reason)
         return True
+
+
+def _placement(variant: dict[str, Any] | None) -> tuple[str, float]:
+    """A variant's placement backend URL and CPUs per replica (local, 1 by default)."""
+    placement = (variant or {}).get("placement") or {}
+    return str(placement.get("backend", "local")), float(placement.get("num_cpus", 1.0))
 
 
 def make_controller(runtime: ControlPlane) -> EndpointController:

@@ -218,12 +218,13 @@ class Replicas:
             tail = fh.read().decode("utf-8", "replace").strip()
         return f"{how}: {tail[-400:]}" if tail else how
 
-    def probe(self, port: int | None) -> tuple[str, str]:
-        """``("ready", "")``, ``("loading", "")`` or ``("failed", why)`` from ``/ping``."""
+    def probe(self, port: int | None, host: str = HOST) -> tuple[str, str]:
+        """``("ready", "")``, ``("loading", "")`` or ``("failed", why)`` from ``/ping``
+        (on ``host``: a Ray replica's node)."""
         if port is None:
             return "loading", ""
         try:
-            response = self._http.get(f"http://{HOST}:{port}/ping")
+            response = self._http.get(f"http://{host}:{port}/ping")
         except httpx.HTTPError:
             return "loading", ""
         if response.status_code == 200:

@@ -58,6 +58,30 @@ class Autoscaling(BaseModel):
         return max(max(self.min_replicas, 1), min(self.max_replicas, count))
 
 
+def _check_backend(url: str) -> str:
+    if url != "local":
+        from modelyard.errors import InvalidInput
+        from modelyard.jobs.backends.ray import ray_address  # imports no Ray
+
+        try:
+            ray_address(url)
+        except InvalidInput as exc:
+            raise ValueError(f"placement backend must be 'local' or a Ray URL: {exc}") from None
+    return url
+
+
+class Placement(BaseModel):
+    """Where a variant's replicas run.
+
+    ``local`` (the default): model-server processes on the control plane's machine.
+    ``ray`` or ``ray://<head>:<port>``: each replica a Ray actor on the cluster's nodes
+    (spread over them), reserving ``num_cpus``; the router forwards to the node.
+    """
+
+    backend: Annotated[str, AfterValidator(_check_backend)] = Field(default="local", max_length=300)
+    num_cpus: Finite = Field(default=1.0, ge=0, le=1024)
+
+
 class VariantSpec(BaseModel):
     """One production variant as a caller asks for it."""
 
@@ -77,6 +101,10 @@ class VariantSpec(BaseModel):
         default=None,
         description="Scale the replicas with the load ('replicas' is the starting count, "
         "clamped to the bounds); min_replicas 0 scales to zero when idle.",
+    )
+    placement: Placement | None = Field(
+        default=None,
+        description="Where the replicas run: local processes (default) or Ray actors.",
     )
 
 
@@ -217,6 +245,7 @@ class Variant(BaseModel):
     replicas: int = Field(description="The desired replica count (the autoscaler changes it).")
     shadow: bool
     autoscaling: Autoscaling | None = None
+    placement: Placement | None = None
     last_scaling: str = Field(default="", description="The autoscaler's last decision.")
     last_scaling_at: dt.datetime | None = None
     last_cold_start_ms: float | None = Field(

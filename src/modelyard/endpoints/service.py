@@ -173,6 +173,7 @@ def _resolve(ctx: Context, spec: VariantSpec) -> Variant:
         replicas=spec.autoscaling.clamp(spec.replicas) if spec.autoscaling else spec.replicas,
         shadow=spec.shadow,
         autoscaling=spec.autoscaling,
+        placement=spec.placement,
     )
 
 
@@ -245,6 +246,7 @@ def update_endpoint(ctx: Context, req: UpdateEndpoint) -> Endpoint:
                 if c.name == resolved.name
                 and c.model_version_id == resolved.model_version_id
                 and c.shadow == resolved.shadow
+                and c.placement == resolved.placement
             ),
             None,
         )

@@ -51,6 +51,8 @@ class ReplicaRow(Base):
     state: Mapped[str] = mapped_column(String(20))
     host: Mapped[str] = mapped_column(String(255), default="127.0.0.1")
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Where it runs: "local" (a supervised process here) or a Ray backend URL (an actor).
+    placement: Mapped[str] = mapped_column(String(300), default="local", server_default="local")
     # The supervisor process (pid + start time identify it across pid reuse).
     supervisor_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     supervisor_started: Mapped[float | None] = mapped_column(Double, nullable=True)

@@ -42,6 +42,7 @@ from ray.util.placement_group import (
 )
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from modelyard.endpoints.ray_replica import ReplicaTask, ReplicaWorker
 from modelyard.errors import ConfigurationError
 from modelyard.jobs.backends.base import (
     AttemptExit,
@@ -71,6 +72,7 @@ from modelyard.jobs.schemas import JobSpec, ResourceUsage
 NAMESPACE = "modelyard"
 
 _RemoteWorker = ray.remote(HostWorker)
+_RemoteReplica = ray.remote(ReplicaWorker)
 
 
 def connect(address: str) -> None:
@@ -466,6 +468,73 @@ class RayDriver:
     def cleanup(self, plan: AttemptPlan, ref: BackendRef) -> None:
         self._call(plan, "cleanup", timeout=self.options.call_timeout_s)
         self._discard(plan)
+
+    # -- endpoint replicas ------------------------------------------------------------------
+    # Each replica attempt is a detached actor named by the control plane
+    # (``modelyard.<tag>.ep.<replica id>.<attempt>``); see modelyard.endpoints.ray_replicas.
+
+    def replica_start(
+        self, name: str, task: ReplicaTask, num_cpus: float, timeout_s: float
+    ) -> dict[str, Any]:
+        """Create the replica's actor (spread over the nodes) and start its model server.
+
+        Returns ``{"host", "port", "pid", "node_id"}``; :class:`LaunchFailed` (the actor
+        killed) when it cannot be placed or started within ``timeout_s``.
+        """
+        self.replica_kill(name)  # what a launch interrupted by a crash left behind
+        handle: Any = _RemoteReplica.options(
+            name=name,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            max_restarts=0,
+            max_task_retries=0,
+            max_concurrency=4,  # poll and stop answer while start fetches the model
+            num_cpus=num_cpus,
+            scheduling_strategy="SPREAD",
+        ).remote(task)
+        with self._lock:
+            self._handles[name] = handle
+        try:
+            info: dict[str, Any] = ray.get(handle.start.remote(), timeout=timeout_s)
+        except GetTimeoutError as exc:
+            self.replica_kill(name)
+            raise LaunchFailed(
+                f"the replica's Ray actor did not start within {timeout_s:.0f} s "
+                f"({num_cpus:g} CPU wanted; cluster resources: {_cluster_resources()})"
+            ) from exc
+        except RayError as exc:
+            self.replica_kill(name)
+            raise LaunchFailed(f"starting the replica on Ray failed: {_cause(exc)}") from exc
+        return info
+
+    def replica_poll(self, name: str) -> tuple[str, str]:
+        """``("running", "")``, ``("busy", "")`` (no answer in time), ``("exited", how)``
+        (the server ended; the actor lives) or ``("gone", why)`` (no actor)."""
+        handle = self._lookup(name)
+        if handle is None:
+            return "gone", "its Ray actor is gone (killed, or its node died)"
+        try:
+            ended = ray.get(handle.poll.remote(), timeout=self.options.call_timeout_s)
+        except GetTimeoutError:
+            return "busy", ""
+        except RayError as exc:
+            self._forget(name)
+            return "gone", f"its Ray actor died: {_cause(exc)}"
+        return ("exited", str(ended)) if ended is not None else ("running", "")
+
+    def replica_stop(self, name: str) -> None:
+        """Ask the replica's server to stop gracefully (no wait)."""
+        handle = self._lookup(name)
+        if handle is not None:
+            handle.stop.remote()
+
+    def replica_kill(self, name: str) -> None:
+        """Kill the replica's actor (and with it its server), if there is one."""
+        handle = self._lookup(name)
+        self._forget(name)
+        if handle is not None:
+            with contextlib.suppress(RayError, ValueError):
+                ray.kill(handle, no_restart=True)
 
 
 def cluster_environments(infos: Sequence[HostInfo]) -> list[dict[str, str]]:

@@ -1,0 +1,28 @@
+"""endpoint replica placement
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-23 11:00:00.000000
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("endpoint_replicas", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("placement", sa.String(length=300), server_default="local", nullable=False)
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("endpoint_replicas", schema=None) as batch_op:
+        batch_op.drop_column("placement")

@@ -1,0 +1,138 @@
+"""Endpoint replicas as Ray actors (placement ``ray``) on a real local Ray cluster.
+
+One test walks the whole life of such an endpoint (Ray startup is slow on a small machine,
+so the steps share one endpoint): two replicas become ready as named Ray actors, the
+router answers through them, a killed actor is replaced, a control-plane restart
+re-attaches the actors instead of starting new ones, and delete stops them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import ray
+from epkit import ROWS, sklearn_version
+
+from fixtures.ray_cluster import RayCluster
+from modelyard.client.sdk import connect
+from modelyard.endpoints.schemas import Placement
+from modelyard.jobs.backends.ray import RayBackend
+from modelyard.jobs.backends.ray_driver import NAMESPACE
+from modelyard.runtime import Runtime
+from testkit import LiveServer, make_settings
+
+BODY = json.dumps(ROWS)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _actors(prefix: str) -> set[str]:
+    """Live named actors of this home's replicas."""
+    return {
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["namespace"] == NAMESPACE and a["name"].startswith(prefix)
+    }
+
+
+@pytest.fixture
+def prefix(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[str]:
+    """This test's actor-name prefix; whatever actors are left are killed at the end."""
+    tag = RayBackend("ray", None, tmp_path / "home").tag  # type: ignore[arg-type]
+    value = f"modelyard.{tag}.ep."
+    yield value
+    for name in _actors(value):
+        ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+
+
+def test_placement_is_validated() -> None:
+    assert Placement().backend == "local"
+    assert Placement(backend="ray://head:10001", num_cpus=0.5).num_cpus == 0.5
+    with pytest.raises(ValueError, match="placement backend must be 'local' or a Ray URL"):
+        Placement(backend="kubernetes")
+
+
+def test_replicas_as_ray_actors_live_restart_reattach_and_stop(
+    prefix: str, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path)
+    first = Runtime(settings)
+    first.start_background()
+    second: Runtime | None = None
+    try:
+        c = connect(home=tmp_path / "home")
+        v = sklearn_version(c, tmp_path)
+        placement = {"backend": "ray", "num_cpus": 0.5}
+        c.endpoints.create(
+            "on-ray", [{"model": "churn", "version": v, "replicas": 2, "placement": placement}]
+        )
+        ep = c.endpoints.wait("on-ray", timeout=90)
+        assert ep.status == "InService", ep.message
+        assert ep.variants[0].placement is not None
+        assert ep.variants[0].placement.backend == "ray"
+        assert [r.state for r in ep.replicas] == ["Ready", "Ready"]
+        # Each replica is a named detached actor; attempt 1 of each.
+        names = {f"{prefix}{r.id}.1" for r in ep.replicas}
+        assert _actors(prefix) == names
+        node_ip = ray.util.get_node_ip_address()
+        assert {r.host for r in ep.replicas} == {node_ip}
+
+        with LiveServer(first) as server:
+            r = httpx.post(
+                f"{server.url}/endpoints/on-ray/invocations",
+                content=BODY,
+                headers={"content-type": "application/json"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.headers["x-modelyard-variant"] == "primary"
+            assert r.headers["x-modelyard-model-version"] == f"churn:{v}"
+            assert len(r.json()["predictions"]) == 2
+
+        # Killing a replica's actor kills its server; the controller starts attempt 2.
+        victim, other = ep.replicas
+        ray.kill(ray.get_actor(f"{prefix}{victim.id}.1", namespace=NAMESPACE))
+
+        def restarted() -> bool:
+            reps = {x.id: x for x in c.endpoints.describe("on-ray").replicas}
+            return reps[victim.id].state == "Ready" and reps[victim.id].restarts == 1
+
+        wait_for(restarted, 90, "the killed replica to come back")
+        assert _actors(prefix) == {f"{prefix}{victim.id}.2", f"{prefix}{other.id}.1"}
+        events = [e for e in c.endpoints.events("on-ray").events if e.kind == "replica_restarted"]
+        assert events and "Ray actor" in events[0].message
+        before = {x.id: (x.pid, x.host, x.port) for x in c.endpoints.describe("on-ray").replicas}
+        c.close()
+
+        # A control-plane restart re-attaches the actors by name: nothing new starts.
+        first.close()
+        assert len(_actors(prefix)) == 2  # the replicas outlive the control plane
+        second = Runtime(settings)
+        second.start_background()
+        c = connect(home=tmp_path / "home")
+        wait_for(lambda: c.endpoints.describe("on-ray").status == "InService", 30, "service")
+        after = c.endpoints.describe("on-ray")
+        assert {x.id: (x.pid, x.host, x.port) for x in after.replicas} == before
+        assert [x.restarts for x in after.replicas if x.id == other.id] == [0]
+        assert _actors(prefix) == {f"{prefix}{victim.id}.2", f"{prefix}{other.id}.1"}
+        assert len(c.endpoints.predict("on-ray", ROWS)["predictions"]) == 2
+
+        # Delete stops the servers and kills the actors.
+        c.endpoints.delete("on-ray", wait=True, timeout=90)
+        assert _actors(prefix) == set()
+        c.close()
+    finally:
+        (second or first).close()
+        if second is not None:
+            first.close()
