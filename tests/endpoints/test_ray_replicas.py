@@ -16,8 +16,11 @@ import httpx
 import pytest
 import ray
 from epkit import ROWS, sklearn_version
+from typer.testing import CliRunner
 
+from conftest import Plane
 from fixtures.ray_cluster import RayCluster
+from modelyard.cli.main import app
 from modelyard.client.sdk import connect
 from modelyard.endpoints.schemas import Placement
 from modelyard.jobs.backends.ray import RayBackend
@@ -26,6 +29,7 @@ from modelyard.runtime import Runtime
 from testkit import LiveServer, make_settings
 
 BODY = json.dumps(ROWS)
+runner = CliRunner()
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -64,9 +68,14 @@ def test_placement_is_validated() -> None:
         Placement(backend="kubernetes")
 
 
-def test_replicas_as_ray_actors_live_restart_reattach_and_stop(
-    prefix: str, tmp_path: Path
-) -> None:
+def test_cli_refuses_an_unknown_placement(plane: Plane) -> None:
+    args = ["--url", plane.server.url, "endpoints", "create", "x", "--model", "churn"]
+    result = runner.invoke(app, [*args, "--version", "1", "--placement", "kubernetes"])
+    assert result.exit_code == 1
+    assert "placement backend must be 'local' or a Ray URL" in result.output, result.output
+
+
+def test_replicas_as_ray_actors_live_restart_reattach_and_stop(prefix: str, tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     first = Runtime(settings)
     first.start_background()
@@ -74,9 +83,9 @@ def test_replicas_as_ray_actors_live_restart_reattach_and_stop(
     try:
         c = connect(home=tmp_path / "home")
         v = sklearn_version(c, tmp_path)
-        placement = {"backend": "ray", "num_cpus": 0.5}
-        c.endpoints.create(
-            "on-ray", [{"model": "churn", "version": v, "replicas": 2, "placement": placement}]
+        # Through the registry's deploy (the SDK's shortest path).
+        c.models.deploy(
+            "churn", v, "on-ray", replicas=2, placement={"backend": "ray", "num_cpus": 0.5}
         )
         ep = c.endpoints.wait("on-ray", timeout=90)
         assert ep.status == "InService", ep.message
@@ -99,6 +108,9 @@ def test_replicas_as_ray_actors_live_restart_reattach_and_stop(
             assert r.headers["x-modelyard-variant"] == "primary"
             assert r.headers["x-modelyard-model-version"] == f"churn:{v}"
             assert len(r.json()["predictions"]) == 2
+            shown = runner.invoke(app, ["--url", server.url, "endpoints", "describe", "on-ray"])
+            assert shown.exit_code == 0, shown.output
+            assert "placement: ray, 0.5 CPU per replica" in shown.output
 
         # Killing a replica's actor kills its server; the controller starts attempt 2.
         victim, other = ep.replicas

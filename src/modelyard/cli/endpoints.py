@@ -53,6 +53,7 @@ def _variants(
     replicas: int,
     variants: str | None,
     autoscaling: dict[str, Any] | None = None,
+    placement: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     if variants is not None:
         text = variants
@@ -69,6 +70,8 @@ def _variants(
             raise InvalidInput("--variants must be a JSON list of objects")
         if autoscaling is not None:
             raise InvalidInput("with --variants, put 'autoscaling' in each variant's JSON")
+        if placement is not None:
+            raise InvalidInput("with --variants, put 'placement' in each variant's JSON")
         return value
     if model is None or version is None:
         raise InvalidInput("give --model and --version, or --variants JSON")
@@ -80,7 +83,19 @@ def _variants(
     }
     if autoscaling is not None:
         spec["autoscaling"] = autoscaling
+    if placement is not None:
+        spec["placement"] = placement
     return [spec]
+
+
+def _placement(backend: str | None, num_cpus: float | None) -> dict[str, Any] | None:
+    """The ``placement`` dict from --placement/--num-cpus (None: the default, local)."""
+    if backend is None and num_cpus is None:
+        return None
+    out: dict[str, Any] = {"backend": backend or "local"}
+    if num_cpus is not None:
+        out["num_cpus"] = num_cpus
+    return out
 
 
 def _alarms(values: list[str]) -> list[dict[str, Any]]:
@@ -137,6 +152,12 @@ def _show(ep: Endpoint) -> None:
         ],
     )
     for v in ep.variants:
+        if v.placement is not None and v.placement.backend != "local":
+            console.print(
+                f"variant {v.name} placement: {v.placement.backend}, "
+                f"{v.placement.num_cpus:g} CPU per replica",
+                highlight=False,
+            )
         a = v.autoscaling
         if a is None:
             continue
@@ -155,12 +176,13 @@ def _show(ep: Endpoint) -> None:
     names = {v.id: v.name for v in ep.variants}
     table(
         "replicas",
-        ["id", "variant", "state", "port", "pid", "restarts", "message"],
+        ["id", "variant", "state", "host", "port", "pid", "restarts", "message"],
         [
             (
                 r.id,
                 names.get(r.variant_id, r.variant_id),
                 r.state,
+                r.host,
                 r.port,
                 r.pid,
                 r.restarts,
@@ -199,6 +221,10 @@ def create(
     autoscaling: str | None = typer.Option(
         None, help='Autoscaling as JSON: {"min_replicas", "max_replicas", "target_in_flight", ...}'
     ),
+    placement: str | None = typer.Option(
+        None, help="Where replicas run: local (default), ray or ray://HEAD:PORT (Ray actors)."
+    ),
+    num_cpus: float | None = typer.Option(None, help="CPUs each replica reserves on Ray."),
     variants: str | None = typer.Option(
         None, help='JSON or @file: [{"name", "model", "version", "weight", "replicas", "shadow"}]'
     ),
@@ -214,7 +240,15 @@ def create(
     with client() as c:
         ep = c.endpoints.create(
             name,
-            _variants(model, version, variant, replicas, variants, scaling),
+            _variants(
+                model,
+                version,
+                variant,
+                replicas,
+                variants,
+                scaling,
+                _placement(placement, num_cpus),
+            ),
             capture=capture,
         )
         if wait:
@@ -243,6 +277,10 @@ def update(
     autoscaling: str | None = typer.Option(
         None, help='Autoscaling as JSON: {"min_replicas", "max_replicas", "target_in_flight", ...}'
     ),
+    placement: str | None = typer.Option(
+        None, help="Where replicas run: local (default), ray or ray://HEAD:PORT (Ray actors)."
+    ),
+    num_cpus: float | None = typer.Option(None, help="CPUs each replica reserves on Ray."),
     variants: str | None = typer.Option(None, help="JSON or @file: the complete variant list."),
     strategy: str = typer.Option("blue_green", help="all_at_once, blue_green, canary, linear."),
     canary_percent: float = typer.Option(10.0, help="canary: traffic share of the first step."),
@@ -268,7 +306,15 @@ def update(
     with client() as c:
         ep = c.endpoints.update(
             name,
-            _variants(model, version, variant, replicas, variants, scaling),
+            _variants(
+                model,
+                version,
+                variant,
+                replicas,
+                variants,
+                scaling,
+                _placement(placement, num_cpus),
+            ),
             strategy=plan,
             capture=capture,
         )

@@ -48,6 +48,7 @@ from modelyard.endpoints.schemas import (
     ListEvents,
     ListRollouts,
     MetricPut,
+    Placement,
     PutMetric,
     Rollout,
     RolloutList,
@@ -319,6 +320,7 @@ class EndpointsAPI:
         replicas: int = 1,
         strategy: Strategy | Mapping[str, Any] | None = None,
         autoscaling: Autoscaling | Mapping[str, Any] | None = None,
+        placement: Placement | Mapping[str, Any] | None = None,
     ) -> Endpoint:
         """Deploy model ``name`` ``version`` as ``variant`` of ``endpoint_name``.
 
@@ -326,6 +328,8 @@ class EndpointsAPI:
         other variants stay) and rolls the new version out per ``strategy``.
         ``autoscaling`` (e.g. ``{"min_replicas": 0, "max_replicas": 4,
         "target_in_flight": 4, "idle_seconds": 300}``) scales the variant with its load.
+        ``placement`` (e.g. ``{"backend": "ray", "num_cpus": 1}``) runs its replicas as Ray
+        actors across the cluster's nodes instead of local processes.
         """
         spec: dict[str, Any] = {
             "name": variant,
@@ -338,6 +342,10 @@ class EndpointsAPI:
                 autoscaling.model_dump()
                 if isinstance(autoscaling, Autoscaling)
                 else dict(autoscaling)
+            )
+        if placement is not None:
+            spec["placement"] = (
+                placement.model_dump() if isinstance(placement, Placement) else dict(placement)
             )
         try:
             current = self.describe(endpoint_name)
@@ -353,6 +361,8 @@ class EndpointsAPI:
                     keep: dict[str, Any] = {"weight": v.weight}
                     if "autoscaling" not in spec and v.autoscaling is not None:
                         keep["autoscaling"] = v.autoscaling.model_dump()
+                    if "placement" not in spec and v.placement is not None:
+                        keep["placement"] = v.placement.model_dump()
                     variants.append({**spec, **keep})
                     replaced = True
                 continue
@@ -366,6 +376,7 @@ class EndpointsAPI:
                     "replicas": max(v.replicas, 1),
                     "shadow": v.shadow,
                     "autoscaling": v.autoscaling.model_dump() if v.autoscaling else None,
+                    "placement": v.placement.model_dump() if v.placement else None,
                 }
             )
         if not replaced:

@@ -278,8 +278,16 @@ class ModelsAPI:
         variant: str = "primary",
         replicas: int = 1,
         strategy: Strategy | Mapping[str, Any] | None = None,
+        placement: Mapping[str, Any] | None = None,
     ) -> Endpoint:
-        """Deploy a version to an endpoint (see ``client.endpoints.deploy``)."""
+        """Deploy a version to an endpoint (see ``client.endpoints.deploy``); ``placement``
+        e.g. ``{"backend": "ray", "num_cpus": 1}`` runs the replicas as Ray actors."""
         return EndpointsAPI(self._t).deploy(
-            name, version, endpoint_name, variant=variant, replicas=replicas, strategy=strategy
+            name,
+            version,
+            endpoint_name,
+            variant=variant,
+            replicas=replicas,
+            strategy=strategy,
+            placement=placement,
         )
