@@ -7,9 +7,10 @@ STAMP := $(VENV)/.installed
 # PyTorch (the torchscript flavor and its tests) stays outside requirements.lock: PyPI's
 # torch is a CUDA build of several GB, so neither uv nor the lock may resolve it. pip
 # installs the CPU build (the +cpu pin never matches PyPI's) from a local wheel in
-# /opt/wheels when there is one, from PyTorch's CPU index otherwise; the lock constrains
-# torch's dependencies, so no locked package changes version.
-TORCH := torch==2.13.0+cpu
+# /opt/wheels when there is one, from PyTorch's CPU index otherwise. The lock constrains
+# torch's dependencies, so no locked package changes version; those it does not hold are
+# pinned here.
+TORCH := torch==2.13.0+cpu setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 networkx==3.6.1
 TORCH_FROM := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu)
 
 .PHONY: venv browser console screenshots quickstart test lint typecheck unit bench lock clean
@@ -18,7 +19,7 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.8
 	$(UV) pip install -q --compile-bytecode --python $(BIN)/python -r requirements.lock
-	$(BIN)/python -m pip install -q --disable-pip-version-check --constraint requirements.lock $(TORCH_FROM) "$(TORCH)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check --constraint requirements.lock $(TORCH_FROM) $(TORCH)
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
