@@ -27,6 +27,12 @@ this process before the servers start: the rows each system's ``create_run`` and
 ``log_batch`` write, inserted through its own table models in one transaction per
 experiment (the servers then open the files with their default settings).
 
+Long history: one metric of 1,000,000 points (``--quick``: 200,000) logged embedded in
+10,000-point batches; p50 of a ``max_points=1000`` read (what the console's chart asks
+for) from the tiles written at ingest and, for comparison, downsampled from the points
+(the path without tiles). Not timed against MLflow here: ``bench_console`` charts the
+same kind of metric beside the MLflow UI.
+
 Goals (tracking issue): remote ingestion >= 20x MLflow ``log_batch``; embedded >= 100,000
 points/s; search p50 >= 20x faster than MLflow's ``search_runs``.
 """
@@ -65,6 +71,7 @@ PAGE = 100
 INGEST_GOAL_RATIO = 20.0
 EMBEDDED_GOAL = 100_000.0
 SEARCH_GOAL_RATIO = 20.0
+LONG_MAX_POINTS = 1_000  # what the console's chart asks for
 
 
 def free_port() -> int:
@@ -124,6 +131,53 @@ def ingest_modelyard(client: Any, steps: int) -> float:
     if set(counts.values()) != {steps}:
         raise SystemExit(f"modelyard stored {counts}, expected {steps} points per key")
     return steps * len(KEYS) / elapsed
+
+
+def long_history(client: Any, points: int) -> dict[str, Any]:
+    """p50 of a downsampled read (``max_points=LONG_MAX_POINTS``) of one ``points``-long
+    metric, from the tiles and from the points (tiles turned off for that read)."""
+    from modelyard.tracking import metrics
+    from modelyard.tracking.schemas import LogBatch, MetricColumns
+
+    run = client.tracking.create_run("long-history", name="long")
+    for start in range(0, points, 10_000):
+        chunk = [1.0 / (1 + s * 1e-4) + (s % 97) * 1e-3 for s in range(start, start + 10_000)]
+        cols = MetricColumns(
+            keys=["loss"],
+            key_index=[0] * len(chunk),
+            values=chunk,
+            steps=list(range(start, start + len(chunk))),
+            timestamps=[1_700_000_000_000 + start] * len(chunk),
+        )
+        client.transport.call("tracking.log_batch", LogBatch(run_id=run.id, points=cols))
+
+    def read() -> list[Any]:
+        hist = client.tracking.metric_history(run.id, "loss", max_points=LONG_MAX_POINTS)
+        if hist.total != points:
+            raise SystemExit(f"long history: {hist.total} points stored, not {points}")
+        return list(hist.points)
+
+    out: dict[str, Any] = {"points": points, "max_points": LONG_MAX_POINTS}
+    tiled_times, tiled = timed(read)
+    saved = metrics.TILE_MIN_POINTS
+    metrics.TILE_MIN_POINTS = points + 1  # the same read, downsampled from the points
+    try:
+        raw_times, raw = timed(read)
+    finally:
+        metrics.TILE_MIN_POINTS = saved
+    if (tiled[0], tiled[-1]) != (raw[0], raw[-1]) or len(tiled) > LONG_MAX_POINTS:
+        raise SystemExit("long history: the tiled read lost the first or last point")
+    out.update(
+        tiles_p50_ms=statistics.median(tiled_times) * 1000,
+        points_p50_ms=statistics.median(raw_times) * 1000,
+        tiles_returned=len(tiled),
+        points_returned=len(raw),
+    )
+    print(
+        f"  history of {points:,} points (max_points={LONG_MAX_POINTS}): tiles "
+        f"{out['tiles_p50_ms']:.1f} ms, from the points {out['points_p50_ms']:.1f} ms"
+    )
+    return out
 
 
 def ingest_mlflow_batch(client: Any, experiment_id: str, steps: int) -> float:
@@ -310,6 +364,7 @@ def main() -> None:
     args = parser.parse_args()
     steps = 2_000 if args.quick else 10_000
     sizes = [200, 1_000] if args.quick else [1_000, 10_000]
+    long_points = 200_000 if args.quick else 1_000_000
     experiments = {f"search-{n}": n for n in sizes}
 
     os.environ.pop("MODELYARD_URL", None)
@@ -374,6 +429,7 @@ def main() -> None:
                 ingest_modelyard(embedded, steps // 10)  # warm-up (imports, tables)
                 results["embedded_pts_s"] = ingest_modelyard(embedded, steps)
                 print(f"  modelyard embedded   {results['embedded_pts_s']:>10,.0f} points/s")
+                results["long_history"] = long_history(embedded, long_points)
             # Embedded search reads the server's database from this process (SQLite WAL).
             with my.connect(home=server_home) as embedded:
                 emb_search = {
@@ -440,6 +496,12 @@ def report(r: dict[str, Any]) -> None:
         f"  goals: remote >= {INGEST_GOAL_RATIO:.0f}x mlflow log_batch: "
         f"{'ok' if remote_ratio >= INGEST_GOAL_RATIO else 'BELOW GOAL'}; embedded >= "
         f"{EMBEDDED_GOAL:,.0f}/s: {'ok' if r['embedded_pts_s'] >= EMBEDDED_GOAL else 'BELOW GOAL'}"
+    )
+    long = r["long_history"]
+    print(
+        f"  history of {long['points']:,} points, max_points={long['max_points']}: p50 "
+        f"{long['tiles_p50_ms']:.1f} ms from tiles ({long['tiles_returned']} points), "
+        f"{long['points_p50_ms']:.1f} ms from the points ({long['points_returned']} points)"
     )
     print(f"\n  search ({FILTER}, order by metrics.m2 desc, first {PAGE}); p50")
     print(
