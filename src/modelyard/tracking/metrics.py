@@ -182,11 +182,12 @@ def merge_tiles(
     run_id: str,
     keys: Sequence[str],
     key_index: Sequence[int],
-    values: Sequence[float | None],
+    values: Sequence[float],
     steps: Sequence[int],
     timestamps: Sequence[int],
 ) -> None:
-    """Fold a batch already inserted into its (run, key) tiles at every level, one upsert.
+    """Fold a batch already inserted (NaN as NaN) into its (run, key) tiles at every
+    level, with one upsert.
 
     Within the batch, points are ordered by (step, timestamp, position in the batch), as
     the raw history orders them by (step, timestamp, id); a stored tile was written by an
@@ -197,7 +198,7 @@ def merge_tiles(
     k = np.asarray(key_index, dtype=np.int64)
     s = np.asarray(steps, dtype=np.int64)
     t = np.asarray(timestamps, dtype=np.int64)
-    v = np.array([math.nan if x is None else x for x in values], dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
     order = np.lexsort((np.arange(len(k)), t, s, k))  # tiles are monotone in the step
     k, s, t, v = k[order], s[order], t[order], v[order]
     nan = np.isnan(v)
@@ -236,7 +237,10 @@ def merge_tiles(
                     "hi_ts": int(t[j]) if real else None,
                 }
             )
-    session.execute(_tile_upsert(session), rows)
+    dialect = session.get_bind().dialect.name
+    if dialect not in _TILE_UPSERT:
+        _TILE_UPSERT[dialect] = _tile_upsert(dialect)
+    session.execute(_TILE_UPSERT[dialect], rows)
 
 
 def _first_holding(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -247,8 +251,10 @@ def _first_holding(mask: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
     return np.where((found >= starts) & (found <= ends), found, ends)
 
 
-def _tile_upsert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
+_TILE_UPSERT: dict[str, Any] = {}  # dialect name -> statement (built once)
+
+
+def _tile_upsert(dialect: str) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(_TILES)
     new = stmt.excluded
