@@ -42,7 +42,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from modelyard.flavors import load_model
-from modelyard.transform import reading
+from modelyard.transform import fastpath, reading
 from modelyard.transform.config import (
     ERRORS_FILE,
     PARTS_DIR,
@@ -110,6 +110,8 @@ class Predictor:
     def __init__(self, config: WorkerConfig, model: Any) -> None:
         self.config = config
         self.model = model
+        self.engine: fastpath.Engine | None = None
+        self._engine_lock = threading.Lock()
         signature = getattr(getattr(model, "descriptor", None), "signature", None)
         names = [s.name for s in (signature.inputs if signature else []) if s.name]
         self.signature_names: list[str] = names
@@ -131,6 +133,14 @@ class Predictor:
             return names, selected
         return names, self.matrix(selected)
 
+    def _engine(self, x: Any) -> fastpath.Engine:
+        """Native or ONNX Runtime, decided once on the first mini-batch's input."""
+        with self._engine_lock:
+            if self.engine is None:
+                self.engine = fastpath.choose(self.model, x)
+                print(f"transform: engine {self.engine.name} ({self.engine.reason})", flush=True)
+            return self.engine
+
     def __call__(self, parse: reading.ParseFn, batch: pa.RecordBatch) -> pa.Table:
         typed = parse(batch)
         if typed.num_rows == 0:
@@ -139,7 +149,8 @@ class Predictor:
         out: dict[str, pa.Array] = {}
         if self.config.join_source == "Input":
             out.update({n: typed.column(i) for i, n in enumerate(typed.schema.names)})
-        prediction = np.asarray(self.model.predict(x))
+        engine = self._engine(x)
+        prediction = np.asarray(engine.predict(x))
         if prediction.shape[:1] != (typed.num_rows,):
             raise ValueError(
                 f"the model returned {prediction.shape[0] if prediction.ndim else 1} "
@@ -153,8 +164,8 @@ class Predictor:
             flat = prediction.reshape(prediction.shape[0], -1)
             for j in range(flat.shape[1]):
                 out[f"{PREDICTION}_{j}"] = pa.array(flat[:, j])
-        if self.config.probabilities and self.model.predict_proba is not None:
-            proba = np.asarray(self.model.predict_proba(x))
+        if self.config.probabilities and engine.predict_proba is not None:
+            proba = np.asarray(engine.predict_proba(x))
             labels = self.classes or list(range(proba.shape[1]))
             for j, label in enumerate(labels):
                 out[f"{PROBABILITY_PREFIX}{label}"] = pa.array(proba[:, j])
@@ -404,7 +415,7 @@ class FileRun:
             self.progress.tick()
 
         try:
-            stream: Iterator[reading.Batch] = reading.batches(self.config.format, src, size)
+            stream = _read_ahead(reading.batches(self.config.format, src, size))
             if window == 1:
                 for start, batch in stream:
                     finish(batch.num_rows, self._predict_batch(src, start, batch))
@@ -430,6 +441,17 @@ class FileRun:
         finally:
             writer.close()
         return written
+
+
+def _read_ahead(stream: Iterator[reading.Batch]) -> Iterator[reading.Batch]:
+    """The same batches, the next one read in a thread while the caller predicts this one
+    (Arrow's readers and the models' predict calls release the GIL). A reading error is
+    raised where the batch it broke would have been."""
+    with ThreadPoolExecutor(1, thread_name_prefix="transform-read") as pool:
+        ahead = pool.submit(next, stream, None)
+        while (item := ahead.result()) is not None:
+            ahead = pool.submit(next, stream, None)
+            yield item
 
 
 def _part_name(index: int, fmt: str) -> str:
