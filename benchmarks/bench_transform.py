@@ -22,7 +22,9 @@ times per model:
   registered as a dataset version with its lineage. Timed from the call to its return.
 
 Goal: modelyard's rows/s at least 0.8x the peer's (the ratio is peer time / modelyard
-time). The predictions are checked equal to the peer's on every run. Also printed: the
+time). The predicted labels are checked exactly equal to the peer's (the native model's)
+on every run, whichever engine the job chose (the job log's ``transform: engine`` line,
+printed beside each run). Also printed: the
 worker's own rows/s (from its log), i.e. without the job's start and the registration,
 and the CPU-time ratio (the peer's CPU seconds over the job process's), which a busy
 machine disturbs far less than wall time.
@@ -136,12 +138,17 @@ def script_peer(folder: Path, saved: Path) -> float:
     return time.perf_counter() - started
 
 
-def worker_rate(client: my.Client, job_id: str) -> float:
+def worker_rate(client: my.Client, job_id: str) -> tuple[float, str]:
+    """The worker's own rows/s and the engine it chose (from the job's log)."""
+    rate, engine = float("nan"), "?"
     for line in client.jobs.logs(job_id, limit=10_000).lines:
         found = re.search(r"transform: done .* ([0-9.]+) rows/s", line.text)
         if found:
-            return float(found.group(1))
-    return float("nan")
+            rate = float(found.group(1))
+        chosen = re.match(r"transform: engine (\S+)", line.text)
+        if chosen:
+            engine = chosen.group(1)
+    return rate, engine
 
 
 def main() -> int:
@@ -185,7 +192,8 @@ def main() -> int:
                 started = time.perf_counter()
                 result = transformer.transform("features", logs=False)
                 my_times.append(time.perf_counter() - started)
-                rates.append(worker_rate(client, result.job_id))
+                rate, engine = worker_rate(client, result.job_id)
+                rates.append(rate)
                 usage = client.jobs.get(result.job_id).attempt_list[-1].usage
                 job_cpu = usage.cpu_seconds if usage is not None else float("nan")
                 cpu_ratios.append(peer_cpu / job_cpu)
@@ -195,7 +203,7 @@ def main() -> int:
                 print(
                     f"  {kind} run {run + 1}: peer {seconds:.2f} s, "
                     f"script {script_times[-1]:.2f} s, modelyard {my_times[-1]:.2f} s "
-                    f"(worker {rates[-1]:,.0f} rows/s); CPU peer {peer_cpu:.2f} s, job "
+                    f"(worker {rates[-1]:,.0f} rows/s on {engine}); CPU peer {peer_cpu:.2f} s, job "
                     f"{job_cpu:.2f} s; predictions equal: {same}, "
                     f"load {os.getloadavg()[0]:.1f}",
                     flush=True,

@@ -183,3 +183,36 @@ def test_worker_config_round_trips_through_job_hyperparameters() -> None:
     as_strings = {k: str(v) for k, v in config.to_hyperparameters().items()}
     assert WorkerConfig.from_hyperparameters(as_strings) == config
     assert WorkerConfig.from_hyperparameters(config.to_hyperparameters()) == config
+
+
+def test_a_skops_model_loads_without_importing_pytorch(tmp_path: Path) -> None:
+    """skops' import walks every scikit-learn subpackage; the worker keeps the vendored
+    array-API module for PyTorch (and so PyTorch, ~2 CPU-s) out of a job's start."""
+    pytest.importorskip("torch", reason="without PyTorch there is nothing to keep out")
+    pytest.importorskip("skops", reason="the sklearn flavor saves with skops only if installed")
+    import subprocess
+    import sys
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from modelyard.flavors import save_model
+
+    x = np.random.default_rng(0).standard_normal((200, 3))
+    model = HistGradientBoostingClassifier(max_iter=5).fit(x, x[:, 0] > 0)
+    save_model(model, tmp_path / "m")
+    assert list((tmp_path / "m").glob("*.skops"))
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from modelyard.transform.worker import _import_skops\n"
+        "from modelyard.flavors import load_model\n"
+        f"folder = Path({str(tmp_path / 'm')!r})\n"
+        "_import_skops(folder)\n"
+        "model = load_model(folder)\n"
+        "print(model.predict([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]).tolist())\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.split() == ["[True,", "False]", "False"], done.stdout
