@@ -63,7 +63,10 @@ def free_port() -> int:
 
 
 class ModelCache:
-    """Model versions' artifacts, extracted once per digest (atomically, by rename)."""
+    """Model versions' artifacts, extracted once per digest (atomically, by rename).
+
+    Safe across processes sharing the folder: the first rename wins, the others use it.
+    """
 
     def __init__(self, home: Path, artifacts: ArtifactStore) -> None:
         self.folder = root(home) / "models"
@@ -91,7 +94,13 @@ class ModelCache:
                     os.replace(local, content / (filename or "model"))
                 with contextlib.suppress(FileNotFoundError):
                     local.unlink()
-                os.replace(content, target)
+                try:
+                    os.replace(content, target)
+                except OSError:
+                    # Another process sharing the folder (a Ray replica on the same node)
+                    # extracted the same digest first: use its copy.
+                    if not target.is_dir():
+                        raise
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             return target
