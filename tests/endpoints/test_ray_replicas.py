@@ -148,3 +148,27 @@ def test_replicas_as_ray_actors_live_restart_reattach_and_stop(prefix: str, tmp_
         (second or first).close()
         if second is not None:
             first.close()
+
+
+def test_a_replica_ray_cannot_place_fails_the_endpoint_with_the_reason(
+    prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.endpoints.ray_replicas import RayReplicas
+
+    monkeypatch.setattr(RayReplicas, "start_timeout_s", 3.0)
+    runtime = Runtime(make_settings(tmp_path))
+    runtime.start_background()
+    try:
+        c = connect(home=tmp_path / "home")
+        v = sklearn_version(c, tmp_path)
+        placement = {"backend": "ray", "num_cpus": 64}  # the test cluster has 2
+        c.endpoints.create("too-big", [{"model": "churn", "version": v, "placement": placement}])
+        wait_for(lambda: c.endpoints.describe("too-big").status == "Failed", 60, "Failed")
+        ep = c.endpoints.describe("too-big")
+        assert "did not start within 3 s (64 CPU wanted" in ep.message, ep.message
+        assert [r.state for r in ep.replicas] == ["Failed"]
+        assert _actors(prefix) == set()  # each timed-out actor was killed
+        c.endpoints.delete("too-big", wait=True, timeout=60)
+        c.close()
+    finally:
+        runtime.close()
