@@ -29,9 +29,10 @@ def hgb(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return load_model(folder)
 
 
-def test_whichever_engine_is_chosen_labels_equal_the_native_model(hgb: Any) -> None:
+@pytest.mark.parametrize("threads", [1, 3])
+def test_whichever_engine_is_chosen_labels_equal_the_native_model(hgb: Any, threads: int) -> None:
     x, _ = _data()
-    engine = fastpath.choose(hgb, x)
+    engine = fastpath.choose(hgb, x, threads=threads)  # 3: rows in three slices, in order
     assert engine.name in ("onnxruntime", "native"), engine
     assert engine.reason
     np.testing.assert_array_equal(np.asarray(engine.predict(x)), np.asarray(hgb.predict(x)))
@@ -48,6 +49,12 @@ def test_a_verified_conversion_is_reported_with_its_sample(hgb: Any) -> None:
         assert "not faster" in engine.reason, engine.reason
     else:
         assert "matched native on 4000 sample rows" in engine.reason, engine.reason
+
+
+def test_row_slices_come_back_in_order() -> None:
+    predict = fastpath._row_parallel(lambda x: x[:, 0] * 2, 3)
+    x = np.arange(10_000, dtype=np.float32).reshape(-1, 1)
+    np.testing.assert_array_equal(predict(x), x[:, 0] * 2)
 
 
 def test_float64_input_stays_native(hgb: Any) -> None:

@@ -141,9 +141,10 @@ def _import_skops(folder: Path) -> None:
 class Predictor:
     """Turns an input batch into the output table; raises if any record fails."""
 
-    def __init__(self, config: WorkerConfig, model: Any) -> None:
+    def __init__(self, config: WorkerConfig, model: Any, *, threads: int = 1) -> None:
         self.config = config
         self.model = model
+        self.threads = threads
         self.engine: fastpath.Engine | None = None
         self._engine_lock = threading.Lock()
         signature = getattr(getattr(model, "descriptor", None), "signature", None)
@@ -171,7 +172,7 @@ class Predictor:
         """Native or ONNX Runtime, decided once on the first mini-batch's input."""
         with self._engine_lock:
             if self.engine is None:
-                self.engine = fastpath.choose(self.model, x)
+                self.engine = fastpath.choose(self.model, x, threads=self.threads)
                 print(f"transform: engine {self.engine.name} ({self.engine.reason})", flush=True)
             return self.engine
 
@@ -498,7 +499,10 @@ def run_shard(
     """Predict ``files``; this worker's counts and parts (raises StopTransform)."""
     _import_skops(paths.model_folder)
     model = load_model(paths.model_folder)
-    predictor = Predictor(config, model)
+    # This worker's share of the job's CPUs (``transform`` sets OMP_NUM_THREADS to it
+    # when there are several workers).
+    threads = int(os.environ.get("OMP_NUM_THREADS") or os.environ.get("SM_NUM_CPUS") or 1)
+    predictor = Predictor(config, model, threads=max(1, threads))
     counters = Counters()
     totals = [reading.count_rows(config.format, f.path) for f in files]
     total = None if any(t is None for t in totals) else sum(t or 0 for t in totals)
