@@ -8,6 +8,7 @@ re-attaches the actors instead of starting new ones, and delete stops them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -169,6 +170,100 @@ def test_a_replica_ray_cannot_place_fails_the_endpoint_with_the_reason(
         assert [r.state for r in ep.replicas] == ["Failed"]
         assert _actors(prefix) == set()  # each timed-out actor was killed
         c.endpoints.delete("too-big", wait=True, timeout=60)
+        c.close()
+    finally:
+        runtime.close()
+
+
+@pytest.fixture
+def second_node(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[str]:
+    """A second 1-CPU node joined to the session's cluster (its Ray node id); stopped after."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from fixtures.ray_cluster import _free_ports, find_ray
+
+    ray_cli = find_ray()
+    assert ray_cli is not None
+    before = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    node_manager, object_manager, agent_http, agent_grpc, runtime_env, metrics = _free_ports(6)
+    log = open(tmp_path / "node2.log", "ab")  # noqa: SIM115 (closed below)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env["MODELYARD_RAY_WORKDIR"] = str(tmp_path / "node2-work")
+    env.pop("RAY_ADDRESS", None)
+    process = subprocess.Popen(
+        [
+            ray_cli,
+            "start",
+            f"--address={ray_backend_env.address}",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            "--object-store-memory=100000000",
+            "--disable-usage-stats",
+            f"--node-manager-port={node_manager}",
+            f"--object-manager-port={object_manager}",
+            f"--dashboard-agent-listen-port={agent_http}",
+            f"--dashboard-agent-grpc-port={agent_grpc}",
+            f"--runtime-env-agent-port={runtime_env}",
+            f"--metrics-export-port={metrics}",
+            "--min-worker-port=0",
+            "--max-worker-port=0",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        added: set[str] = set()
+
+        def joined() -> bool:
+            added.update({n["NodeID"] for n in ray.nodes() if n["Alive"]} - before)
+            if process.poll() is not None:
+                raise AssertionError((tmp_path / "node2.log").read_text()[-2000:])
+            return bool(added)
+
+        wait_for(joined, 60, "the second node to join")
+        yield added.pop()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        time.sleep(2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        log.close()
+
+
+def test_a_variants_replicas_spread_over_the_nodes(
+    prefix: str, second_node: str, tmp_path: Path
+) -> None:
+    runtime = Runtime(make_settings(tmp_path))
+    runtime.start_background()
+    try:
+        c = connect(home=tmp_path / "home")
+        v = sklearn_version(c, tmp_path)
+        placement = {"backend": "ray", "num_cpus": 0.5}
+        c.endpoints.create(
+            "spread", [{"model": "churn", "version": v, "replicas": 2, "placement": placement}]
+        )
+        ep = c.endpoints.wait("spread", timeout=90)
+        assert ep.status == "InService", ep.message
+        nodes = set()
+        for r in ep.replicas:
+            actor = ray.get_actor(f"{prefix}{r.id}.1", namespace=NAMESPACE)
+            info = ray.get(actor.start.remote(), timeout=30)  # answers what it started
+            assert (info["host"], info["port"]) == (r.host, r.port)
+            nodes.add(info["node_id"])
+        assert len(nodes) == 2 and second_node in nodes  # one replica on each node
+        assert len(c.endpoints.predict("spread", ROWS)["predictions"]) == 2
+        c.endpoints.delete("spread", wait=True, timeout=60)
+        assert _actors(prefix) == set()
         c.close()
     finally:
         runtime.close()
