@@ -3,13 +3,20 @@
 One test walks the whole life of such an endpoint (Ray startup is slow on a small machine,
 so the steps share one endpoint): two replicas become ready as named Ray actors, the
 router answers through them, a killed actor is replaced, a control-plane restart
-re-attaches the actors instead of starting new ones, and delete stops them.
+re-attaches the actors instead of starting new ones, and delete stops them. Then: a
+replica Ray cannot place fails the endpoint with the reason; with a second node joined,
+a variant's replicas run one per node; the CLI refuses an unknown placement backend.
+Every test ends with no actor of its home left.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,9 +27,10 @@ from epkit import ROWS, sklearn_version
 from typer.testing import CliRunner
 
 from conftest import Plane
-from fixtures.ray_cluster import RayCluster
+from fixtures.ray_cluster import RayCluster, _free_ports, find_ray
 from modelyard.cli.main import app
 from modelyard.client.sdk import connect
+from modelyard.endpoints.ray_replicas import RayReplicas
 from modelyard.endpoints.schemas import Placement
 from modelyard.jobs.backends.ray import RayBackend
 from modelyard.jobs.backends.ray_driver import NAMESPACE
@@ -34,8 +42,6 @@ runner = CliRunner()
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
@@ -154,8 +160,6 @@ def test_replicas_as_ray_actors_live_restart_reattach_and_stop(prefix: str, tmp_
 def test_a_replica_ray_cannot_place_fails_the_endpoint_with_the_reason(
     prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelyard.endpoints.ray_replicas import RayReplicas
-
     monkeypatch.setattr(RayReplicas, "start_timeout_s", 3.0)
     runtime = Runtime(make_settings(tmp_path))
     runtime.start_background()
@@ -178,13 +182,6 @@ def test_a_replica_ray_cannot_place_fails_the_endpoint_with_the_reason(
 @pytest.fixture
 def second_node(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[str]:
     """A second 1-CPU node joined to the session's cluster (its Ray node id); stopped after."""
-    import os
-    import signal
-    import subprocess
-    import time
-
-    from fixtures.ray_cluster import _free_ports, find_ray
-
     ray_cli = find_ray()
     assert ray_cli is not None
     before = {n["NodeID"] for n in ray.nodes() if n["Alive"]}

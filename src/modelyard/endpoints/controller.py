@@ -5,10 +5,11 @@ Each pass (every 0.25 s, and at once after an operation commits a change):
 1. **Replicas.** For every variant of every endpoint the controller keeps ``replicas``
    rows; a missing one is added (``Pending``), a surplus one drained. A ``Pending``
    replica is launched (model artifact extracted once into a cache, a model server
-   started under the jobs supervisor on a free loopback port); a ``Starting`` one
-   becomes ``Ready`` when ``/ping`` answers 200; a ``Ready`` one whose process died is
-   restarted (``restarts`` counts it); one that fails ``MAX_FAILURES`` times in a row
-   before becoming ready is ``Failed``. A replica leaving service is ``Draining``: the
+   started under the jobs supervisor on a free loopback port; with placement ``ray``, a
+   Ray actor starting it on its node: :mod:`modelyard.endpoints.ray_replicas`); a
+   ``Starting`` one becomes ``Ready`` when ``/ping`` answers 200; a ``Ready`` one whose
+   process (or actor) died is restarted (``restarts`` counts it); one that fails
+   ``MAX_FAILURES`` times in a row before becoming ready is ``Failed``. A replica leaving service is ``Draining``: the
    router stops choosing it at once, and it is stopped (gracefully: in-flight requests
    finish) once no request of this process is in flight to it and ``drain_s`` passed.
 2. **Rollouts.** An ``InProgress`` rollout waits for its new replicas, then shifts the
@@ -26,7 +27,8 @@ Each pass (every 0.25 s, and at once after an operation commits a change):
    stops every replica and then removes the endpoint.
 
 Nothing lives only in memory. After a restart the controller finds each replica again
-by its supervisor's pid and start time (re-attaching it, or restarting it if it died),
+by its supervisor's pid and start time, or a Ray replica by its actor's name (re-attaching
+it, or restarting it if it died),
 and resumes a rollout at its current step with a fresh bake (the router's counters
 start again at zero). One controller runs per ``MODELYARD_HOME`` (a file lock).
 """
