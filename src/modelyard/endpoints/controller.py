@@ -9,9 +9,10 @@ Each pass (every 0.25 s, and at once after an operation commits a change):
    Ray actor starting it on its node: :mod:`modelyard.endpoints.ray_replicas`); a
    ``Starting`` one becomes ``Ready`` when ``/ping`` answers 200; a ``Ready`` one whose
    process (or actor) died is restarted (``restarts`` counts it); one that fails
-   ``MAX_FAILURES`` times in a row before becoming ready is ``Failed``. A replica leaving service is ``Draining``: the
-   router stops choosing it at once, and it is stopped (gracefully: in-flight requests
-   finish) once no request of this process is in flight to it and ``drain_s`` passed.
+   ``MAX_FAILURES`` times in a row before becoming ready is ``Failed``. A replica
+   leaving service is ``Draining``: the router stops choosing it at once, and it is
+   stopped (gracefully: in-flight requests finish) once no request of this process is in
+   flight to it and ``drain_s`` passed.
 2. **Rollouts.** An ``InProgress`` rollout waits for its new replicas, then shifts the
    traffic weights step by step, evaluating its alarms against the router's counters of
    the new variants during each bake; an alarm sends all traffic back to the old
