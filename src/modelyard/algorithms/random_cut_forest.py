@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import skops.io as sio
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
@@ -36,6 +35,7 @@ from modelyard.algorithms._model_files import (
 )
 from modelyard.algorithms._schemas import OutputSpec, RandomCutForestHyperparameters, Signature
 from modelyard.algorithms._tables import NumericSplit, as_matrix, read_numeric
+from modelyard.flavors._sklearn import import_skops
 
 NAME = "random_cut_forest"
 MODEL_FILE = "model.skops"
@@ -60,7 +60,7 @@ class AnomalyPredictor:
 def load(model_dir: str | Path) -> AnomalyPredictor:
     """Load ``model.skops`` (trusting only :data:`TRUSTED_TYPES` beyond skops' defaults)."""
     folder = Path(model_dir)
-    forest = sio.load(folder / MODEL_FILE, trusted=TRUSTED_TYPES)
+    forest = import_skops().load(folder / MODEL_FILE, trusted=TRUSTED_TYPES)
     if not isinstance(forest, IsolationForest):
         raise ValueError(f"{folder / MODEL_FILE} holds a {type(forest).__name__}, not a forest")
     return AnomalyPredictor(forest, read_signature(folder))
@@ -117,7 +117,7 @@ def train(contract: Contract) -> None:
         if auc is not None:
             contract.metrics.emit(f"{split.name}:auc", auc)
     contract.model_dir.mkdir(parents=True, exist_ok=True)
-    sio.dump(forest, contract.model_dir / MODEL_FILE)
+    import_skops().dump(forest, contract.model_dir / MODEL_FILE)
     write_signature(contract, signature)
     if data.test is not None:
         write_predictions(contract, predictor.predict(data.test.features))

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import skops.io as sio
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -41,6 +40,7 @@ from modelyard.algorithms._schemas import (
     TextClassificationHyperparameters,
 )
 from modelyard.algorithms._tables import channel_files, class_labels, label_array, read_file
+from modelyard.flavors._sklearn import import_skops
 
 NAME = "text_classification"
 MODEL_FILE = "model.skops"
@@ -88,7 +88,7 @@ class TextPredictor:
 def load(model_dir: str | Path) -> TextPredictor:
     """Load ``model.skops`` (trusting only skops' defaults) and ``signature.json``."""
     folder = Path(model_dir)
-    pipeline = sio.load(folder / MODEL_FILE, trusted=TRUSTED_TYPES)
+    pipeline = import_skops().load(folder / MODEL_FILE, trusted=TRUSTED_TYPES)
     if not isinstance(pipeline, Pipeline):
         raise ValueError(f"{folder / MODEL_FILE} holds a {type(pipeline).__name__}, not a Pipeline")
     return TextPredictor(pipeline, read_signature(folder))
@@ -230,7 +230,7 @@ def train(contract: Contract) -> None:
             accuracy = float(np.mean(predictor.predict(split[0]) == split[1]))
             contract.metrics.emit(f"{name}:accuracy", accuracy)
     contract.model_dir.mkdir(parents=True, exist_ok=True)
-    sio.dump(pipeline, contract.model_dir / MODEL_FILE)
+    import_skops().dump(pipeline, contract.model_dir / MODEL_FILE)
     write_signature(contract, signature)
     test = others["test"]
     if test is not None:

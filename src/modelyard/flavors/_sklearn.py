@@ -10,6 +10,9 @@ arbitrary callable) is refused before any of it is constructed.
 
 from __future__ import annotations
 
+import importlib
+import importlib.abc
+import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -167,6 +170,37 @@ def predictors(estimator: Any, order: list[str] | None = None) -> tuple[Any, Any
     return predict, proba
 
 
+class _RefuseArrayApiTorch(importlib.abc.MetaPathFinder):
+    """Refuses ``sklearn.externals.array_api_compat.torch`` (see :func:`import_skops`)."""
+
+    NAME = "sklearn.externals.array_api_compat.torch"
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        if fullname == self.NAME:
+            raise ImportError(f"{self.NAME} is not needed to save or load a skops file")
+
+
+def import_skops() -> Any:
+    """``skops.io``, imported without importing PyTorch.
+
+    At import, skops lists scikit-learn's estimators with ``all_estimators()``, whose
+    ``pkgutil.walk_packages`` imports every subpackage, vendored ones included, before
+    filtering them out; ``array_api_compat.torch`` imports PyTorch wherever it is
+    installed: ~2 CPU-seconds and ~180 MB in every process that saves or loads a
+    scikit-learn model (a model server replica, a transform or training job). The walk
+    skips a package whose import fails, so that one is refused while skops imports; a
+    failed import is not cached, so it can still be imported normally later.
+    """
+    if "skops.io" in sys.modules:
+        return sys.modules["skops.io"]
+    finder = _RefuseArrayApiTorch()
+    sys.meta_path.insert(0, finder)
+    try:
+        return require("skops.io", SklearnFlavor.name, _INSTALL)
+    finally:
+        sys.meta_path.remove(finder)
+
+
 class SklearnFlavor(Flavor):
     name = "sklearn"
     libraries = ("scikit-learn", "skops", "scipy")
@@ -175,7 +209,7 @@ class SklearnFlavor(Flavor):
         return "sklearn" in type_modules(model)
 
     def save(self, model: Any, folder: Path, options: SaveOptions) -> Saved:
-        sio = require("skops.io", self.name, _INSTALL)
+        sio = import_skops()
         sio.dump(model, folder / FILE)
         classes = getattr(model, "classes_", None)
         predict, _proba = predictors(model)
@@ -188,7 +222,7 @@ class SklearnFlavor(Flavor):
         )
 
     def load(self, folder: Path, descriptor: ModelDescriptor, options: LoadOptions) -> LoadedModel:
-        sio = require("skops.io", self.name, _INSTALL)
+        sio = import_skops()
         exceptions = require("skops.io.exceptions", self.name, _INSTALL)
         path = one_file(folder, descriptor, [FILE])
         allowed = trusted_types(options.trusted_types)
