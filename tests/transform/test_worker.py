@@ -186,8 +186,8 @@ def test_worker_config_round_trips_through_job_hyperparameters() -> None:
 
 
 def test_a_skops_model_loads_without_importing_pytorch(tmp_path: Path) -> None:
-    """skops' import walks every scikit-learn subpackage; the worker keeps the vendored
-    array-API module for PyTorch (and so PyTorch, ~2 CPU-s) out of a job's start."""
+    """skops' import walks every scikit-learn subpackage; the vendored array-API module
+    for PyTorch (and so PyTorch, ~2 CPU-s) stays out of a transform job's start."""
     pytest.importorskip("torch", reason="without PyTorch there is nothing to keep out")
     pytest.importorskip("skops", reason="the sklearn flavor saves with skops only if installed")
     import subprocess
@@ -204,10 +204,9 @@ def test_a_skops_model_loads_without_importing_pytorch(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from modelyard.transform.worker import _import_skops\n"
+        "import modelyard.transform.worker\n"
         "from modelyard.flavors import load_model\n"
         f"folder = Path({str(tmp_path / 'm')!r})\n"
-        "_import_skops(folder)\n"
         "model = load_model(folder)\n"
         "print(model.predict([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]).tolist())\n"
         "print('torch' in sys.modules)\n"

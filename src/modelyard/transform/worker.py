@@ -19,8 +19,6 @@ once (XGBoost, LightGBM and ONNX Runtime release the GIL).
 
 from __future__ import annotations
 
-import importlib
-import importlib.abc
 import json
 import multiprocessing
 import os
@@ -101,38 +99,6 @@ def unpack(config: WorkerConfig, paths: Paths) -> None:
             f"model {config.model} v{config.model_version}: its artifact is not a saved "
             f"model folder (.tar.gz): {exc}"
         ) from None
-
-
-class _RefuseArrayApiTorch(importlib.abc.MetaPathFinder):
-    """Refuses ``sklearn.externals.array_api_compat.torch`` (see :func:`_import_skops`)."""
-
-    NAME = "sklearn.externals.array_api_compat.torch"
-
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
-        if fullname == self.NAME:
-            raise ImportError(f"{self.NAME} is not needed to load a skops file")
-
-
-def _import_skops(folder: Path) -> None:
-    """Import ``skops.io`` for a model saved with skops, without importing PyTorch.
-
-    At import, skops lists scikit-learn's estimators with ``all_estimators()``, whose
-    ``pkgutil.walk_packages`` imports every subpackage, vendored ones included, before
-    filtering them out; ``array_api_compat.torch`` imports PyTorch where it is installed:
-    ~2 CPU-seconds, most of what "loading" a HistGradientBoosting model cost a job. The
-    walk skips a package whose import fails, so it is refused while skops imports (and
-    can be imported normally later: a failed import is not cached).
-    """
-    if "skops.io" in sys.modules or not any(folder.glob("*.skops")):
-        return
-    finder = _RefuseArrayApiTorch()
-    sys.meta_path.insert(0, finder)
-    try:
-        importlib.import_module("skops.io")
-    except ImportError:  # not installed: load_model says so with the install hint
-        pass
-    finally:
-        sys.meta_path.remove(finder)
 
 
 # -- one mini-batch -------------------------------------------------------------------------
@@ -497,8 +463,7 @@ def run_shard(
     config: WorkerConfig, paths: Paths, files: list[reading.InputFile], label: str
 ) -> dict[str, Any]:
     """Predict ``files``; this worker's counts and parts (raises StopTransform)."""
-    _import_skops(paths.model_folder)
-    model = load_model(paths.model_folder)
+    model = load_model(paths.model_folder)  # a skops file: without PyTorch (flavors)
     # This worker's share of the job's CPUs (``transform`` sets OMP_NUM_THREADS to it
     # when there are several workers).
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.environ.get("SM_NUM_CPUS") or 1)
