@@ -521,15 +521,7 @@ class EndpointController:
             )
         except Exception as exc:
             log.exception("launching replica %s", r.id)
-            failures = r.failures + 1
-            self._set(
-                r.id,
-                "Pending",
-                state="Failed" if failures >= MAX_FAILURES else "Pending",
-                failures=failures,
-                attempt=attempt,
-                message=f"could not start the replica: {exc}",
-            )
+            self._launch_failed(r, attempt, exc)
             return
         stored = self._set(
             r.id,

@@ -62,6 +62,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def server_environment() -> dict[str, str]:
+    """This process's environment, with modelyard's source folder first on PYTHONPATH (a
+    replica runs this checkout's ``modelyard``, installed or not)."""
+    src_root = str(Path(modelyard.__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, env.get("PYTHONPATH")]))
+    return env
+
+
+def server_command(model_dir: Path, model: str, version: int, host: str, port: int) -> list[str]:
+    """The model server's command line for one replica."""
+    return [
+        sys.executable,
+        "-m",
+        "modelyard.serving",
+        "--model-dir",
+        str(model_dir),
+        "--name",
+        model,
+        "--version",
+        str(version),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
 class ModelCache:
     """Model versions' artifacts, extracted once per digest (atomically, by rename).
 
@@ -129,26 +159,8 @@ class Replicas:
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
         port = free_port()
-        src_root = str(Path(modelyard.__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, os.environ.get("PYTHONPATH")]))
-        command = [
-            sys.executable,
-            "-m",
-            "modelyard.serving",
-            "--model-dir",
-            str(model_dir),
-            "--name",
-            model,
-            "--version",
-            str(version),
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ]
+        env = server_environment()
+        command = server_command(model_dir, model, version, HOST, port)
         write_json_atomic(
             directory / LAUNCH,
             {

@@ -24,16 +24,13 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import modelyard
 from modelyard.core.artifacts import open_store
-from modelyard.endpoints.processes import ModelCache
+from modelyard.endpoints.processes import ModelCache, server_command, server_environment
 from modelyard.jobs.backends.ray_worker import _supervisor_setup, node_address, work_root
 
 
@@ -87,31 +84,13 @@ class ReplicaWorker:
             ip, node_id = node_address()
             port = _free_port(ip)
             self.directory.mkdir(parents=True, exist_ok=True)
-            command = [
-                sys.executable,
-                "-m",
-                "modelyard.serving",
-                "--model-dir",
-                str(model_dir),
-                "--name",
-                task.model,
-                "--version",
-                str(task.version),
-                "--host",
-                ip,
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ]
+            command = server_command(model_dir, task.model, task.version, ip, port)
             self._proc = self._spawner.submit(self._spawn, command).result()
             self._info = {"host": ip, "port": port, "pid": self._proc.pid, "node_id": node_id}
             return dict(self._info)
 
     def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
-        src_root = str(Path(modelyard.__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, env.get("PYTHONPATH")]))
+        env = server_environment()
         with open(self.directory / "stderr", "ab") as err:
             return subprocess.Popen(
                 command,
