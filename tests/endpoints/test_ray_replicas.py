@@ -27,7 +27,7 @@ from epkit import ROWS, sklearn_version
 from typer.testing import CliRunner
 
 from conftest import Plane
-from fixtures.ray_cluster import RayCluster, _free_ports, find_ray
+from fixtures.ray_cluster import RayCluster, _free_ports, find_ray, node_port_flags
 from modelyard.cli.main import app
 from modelyard.client.sdk import connect
 from modelyard.endpoints.ray_replicas import RayReplicas
@@ -185,7 +185,6 @@ def second_node(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[str]:
     ray_cli = find_ray()
     assert ray_cli is not None
     before = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    node_manager, object_manager, agent_http, agent_grpc, runtime_env, metrics = _free_ports(6)
     log = open(tmp_path / "node2.log", "ab")  # noqa: SIM115 (closed below)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     env["MODELYARD_RAY_WORKDIR"] = str(tmp_path / "node2-work")
@@ -201,14 +200,7 @@ def second_node(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[str]:
             "--num-gpus=0",
             "--object-store-memory=100000000",
             "--disable-usage-stats",
-            f"--node-manager-port={node_manager}",
-            f"--object-manager-port={object_manager}",
-            f"--dashboard-agent-listen-port={agent_http}",
-            f"--dashboard-agent-grpc-port={agent_grpc}",
-            f"--runtime-env-agent-port={runtime_env}",
-            f"--metrics-export-port={metrics}",
-            "--min-worker-port=0",
-            "--max-worker-port=0",
+            *node_port_flags(_free_ports(6)),
         ],
         stdin=subprocess.DEVNULL,
         stdout=log,
