@@ -31,6 +31,9 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
+    # Jobs start cold: a warm server per test home would import the ML libraries (~4
+    # CPU-seconds) for every test that runs a job. tests/jobs/test_warm_start.py turns it on.
+    monkeypatch.setenv("MODELYARD_WARM_START", "0")
 
 
 def _pg_reachable() -> bool:

@@ -5,8 +5,10 @@ control plane, so the attempt survives a control-plane crash. The supervisor
 
 1. reads ``launch.json`` (command, environment, working directory, max runtime);
 2. starts the job's process in its own process group with stdout/stderr appended to
-   ``stdout.log``/``stderr.log`` (the controller tails those files);
-3. writes ``supervisor.json`` (its pid, the child's pid, start time) atomically;
+   ``stdout.log``/``stderr.log`` (the controller tails those files): a new program (cold),
+   or, for modelyard's own job programs, a fork of the warm server (:mod:`.warm`), which
+   also forks this supervisor;
+3. writes ``supervisor.json`` (its pid, the child's pid, start time, cold/warm) atomically;
 4. stops the process group on SIGTERM or a ``stop`` file (``reason: stopped``) or when the
    max runtime is reached (``reason: max_runtime``): SIGTERM, then SIGKILL after the
    grace period;
@@ -35,7 +37,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any, Protocol
 
 LAUNCH = "launch.json"
 SUPERVISOR = "supervisor.json"
@@ -88,7 +90,7 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _terminate(child: subprocess.Popen[bytes], grace_s: float) -> int:
+def _terminate(child: Child, grace_s: float) -> int:
     """SIGTERM the child's process group, SIGKILL it after ``grace_s``; the exit status."""
     _signal_group(child.pid, signal.SIGTERM)
     try:
@@ -110,7 +112,36 @@ def _usage(wall_seconds: float) -> dict[str, Any]:
     }
 
 
-def supervise(directory: Path) -> int:
+class Child(Protocol):
+    """The job's process as the supervisor sees it (a ``Popen``, or a forked process)."""
+
+    pid: int
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+# Starts the job's process: (launch.json, stdout file, stderr file, supervisor pid) -> child.
+Spawn = Callable[[dict[str, Any], IO[bytes], IO[bytes], int], Child]
+
+
+def spawn_process(
+    launch: dict[str, Any], out: IO[bytes], err: IO[bytes], supervisor_pid: int
+) -> Child:
+    """The cold start: a new program from ``launch["command"]``."""
+    return subprocess.Popen(
+        launch["command"],
+        cwd=launch["cwd"],
+        env=launch["env"],
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=err,
+        preexec_fn=_child_setup(supervisor_pid),
+    )
+
+
+def supervise(directory: Path, spawn: Spawn = spawn_process, *, start: str = "cold") -> int:
+    """Run the attempt in ``directory`` to its end; ``spawn`` starts the job's process
+    (``start`` names how, in ``supervisor.json``: cold, or warm from :mod:`.warm`)."""
     launch = json.loads((directory / LAUNCH).read_text(encoding="utf-8"))
     signal.signal(signal.SIGTERM, _on_stop)
     signal.signal(signal.SIGINT, _on_stop)
@@ -121,15 +152,7 @@ def supervise(directory: Path) -> int:
     t0 = time.monotonic()
     with open(directory / STDOUT, "ab") as out, open(directory / STDERR, "ab") as err:
         try:
-            child = subprocess.Popen(
-                launch["command"],
-                cwd=launch["cwd"],
-                env=launch["env"],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                preexec_fn=_child_setup(os.getpid()),
-            )
+            child = spawn(launch, out, err, os.getpid())
         except OSError as exc:
             write_json_atomic(
                 directory / STATUS,
@@ -146,7 +169,7 @@ def supervise(directory: Path) -> int:
             return 0
     write_json_atomic(
         directory / SUPERVISOR,
-        {"pid": os.getpid(), "child_pid": child.pid, "started_at": started_at},
+        {"pid": os.getpid(), "child_pid": child.pid, "started_at": started_at, "start": start},
     )
     reason = "exited"
     deadline = t0 + max_runtime_s

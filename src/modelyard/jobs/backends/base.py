@@ -161,3 +161,8 @@ class ComputeBackend(abc.ABC):
     def cleanup(self, plan: AttemptPlan, ref: BackendRef) -> None:
         """Free what the finished attempt no longer needs (input copies)."""
         return None
+
+    def close(self) -> None:
+        """Release what the backend holds for its owner (the controller stops); the
+        attempts themselves keep running."""
+        return None

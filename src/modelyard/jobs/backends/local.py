@@ -29,7 +29,7 @@ import psutil
 
 import modelyard
 from modelyard.errors import InvalidInput, ModelyardError
-from modelyard.jobs import contract
+from modelyard.jobs import contract, warm
 from modelyard.jobs.backends.base import (
     AttemptExit,
     AttemptPlan,
@@ -114,6 +114,12 @@ class LocalBackend(ComputeBackend):
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._gpus = _gpu_count()
+        # modelyard's own job programs start as forks of a warm server (see jobs.warm).
+        self._warm = warm.WarmServer(home / "jobs") if warm.enabled() else None
+
+    def close(self) -> None:
+        if self._warm is not None:
+            self._warm.close()
 
     @classmethod
     def validate(cls, url: str, spec: JobSpec) -> None:
@@ -180,16 +186,23 @@ class LocalBackend(ComputeBackend):
             hosts=[HOST],
             current_host=HOST,
         )
+        command = contract.command(spec, layout, python)
         write_json_atomic(
             directory / LAUNCH,
             {
-                "command": contract.command(spec, layout, python),
+                "command": command,
                 "env": env,
                 "cwd": str(layout.code if spec.entry_point else layout.root),
                 "max_runtime_s": spec.max_runtime_s,
                 "stop_grace_s": self.stop_grace_s,
             },
         )
+        if (
+            self._warm is not None
+            and warm.module_of(command) is not None
+            and self._warm.submit(directory)
+        ):
+            return self._warm_ref(directory)
         src_root = str(Path(modelyard.__file__).resolve().parents[1])
         sup_env = dict(os.environ)
         sup_env["PYTHONPATH"] = os.pathsep.join(
@@ -214,7 +227,26 @@ class LocalBackend(ComputeBackend):
             create_time = psutil.Process(proc.pid).create_time()
         except psutil.Error:
             create_time = time.time()
-        return {"pid": proc.pid, "create_time": create_time, "host": socket.gethostname()}
+        return {
+            "pid": proc.pid,
+            "create_time": create_time,
+            "host": socket.gethostname(),
+            "start": "cold",
+        }
+
+    @staticmethod
+    def _warm_ref(directory: Path, wait_s: float = 5.0) -> BackendRef:
+        """The ref of an attempt handed to the warm server: its supervisor's pid from
+        supervisor.json (written within milliseconds), or none yet, and poll finds it."""
+        ref: BackendRef = {"pid": None, "create_time": None, "host": socket.gethostname()}
+        deadline = time.monotonic() + wait_s
+        while (sup := _read_json(directory / SUPERVISOR)) is None:
+            if time.monotonic() >= deadline:
+                return {**ref, "start": "warm"}
+            time.sleep(0.005)
+        with contextlib.suppress(psutil.Error):
+            ref["create_time"] = psutil.Process(int(sup["pid"])).create_time()
+        return {**ref, "pid": sup["pid"], "start": "warm"}
 
     # -- watch ------------------------------------------------------------------------------
 
@@ -240,18 +272,20 @@ class LocalBackend(ComputeBackend):
     def poll(self, plan: AttemptPlan, ref: BackendRef) -> Poll:
         directory = plan.attempt_dir
         self._reap(directory)
+        sup = _read_json(directory / SUPERVISOR) or {}
+        if ref.get("pid") is None and sup.get("pid") is not None:
+            # A warm start (or a re-attach): the supervisor's pid is in its file.
+            ref = {**ref, "pid": sup["pid"], "host": ref.get("host") or socket.gethostname()}
         status = _read_json(directory / STATUS)
         if status is not None:
             return Poll("exited", ref, _exit_from_status(status))
         launch_file = directory / LAUNCH
         if not launch_file.exists():
             return Poll("not_launched")
-        sup = _read_json(directory / SUPERVISOR) or {}
-        pid = ref.get("pid") or sup.get("pid")
+        pid = ref.get("pid")
         if pid is not None:
             if self._alive(int(pid), ref.get("create_time"), sup.get("started_at")):
-                found = ref or {"pid": pid, "create_time": None, "host": socket.gethostname()}
-                return Poll("running", found)
+                return Poll("running", ref)
         else:
             with contextlib.suppress(OSError):
                 if time.time() - launch_file.stat().st_mtime < self.launch_grace_s:
