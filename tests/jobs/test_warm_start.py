@@ -151,6 +151,24 @@ def test_stopping_a_warm_job_ends_its_process(warm_client: Client, home: Path) -
     wait_for(lambda: not _alive(child), 10)
 
 
+def test_a_built_in_algorithm_trains_warm(warm_client: Client) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(600, 4))
+    data = {f"x{j}": x[:, j] for j in range(4)}
+    data["label"] = (x[:, 0] - x[:, 2] > 0).astype(np.int64)
+    warm_client.datasets.register("train-xgb", pa.table(data), profile=False)
+    hps = {"objective": "binary:logistic", "num_round": 20, "eval_metric": "logloss"}
+    job = my.Estimator(algorithm="xgboost", hyperparameters=hps, client=warm_client).fit(
+        {"train": "train-xgb"}, logs=False
+    )
+
+    assert job.state == "Completed" and job.model is not None
+    assert "model.ubj" in job.model.files
+    assert job.attempt_list[-1].backend_ref["start"] == "warm"
+    # The algorithm's metric lines reached the job's metrics through the forked stdout.
+    assert "train:logloss" in warm_client.jobs.metrics(job.id).latest
+
+
 def test_a_script_job_starts_cold(warm_client: Client, tmp_path: Path) -> None:
     script = """
         import sys
