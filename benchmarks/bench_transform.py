@@ -20,6 +20,9 @@ times per model:
   admitted by the controller, its process starts, loads the model, streams the files in
   mini-batches of ``--batch-size`` rows, writes the Parquet predictions, and the output is
   registered as a dataset version with its lineage. Timed from the call to its return.
+  The job's process is forked from the home's warm server (``modelyard.jobs.warm``, the
+  libraries already imported) when one is ready; the first transform starts that server
+  and waits for its imports, so its run is printed as ``started warm`` but pays them.
 
 Goal: modelyard's rows/s at least 0.8x the peer's (the ratio is peer time / modelyard
 time). The predicted labels are checked exactly equal to the peer's (the native model's)
@@ -194,7 +197,9 @@ def main() -> int:
                 my_times.append(time.perf_counter() - started)
                 rate, engine = worker_rate(client, result.job_id)
                 rates.append(rate)
-                usage = client.jobs.get(result.job_id).attempt_list[-1].usage
+                attempt = client.jobs.get(result.job_id).attempt_list[-1]
+                start = attempt.backend_ref.get("start", "?")
+                usage = attempt.usage
                 job_cpu = usage.cpu_seconds if usage is not None else float("nan")
                 cpu_ratios.append(peer_cpu / job_cpu)
                 got = client.datasets.to_arrow(result.output_dataset, result.output_version)
@@ -203,7 +208,8 @@ def main() -> int:
                 print(
                     f"  {kind} run {run + 1}: peer {seconds:.2f} s, "
                     f"script {script_times[-1]:.2f} s, modelyard {my_times[-1]:.2f} s "
-                    f"(worker {rates[-1]:,.0f} rows/s on {engine}); CPU peer {peer_cpu:.2f} s, job "
+                    f"(started {start}, worker {rates[-1]:,.0f} rows/s on {engine}); "
+                    f"CPU peer {peer_cpu:.2f} s, job "
                     f"{job_cpu:.2f} s; predictions equal: {same}, "
                     f"load {os.getloadavg()[0]:.1f}",
                     flush=True,
