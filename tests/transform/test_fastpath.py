@@ -96,3 +96,116 @@ def test_a_model_failing_on_the_sample_stays_native(hgb: Any) -> None:
     engine = fastpath.choose(Broken(), x)
     assert engine.name == "native"
     assert "cannot predict" in engine.reason
+
+
+# -- the verified conversion kept per model artifact ---------------------------------------
+
+
+@pytest.fixture
+def onnx_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime timed faster, whatever this machine's load: the tests are about the
+    cache, not the timing."""
+    monkeypatch.setattr(fastpath, "_race", lambda ort, native, x: (0.0, 1.0))
+
+
+def _no_conversion(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelyard.serving import onnx_fastpath
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("converted again despite the cache")
+
+    monkeypatch.setattr(onnx_fastpath, "try_fast_path", refuse)
+
+
+def test_a_later_job_reuses_the_verified_conversion_without_converting(
+    hgb: Any, tmp_path: Path, onnx_wins: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, _ = _data()
+    cache = tmp_path / "cache" / "artifact-key"
+    first = fastpath.choose(hgb, x, threads=2, cache=cache)
+    assert first.name == "onnxruntime", first.reason
+    assert (cache / fastpath.ONNX_FILE).is_file()
+    assert not [p for p in cache.parent.iterdir() if p.name.startswith(".partial-")]
+
+    _no_conversion(monkeypatch)
+    later = fastpath.choose(hgb, x, threads=2, cache=cache)
+    assert later.name == "onnxruntime", later.reason
+    assert later.reason.startswith("cached: ")
+    assert f"checked again on {min(len(x), fastpath.CHECK_ROWS)} rows" in later.reason
+    np.testing.assert_array_equal(np.asarray(later.predict(x)), np.asarray(hgb.predict(x)))
+    assert later.predict_proba is not None
+    np.testing.assert_allclose(
+        np.asarray(later.predict_proba(x)), np.asarray(hgb.predict_proba(x)), atol=1e-5
+    )
+
+
+def test_a_cached_verdict_of_not_faster_stays_native_without_converting(
+    hgb: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, _ = _data()
+    monkeypatch.setattr(fastpath, "_race", lambda ort, native, x: (1.0, 0.5))
+    cache = tmp_path / "key"
+    assert fastpath.choose(hgb, x, cache=cache).name == "native"
+    _no_conversion(monkeypatch)
+    engine = fastpath.choose(hgb, x, cache=cache)
+    assert engine.name == "native"
+    assert "not faster" in engine.reason and "cached" in engine.reason
+
+
+def test_a_damaged_cached_model_is_not_used_but_converted_again(
+    hgb: Any, tmp_path: Path, onnx_wins: None
+) -> None:
+    x, _ = _data()
+    cache = tmp_path / "key"
+    fastpath.choose(hgb, x, cache=cache)
+    onnx = cache / fastpath.ONNX_FILE
+    onnx.write_bytes(onnx.read_bytes()[:-10])  # truncated: its SHA-256 no longer matches
+    engine = fastpath.choose(hgb, x, cache=cache)
+    assert engine.name == "onnxruntime"
+    assert not engine.reason.startswith("cached: "), engine.reason
+    np.testing.assert_array_equal(np.asarray(engine.predict(x)), np.asarray(hgb.predict(x)))
+
+
+def test_a_cached_model_that_differs_on_this_jobs_rows_is_not_used(
+    hgb: Any, tmp_path: Path, onnx_wins: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = _data()
+    cache = tmp_path / "key"
+    fastpath.choose(hgb, x, cache=cache)
+    # Another model under the same key (what a wrong or stale cache entry would be).
+    other = tmp_path / "other"
+    save_model(HistGradientBoostingClassifier(max_iter=20).fit(x, 1 - y), other)
+    _no_conversion(monkeypatch)
+    engine = fastpath.choose(load_model(other), x, cache=cache)
+    assert engine.name == "native"
+    assert "cached ONNX model gave other labels" in engine.reason, engine.reason
+
+
+def test_the_cache_folder_is_named_by_the_artifacts_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(fastpath.CACHE_ENV, str(tmp_path / "cache"))
+    a, b = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    a.write_bytes(b"model one")
+    b.write_bytes(b"model two")
+    folder = fastpath.cache_folder(a)
+    assert folder is not None and folder.parent == tmp_path / "cache"
+    assert fastpath.cache_folder(a) == folder
+    assert fastpath.cache_folder(b) != folder
+    assert fastpath.cache_folder(tmp_path / "missing.tar.gz") is None
+    monkeypatch.setenv(fastpath.CACHE_ENV, "off")
+    assert fastpath.cache_folder(a) is None
+    monkeypatch.delenv(fastpath.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    default = fastpath.cache_folder(a)
+    assert (
+        default is not None and default.parent == tmp_path / "xdg" / "modelyard" / "transform-onnx"
+    )
+
+
+def test_a_stored_folder_is_never_overwritten_or_left_half_written(tmp_path: Path) -> None:
+    folder = tmp_path / "key"
+    fastpath._store(folder, b"first", {"n": 1})
+    fastpath._store(folder, b"second", {"n": 2})  # another job stored it first: kept
+    assert (folder / fastpath.ONNX_FILE).read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["key"]

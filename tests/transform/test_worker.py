@@ -215,3 +215,21 @@ def test_a_skops_model_loads_without_importing_pytorch(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert done.stdout.split() == ["[True,", "False]", "False"], done.stdout
+
+
+def test_the_matrix_is_row_ordered_and_keeps_float32_only_when_every_column_is() -> None:
+    from modelyard.transform.worker import Matrix
+
+    a = np.array([1.5, 2.5, 3.5], dtype=np.float32)
+    b = np.array([-1.0, 0.0, 7.0], dtype=np.float32)
+    x = Matrix()(pa.RecordBatch.from_arrays([pa.array(a), pa.array(b)], names=["a", "b"]))
+    assert x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(x, np.column_stack([a, b]))
+
+    mixed = pa.RecordBatch.from_arrays(
+        [pa.array(a), pa.array([1, None, 3], pa.int64()), pa.array(["4", "5.5", None])],
+        names=["a", "n", "s"],
+    )
+    y = Matrix()(mixed)
+    assert y.dtype == np.float64 and y.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(y, [[1.5, 1.0, 4.0], [2.5, np.nan, 5.5], [3.5, 3.0, np.nan]])

@@ -12,6 +12,14 @@ decides the same way, with two differences that matter for a bulk job:
   than ONNX Runtime on the same trees (LightGBM's is assumed alike), so those flavors
   are not even converted (the conversion and its imports would only add start-up time).
 
+Converting, verifying and timing cost seconds (a HistGradientBoosting classifier of 100
+trees: ~2 s on two cores), every job again. So the verified ONNX model and the timing's
+verdict are kept per model artifact (:func:`cache_folder`: named by the SHA-256 of the
+artifact's bytes and of the converter's and runtime's versions, written whole or not at
+all, and read only if the ONNX file's own SHA-256 matches the record). A later job of the
+same artifact loads it and checks it again against the native model on its own first
+:data:`CHECK_ROWS` rows (tens of milliseconds) instead of converting.
+
 Only float32 matrices are eligible: ONNX tree ensembles compare features as float32, and
 the converter rounds each threshold so that a float32 value compares exactly as it does
 against scikit-learn's float64 threshold. Labels can then differ only where a row's
@@ -21,12 +29,17 @@ from the native ones in the last float32 bits (within the verification's toleran
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +65,6 @@ class Engine:
     predict_proba: PredictFn | None
 
 
-def _timed(fn: PredictFn, x: np.ndarray, repeats: int = 2) -> float:
-    """The best of ``repeats`` calls: one call on a busy machine says little."""
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn(x)
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def _row_parallel(fn: PredictFn, threads: int) -> PredictFn:
     """``fn`` over ``threads`` slices of the rows at once, concatenated in order.
 
@@ -80,10 +83,12 @@ def _row_parallel(fn: PredictFn, threads: int) -> PredictFn:
     return predict
 
 
-def choose(model: Any, x: Any, *, threads: int = 1) -> Engine:
+def choose(model: Any, x: Any, *, threads: int = 1, cache: Path | None = None) -> Engine:
     """The engine for ``model`` given the first mini-batch's input ``x``.
 
-    Never raises: any reason not to use ONNX Runtime gives the native engine with it.
+    ``cache`` is this model artifact's folder from :func:`cache_folder` (None: convert
+    every time). Never raises: any reason not to use ONNX Runtime gives the native
+    engine with it.
     """
     native = Engine("native", "", model.predict, getattr(model, "predict_proba", None))
     flavor = getattr(model, "flavor", None)
@@ -97,13 +102,19 @@ def choose(model: Any, x: Any, *, threads: int = 1) -> Engine:
         native.reason = f"fewer than {MIN_SAMPLE_ROWS} rows to verify and time ONNX Runtime on"
         return native
     try:
-        return _try_onnx(model, x[:SAMPLE_ROWS], native, threads)
+        if cache is not None:
+            cached = _from_cache(cache, x[:CHECK_ROWS], native, threads)
+            if cached is not None:
+                return cached
+        return _try_onnx(model, x[:SAMPLE_ROWS], native, threads, cache)
     except Exception as exc:  # an unexpected converter or runtime error: stay native
         native.reason = f"ONNX Runtime could not be tried: {type(exc).__name__}: {exc}"[:300]
         return native
 
 
-def _try_onnx(model: Any, sample: np.ndarray, native: Engine, threads: int) -> Engine:
+def _try_onnx(
+    model: Any, sample: np.ndarray, native: Engine, threads: int, cache: Path | None
+) -> Engine:
     from modelyard.serving import onnx_fastpath
     from modelyard.serving.model import InputSchema
     from modelyard.serving.settings import ServerSettings
@@ -122,16 +133,168 @@ def _try_onnx(model: Any, sample: np.ndarray, native: Engine, threads: int) -> E
     if decision.predict is None:
         native.reason = decision.reason
         return native
-    predict = _row_parallel(decision.predict, threads)
-    predict_proba = decision.predict_proba
-    if predict_proba is not None:
-        predict_proba = _row_parallel(predict_proba, threads)
-    predict(sample[:16])  # warm-up
-    ort_s, native_s = _timed(predict, sample), _timed(native.predict, sample)
+    engine = _onnx_engine(decision.predict, decision.predict_proba, threads, decision.reason)
+    ort_s, native_s = _race(engine.predict, native.predict, sample)
     speed = f"{native_s / max(ort_s, 1e-9):.1f}x the native speed on {len(sample)} rows"
-    if ort_s >= native_s:
+    faster = ort_s < native_s
+    if cache is not None and decision.onnx is not None and decision.layout is not None:
+        record = {
+            "onnx_sha256": hashlib.sha256(decision.onnx).hexdigest(),
+            "layout": decision.layout,
+            "reason": decision.reason,
+            "speed": speed,
+            "faster": faster,
+        }
+        _store(cache, decision.onnx, record)
+    if not faster:
         native.reason = f"ONNX Runtime verified but not faster ({speed})"
         return native
-    return Engine(
-        "onnxruntime", f"{decision.reason}; {speed}; {threads} thread(s)", predict, predict_proba
+    engine.reason = f"{decision.reason}; {speed}; {threads} thread(s)"
+    return engine
+
+
+def _onnx_engine(
+    predict: PredictFn, predict_proba: PredictFn | None, threads: int, reason: str
+) -> Engine:
+    """ONNX Runtime over ``threads`` row slices."""
+    parallel = _row_parallel(predict, threads)
+    proba = _row_parallel(predict_proba, threads) if predict_proba is not None else None
+    return Engine("onnxruntime", reason, parallel, proba)
+
+
+def _race(ort: PredictFn, native: PredictFn, x: np.ndarray) -> tuple[float, float]:
+    """The best seconds of each over :data:`TIMING_ROUNDS` alternated calls (after a
+    warm-up of ONNX Runtime): on a busy machine one call each says little, and the
+    other jobs' load then falls on both alike."""
+    ort(x[:16])
+    best_ort = best_native = float("inf")
+    for _ in range(TIMING_ROUNDS):
+        best_ort = min(best_ort, _seconds(ort, x))
+        best_native = min(best_native, _seconds(native, x))
+    return best_ort, best_native
+
+
+def _seconds(fn: PredictFn, x: np.ndarray) -> float:
+    started = time.perf_counter()
+    fn(x)
+    return time.perf_counter() - started
+
+
+# -- the verified conversion, kept per model artifact -----------------------------------------
+
+CACHE_ENV = "MODELYARD_TRANSFORM_CACHE"
+CHECK_ROWS = 5_000  # rows of each later job on which the cached model is checked again
+RECORD_FILE = "transform.json"
+ONNX_FILE = "model.onnx"
+TIMING_ROUNDS = 3
+# The packages whose versions the conversion or its answers depend on.
+_VERSIONED = ("scikit-learn", "skl2onnx", "onnxmltools", "onnx", "onnxruntime", "numpy")
+
+
+def cache_folder(artifact: Path) -> Path | None:
+    """Where the verified ONNX model of the model artifact ``artifact`` (a file) is kept
+    for later jobs: ``$MODELYARD_TRANSFORM_CACHE`` (``off``: none) or else
+    ``$XDG_CACHE_HOME/modelyard/transform-onnx`` (``~/.cache/...``), then a folder named by
+    the SHA-256 of the artifact's bytes and of the converter's and runtime's versions.
+    None when the artifact cannot be read."""
+    setting = os.environ.get(CACHE_ENV, "").strip()
+    if setting.lower() in ("off", "0", "false", "no"):
+        return None
+    if setting:
+        root = Path(setting)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = Path(base) / "modelyard" / "transform-onnx"
+    digest = hashlib.sha256()
+    digest.update(_versions().encode())
+    try:
+        with open(artifact, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return root / digest.hexdigest()
+
+
+def _versions() -> str:
+    found = []
+    for name in _VERSIONED:
+        try:
+            found.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{name}==none")
+    return ";".join(found) + "\0"
+
+
+def _store(folder: Path, onnx: bytes, record: dict[str, Any]) -> None:
+    """Write the folder whole or not at all: files in a new folder beside it, renamed
+    into place (a job that stored it first wins; the rename then fails harmlessly)."""
+    partial: Path | None = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+        (partial / ONNX_FILE).write_bytes(onnx)
+        (partial / RECORD_FILE).write_text(json.dumps(record), encoding="utf-8")
+        os.rename(partial, folder)
+        partial = None
+    except OSError as exc:
+        if not folder.exists():
+            log.warning("the verified ONNX model could not be cached in %s: %s", folder, exc)
+    finally:
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def _from_cache(folder: Path, sample: np.ndarray, native: Engine, threads: int) -> Engine | None:
+    """The engine an earlier job of the same artifact verified, checked again on this
+    job's first rows; None when nothing (readable) is cached."""
+    try:
+        record = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
+        onnx = (folder / ONNX_FILE).read_bytes()
+        if hashlib.sha256(onnx).hexdigest() != record["onnx_sha256"]:
+            return None
+        speed, reason, layout = str(record["speed"]), str(record["reason"]), record["layout"]
+        faster = bool(record["faster"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not faster:
+        native.reason = f"ONNX Runtime verified but not faster ({speed}; cached)"
+        return native
+    from modelyard.serving import onnx_fastpath
+
+    predict, predict_proba = onnx_fastpath.predictors(onnx_fastpath.new_session(onnx), layout)
+    engine = _onnx_engine(predict, predict_proba, threads, "")
+    differs = _differs(engine, native, sample)
+    if differs is not None:
+        native.reason = f"the cached ONNX model {differs} on this job's first rows"
+        return native
+    engine.reason = (
+        f"cached: {reason}; {speed}; checked again on {len(sample)} rows; {threads} thread(s)"
     )
+    return engine
+
+
+def _differs(ort: Engine, native: Engine, sample: np.ndarray) -> str | None:
+    """How ONNX Runtime's answers on ``sample`` differ from the native ones (labels
+    exactly, numbers within the serving verification's tolerances), or None."""
+    from modelyard.serving.settings import ServerSettings
+
+    settings = ServerSettings()
+    got, want = np.asarray(ort.predict(sample)), np.asarray(native.predict(sample))
+    if got.shape != want.shape:
+        return f"answered shape {got.shape}, not {want.shape},"
+    if want.dtype.kind in "OUSbiu":
+        if not np.array_equal(got.astype(str), want.astype(str)):
+            return f"gave other labels on {int(np.sum(got.astype(str) != want.astype(str)))} rows"
+    elif not np.allclose(got, want, rtol=settings.onnx_rtol, atol=settings.onnx_atol):
+        return "gave other numbers"
+    if ort.predict_proba is not None and native.predict_proba is not None:
+        got_p, want_p = (
+            np.asarray(ort.predict_proba(sample)),
+            np.asarray(native.predict_proba(sample)),
+        )
+        if got_p.shape != want_p.shape or not np.allclose(
+            got_p, want_p, rtol=settings.onnx_rtol, atol=settings.onnx_atol
+        ):
+            return "gave other probabilities"
+    return None

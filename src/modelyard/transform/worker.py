@@ -107,10 +107,13 @@ def unpack(config: WorkerConfig, paths: Paths) -> None:
 class Predictor:
     """Turns an input batch into the output table; raises if any record fails."""
 
-    def __init__(self, config: WorkerConfig, model: Any, *, threads: int = 1) -> None:
+    def __init__(
+        self, config: WorkerConfig, model: Any, *, threads: int = 1, cache: Path | None = None
+    ) -> None:
         self.config = config
         self.model = model
         self.threads = threads
+        self.cache = cache  # where a verified ONNX model of this artifact is kept
         self.engine: fastpath.Engine | None = None
         self._engine_lock = threading.Lock()
         signature = getattr(getattr(model, "descriptor", None), "signature", None)
@@ -138,7 +141,7 @@ class Predictor:
         """Native or ONNX Runtime, decided once on the first mini-batch's input."""
         with self._engine_lock:
             if self.engine is None:
-                self.engine = fastpath.choose(self.model, x, threads=self.threads)
+                self.engine = fastpath.choose(self.model, x, threads=self.threads, cache=self.cache)
                 print(f"transform: engine {self.engine.name} ({self.engine.reason})", flush=True)
             return self.engine
 
@@ -242,10 +245,14 @@ class Matrix:
                 return np.column_stack([c.to_numpy(zero_copy_only=False) for c in batch.columns])
         # float32 data stays float32 (what XGBoost and ONNX models take), else float64.
         single = all(pa.types.is_float32(c.type) for c in columns)
-        out = np.empty((batch.num_rows, len(columns)), dtype=np.float32 if single else np.float64)
+        dtype = np.float32 if single else np.float64
+        # Columns stacked as rows, then one transposing copy into row order: NumPy copies
+        # a transposed array block by block, ~6x faster than filling each column of the
+        # row-ordered matrix in turn (strided writes).
+        stacked = np.empty((len(columns), batch.num_rows), dtype=dtype)
         for j, column in enumerate(columns):
-            out[:, j] = column.to_numpy(zero_copy_only=False)
-        return out
+            stacked[j] = column.to_numpy(zero_copy_only=False)
+        return np.ascontiguousarray(stacked.T)
 
 
 # -- one worker: a share of the files --------------------------------------------------------
@@ -467,7 +474,8 @@ def run_shard(
     # This worker's share of the job's CPUs (``transform`` sets OMP_NUM_THREADS to it
     # when there are several workers).
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.environ.get("SM_NUM_CPUS") or 1)
-    predictor = Predictor(config, model, threads=max(1, threads))
+    cache = fastpath.cache_folder(paths.model / config.model_filename)
+    predictor = Predictor(config, model, threads=max(1, threads), cache=cache)
     counters = Counters()
     totals = [reading.count_rows(config.format, f.path) for f in files]
     total = None if any(t is None for t in totals) else sum(t or 0 for t in totals)
