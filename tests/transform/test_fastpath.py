@@ -209,3 +209,27 @@ def test_a_stored_folder_is_never_overwritten_or_left_half_written(tmp_path: Pat
     fastpath._store(folder, b"second", {"n": 2})  # another job stored it first: kept
     assert (folder / fastpath.ONNX_FILE).read_bytes() == b"first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["key"]
+
+
+def test_rows_near_a_tie_get_the_native_label() -> None:
+    proba = np.array([[0.2, 0.8], [0.50002, 0.49998], [0.9, 0.1], [0.3, 0.7]], np.float32)
+    onnx_labels = np.array([1, 1, 0, 1])  # row 1: ONNX Runtime's float32 sum tipped it
+
+    class Session:
+        def run(self, names: list[str], feed: dict[str, Any]) -> list[Any]:
+            assert names == ["label", "probabilities"]  # one call gives both
+            return [onnx_labels[: len(feed["x"])], proba[: len(feed["x"])]]
+
+    asked: list[int] = []
+
+    def native(x: Any) -> Any:
+        asked.extend(int(v) for v in x[:, 0])
+        return np.zeros(len(x), dtype=np.int64)  # the native model says 0 for row 1
+
+    layout = {"input": "x", "label": "label", "proba": "probabilities", "tail": [], "dtype": "<i8"}
+    predict = fastpath._ties_native(Session(), layout, native)
+    x = np.arange(4, dtype=np.float32).reshape(-1, 1)
+    got = predict(x)
+    np.testing.assert_array_equal(got, [1, 0, 0, 1])
+    assert got.dtype == np.int64
+    assert asked == [1]  # only the near-tie row went to the native model
