@@ -233,3 +233,49 @@ def test_the_matrix_is_row_ordered_and_keeps_float32_only_when_every_column_is()
     y = Matrix()(mixed)
     assert y.dtype == np.float64 and y.flags["C_CONTIGUOUS"]
     np.testing.assert_array_equal(y, [[1.5, 1.0, 4.0], [2.5, np.nan, 5.5], [3.5, 3.0, np.nan]])
+
+
+def test_a_later_job_of_the_same_model_artifact_reuses_its_verified_onnx_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tarfile
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from modelyard.flavors import save_model
+    from modelyard.transform import fastpath, worker
+
+    monkeypatch.setenv(fastpath.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("SM_NUM_CPUS", "2")
+    monkeypatch.setattr(fastpath, "_race", lambda ort, native, x: (0.0, 1.0))  # ONNX wins
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 4), dtype=np.float32)
+    model = HistGradientBoostingClassifier(max_iter=10).fit(x, x[:, 0] + x[:, 2] > 0)
+    save_model(model, tmp_path / "saved")
+    (tmp_path / "model").mkdir()
+    with tarfile.open(tmp_path / "model" / "model.tar.gz", "w:gz") as tar:
+        for item in (tmp_path / "saved").iterdir():
+            tar.add(item, arcname=item.name)
+    (tmp_path / "data").mkdir()
+    pq.write_table(
+        pa.table({f"f{j}": x[:, j] for j in range(4)}), tmp_path / "data" / "part.parquet"
+    )
+    config = _config("parquet", batch_size=2000, input_filter=None, join_source="None")
+    engines = []
+    for job in ("first", "second"):
+        paths = worker.Paths(
+            data=tmp_path / "data",
+            model=tmp_path / "model",
+            output=tmp_path / job / "output",
+            scratch=tmp_path / job / "transform",
+        )
+        paths.output.mkdir(parents=True)
+        assert worker.transform(config, paths)["rows_out"] == 3000
+        got = pq.read_table(paths.output / "data" / "part-00000.parquet")["prediction"]
+        np.testing.assert_array_equal(got.to_numpy(), model.predict(x))
+        engines.append(
+            [ln for ln in capsys.readouterr().out.splitlines() if "transform: engine" in ln]
+        )
+    assert engines[0] and "onnxruntime (converted" in engines[0][0], engines
+    assert engines[1] and "onnxruntime (cached: converted" in engines[1][0], engines
+    assert len(list((tmp_path / "cache").iterdir())) == 1

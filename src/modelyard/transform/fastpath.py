@@ -23,8 +23,10 @@ same artifact loads it and checks it again against the native model on its own f
 Only float32 matrices are eligible: ONNX tree ensembles compare features as float32, and
 the converter rounds each threshold so that a float32 value compares exactly as it does
 against scikit-learn's float64 threshold. Labels can then differ only where a row's
-summed score is within float32 rounding of the decision boundary; probabilities differ
-from the native ones in the last float32 bits (within the verification's tolerance).
+summed score is within float32 rounding of the decision boundary, so a classifier's rows
+whose probabilities are that close to a tie are labelled by the native model
+(:func:`_ties_native`); probabilities differ from the native ones in the last float32
+bits (within the verification's tolerance).
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ def _onnx_engine(onnx: bytes, layout: dict[str, Any], native: Engine, threads: i
 
     session = onnx_fastpath.new_session(onnx)
     predict, predict_proba = onnx_fastpath.predictors(session, layout)
-    if layout.get("proba"):
+    if layout.get("proba") and not layout["tail"]:  # one label per row
         predict = _ties_native(session, layout, native.predict)
     proba = _row_parallel(predict_proba, threads) if predict_proba is not None else None
     return Engine("onnxruntime", "", _row_parallel(predict, threads), proba)
