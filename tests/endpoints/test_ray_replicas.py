@@ -30,6 +30,7 @@ from conftest import Plane
 from fixtures.ray_cluster import RayCluster, _free_ports, find_ray, node_port_flags
 from modelyard.cli.main import app
 from modelyard.client.sdk import connect
+from modelyard.endpoints.plane import plane_for
 from modelyard.endpoints.ray_replicas import RayReplicas
 from modelyard.endpoints.schemas import Placement
 from modelyard.jobs.backends.ray import RayBackend
@@ -181,7 +182,11 @@ def test_a_replica_ray_cannot_place_fails_the_endpoint_with_the_reason(
 
 @pytest.fixture
 def second_node(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[str]:
-    """A second 1-CPU node joined to the session's cluster (its Ray node id); stopped after."""
+    """A second 1-CPU node joined to the session's cluster (its Ray node id); stopped after.
+
+    It has an address of its own, 127.0.0.2 (all of 127/8 is loopback on Linux), as a node
+    of a real cluster would: its replicas serve there, not on the control plane's address.
+    """
     ray_cli = find_ray()
     assert ray_cli is not None
     before = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
@@ -195,7 +200,7 @@ def second_node(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[str]:
             "start",
             f"--address={ray_backend_env.address}",
             "--block",
-            "--node-ip-address=127.0.0.1",
+            "--node-ip-address=127.0.0.2",
             "--num-cpus=1",
             "--num-gpus=0",
             "--object-store-memory=100000000",
@@ -230,8 +235,15 @@ def second_node(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[str]:
 
 
 def test_a_variants_replicas_spread_over_the_nodes(
-    prefix: str, second_node: str, tmp_path: Path
+    prefix: str,
+    s3_store_url: str,
+    second_node: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """As on a real cluster: the artifacts are in S3 (each node fetches the model from the
+    store, not from the control plane's disk) and the nodes have different addresses."""
+    monkeypatch.setenv("MODELYARD_ARTIFACTS", s3_store_url)
     runtime = Runtime(make_settings(tmp_path))
     runtime.start_background()
     try:
@@ -244,12 +256,28 @@ def test_a_variants_replicas_spread_over_the_nodes(
         ep = c.endpoints.wait("spread", timeout=90)
         assert ep.status == "InService", ep.message
         nodes = set()
+        address = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
         for r in ep.replicas:
             actor = ray.get_actor(f"{prefix}{r.id}.1", namespace=NAMESPACE)
             info = ray.get(actor.start.remote(), timeout=30)  # answers what it started
             assert (info["host"], info["port"]) == (r.host, r.port)
+            assert r.host == address[info["node_id"]]  # each serves on its node's address
             nodes.add(info["node_id"])
         assert len(nodes) == 2 and second_node in nodes  # one replica on each node
+        assert address[second_node] == "127.0.0.2"
+        # The router routes to both addresses, and each replica answers there.
+        table = plane_for(runtime).router.table("spread")
+        urls = sorted(url for route in table.routes.values() for _, url in route.replicas)
+        assert {httpx.URL(u).host for u in urls} == {r.host for r in ep.replicas}
+        assert len(urls) == 2 and "127.0.0.2" in {httpx.URL(u).host for u in urls}
+        for url in urls:
+            answer = httpx.post(
+                f"{url}/invocations",
+                content=BODY,
+                headers={"content-type": "application/json"},
+                timeout=30,
+            )
+            assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
         assert len(c.endpoints.predict("spread", ROWS)["predictions"]) == 2
         c.endpoints.delete("spread", wait=True, timeout=60)
         assert _actors(prefix) == set()
