@@ -27,6 +27,7 @@ from modelyard.core.paths import safe_relpath
 from modelyard.data.schemas import DatasetFile, DatasetVersion
 from modelyard.errors import InvalidInput
 from modelyard.jobs.archive import SOURCE_EXCLUDES, walk, write_tar_gz
+from modelyard.jobs.controller import change_generation, wait_for_change
 from modelyard.jobs.schemas import (
     ChannelInput,
     GetJob,
@@ -64,6 +65,20 @@ class JobsAPI:
         """Embedded: run the jobs controller in this process while the client is open."""
         if isinstance(self._t, EmbeddedTransport):
             self._t.runtime.start_background()
+
+    def _mark(self) -> int | None:
+        """Embedded: the in-process job change counter, read before reading a job."""
+        return change_generation() if isinstance(self._t, EmbeddedTransport) else None
+
+    @staticmethod
+    def _pause(mark: int | None, seconds: float) -> None:
+        """Sleep ``seconds`` before polling again; embedded, wake early when a job this
+        process's controller runs changes after ``mark`` (a controller in another process
+        is not seen: then this is a plain sleep, and the poll finds the change)."""
+        if mark is None:
+            time.sleep(seconds)
+        else:
+            wait_for_change(mark, seconds)
 
     # -- building a submission ----------------------------------------------------------------
 
@@ -206,13 +221,14 @@ class JobsAPI:
         """Every log line from ``after_seq`` on, as it arrives, until the job has ended."""
         self._ensure_controller()
         while True:
+            mark = self._mark()
             page = self.logs(job_id, after_seq=after_seq, attempt=attempt)
             yield from page.lines
             after_seq = page.next_after_seq
             if page.finished:
                 return
             if not page.lines:
-                time.sleep(poll_s)
+                self._pause(mark, poll_s)
 
     def wait(
         self,
@@ -248,9 +264,12 @@ class JobsAPI:
                     sys.stdout.flush()
                     progress("Running", f" · attempt {line.attempt}")
             else:
-                while not (current := self.get(job_id)).finished:
+                while True:
+                    mark = self._mark()
+                    if (current := self.get(job_id)).finished:
+                        break
                     progress(current.state)
-                    time.sleep(poll_s)
+                    self._pause(mark, poll_s)
         finally:
             if status is not None:
                 status.stop()
