@@ -33,8 +33,9 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,15 +173,46 @@ class Answer:
     body: bytes
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call:
-    """One request as the router forwards it."""
+    """One request (or one shadow copy of it) as the router forwards it.
 
+    The router's rules read and update it: :meth:`Router._target` picks where it goes,
+    :meth:`Router._settle` turns the replica's response into the answer and records it.
+    The sync and async paths only make the HTTP call between the two.
+    """
+
+    table: Table
     path: str
     body: bytes
     content_type: str
     accept: str | None
     request_id: str | None
+    sampled: bool  # captured (with its shadow copies)
+    arrived: float = 0.0  # time.monotonic() at arrival
+    ready: float | None = None  # time.monotonic() when a cold start gave it a replica
+    shadow: bool = False  # a copy for a shadow variant: route and rid are fixed
+    route: Route | None = None  # where the latest attempt went
+    rid: str = ""
+    url: str = ""
+    t0: float = 0.0  # time.perf_counter() when the latest attempt was sent
+    refused: set[str] | None = None  # replicas that refused the connection
+
+    def shadow_copy(self, route: Route, rid: str, url: str) -> _Call:
+        """The same request for a shadow replica: never retried, no cold start of its own."""
+        return _Call(
+            self.table,
+            self.path,
+            self.body,
+            self.content_type,
+            self.accept,
+            self.request_id,
+            self.sampled,
+            shadow=True,
+            route=route,
+            rid=rid,
+            url=url,
+        )
 
     def headers(self) -> dict[str, str]:
         h = {"content-type": self.content_type}
@@ -198,7 +230,15 @@ def _error(status: int, message: str, request_id: str | None) -> Answer:
 
 
 class Router:
-    """Routes invocations of every endpoint of one database (thread-safe)."""
+    """Routes invocations of every endpoint of one database (thread-safe).
+
+    Every rule (choosing the replica, retrying a refused connection, headers, counters,
+    cold-start recording, capture, shadow copies, error answers) is plain Python shared by
+    the two ways in: :meth:`invoke` (async, the server's routes) and :meth:`invoke_sync`
+    (the embedded SDK). Those differ only in how they wait: the HTTP call in
+    ``_send_async``/``_send_sync``, the table load and sleep while a cold start holds the
+    request, and how a shadow copy runs (a task or a pool thread).
+    """
 
     def __init__(
         self,
@@ -373,38 +413,40 @@ class Router:
             if self._waiting[endpoint] <= 0:
                 del self._waiting[endpoint]
 
-    def _cold_timeout(self, endpoint: str, wait_s: float) -> ServiceUnavailable:
-        return ServiceUnavailable(
-            f"endpoint {endpoint!r} scaled to zero and no replica became ready within "
-            f"{wait_s:g} s (its cold_start_timeout_s); try again"
-        )
-
-    async def _wait_ready_async(self, table: Table) -> Table:
+    @contextmanager
+    def _held(self, table: Table) -> Iterator[float]:
+        """Count a request waiting on a cold endpoint; gives its deadline (monotonic)."""
         assert table.cold_wait_s is not None
-        deadline = time.monotonic() + table.cold_wait_s
         self._hold(table.endpoint, 1)
         try:
-            while not table.ready():
-                if time.monotonic() > deadline:
-                    raise self._cold_timeout(table.endpoint, table.cold_wait_s)
-                await asyncio.sleep(COLD_POLL_S)
-                table = await anyio.to_thread.run_sync(self._load, table.endpoint)
+            yield time.monotonic() + table.cold_wait_s
         finally:
             self._hold(table.endpoint, -1)
+
+    @staticmethod
+    def _still_cold(table: Table, deadline: float) -> bool:
+        """False once a replica is ready; ServiceUnavailable past the deadline."""
+        if table.ready():
+            return False
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(
+                f"endpoint {table.endpoint!r} scaled to zero and no replica became ready "
+                f"within {table.cold_wait_s:g} s (its cold_start_timeout_s); try again"
+            )
+        return True
+
+    async def _wait_ready_async(self, table: Table) -> Table:
+        with self._held(table) as deadline:
+            while self._still_cold(table, deadline):
+                await asyncio.sleep(COLD_POLL_S)
+                table = await anyio.to_thread.run_sync(self._load, table.endpoint)
         return table
 
     def _wait_ready_sync(self, table: Table) -> Table:
-        assert table.cold_wait_s is not None
-        deadline = time.monotonic() + table.cold_wait_s
-        self._hold(table.endpoint, 1)
-        try:
-            while not table.ready():
-                if time.monotonic() > deadline:
-                    raise self._cold_timeout(table.endpoint, table.cold_wait_s)
+        with self._held(table) as deadline:
+            while self._still_cold(table, deadline):
                 time.sleep(COLD_POLL_S)
                 table = self._load(table.endpoint)
-        finally:
-            self._hold(table.endpoint, -1)
         return table
 
     def _cold_started(self, route: Route, answer: Answer, arrived: float, ready: float) -> None:
@@ -439,9 +481,8 @@ class Router:
         headers[VERSION_HEADER] = f"{route.model}:{route.version}"
         return Answer(response.status_code, headers, response.content)
 
-    def _capture(
-        self, table: Table, route: Route, call: _Call, answer: Answer, latency_ms: float
-    ) -> None:
+    def _capture(self, call: _Call, route: Route, answer: Answer, latency_ms: float) -> None:
+        table = call.table
         if self.capturer is None or table.capture is None:
             return
         now = dt.datetime.now(dt.UTC)
@@ -467,16 +508,67 @@ class Router:
             flush_seconds=table.capture.flush_seconds,
         )
 
-    def _shadow_routes(self, table: Table) -> list[tuple[Route, str, str]]:
-        out = []
+    def _target(self, call: _Call) -> str:
+        """The URL of the call's next attempt; counts it in flight and starts its clock."""
+        if call.shadow:
+            with self._lock:
+                self._inflight[call.rid] = self._inflight.get(call.rid, 0) + 1
+        else:
+            call.route, call.rid, call.url = self.choose(call.table, call.refused or frozenset())
+        call.t0 = time.perf_counter()
+        assert call.route is not None
+        return call.url + self._path(call.route, call)
+
+    def _settle(self, call: _Call, result: httpx.Response | httpx.HTTPError) -> Answer | None:
+        """The answer to the call's latest attempt, recorded (counters, cold start, capture).
+
+        None when the replica refused the connection (it just stopped): the caller tries
+        another ready one. A shadow copy is never retried.
+        """
+        route = call.route
+        assert route is not None
+        if isinstance(result, httpx.Response):
+            answer = self._answer(route, result)
+        elif isinstance(result, httpx.ConnectError) and not call.shadow:
+            self._release(call.rid)
+            if call.refused is None:
+                call.refused = set()
+            call.refused.add(call.rid)
+            return None
+        else:
+            which = "shadow replica" if call.shadow else "replica"
+            answer = _error(502, f"the {which} failed: {result!r}", call.request_id)
+        latency = (time.perf_counter() - call.t0) * 1000.0
+        self._done(route, call.rid, answer.status, latency)
+        if call.ready is not None:
+            self._cold_started(route, answer, call.arrived, call.ready)
+        if call.sampled:
+            self._capture(call, route, answer, latency)
+        return answer
+
+    def _shadow_calls(self, call: _Call) -> list[_Call]:
+        """Copies of the call for the table's shadow variants (one replica each, round-robin).
+
+        At most ``MAX_SHADOW_IN_FLIGHT`` copies run at once in this router; past that a
+        copy is dropped. Each copy returned is counted until :meth:`_shadow_finished`.
+        """
+        out: list[_Call] = []
         with self._lock:
-            for route in table.routes.values():
-                if route.shadow and route.replicas:
-                    n = self._rr.get(route.variant_id, 0)
-                    self._rr[route.variant_id] = n + 1
-                    rid, url = route.replicas[n % len(route.replicas)]
-                    out.append((route, rid, url))
+            for route in call.table.routes.values():
+                if not (route.shadow and route.replicas):
+                    continue
+                n = self._rr.get(route.variant_id, 0)
+                self._rr[route.variant_id] = n + 1
+                if self._shadows >= MAX_SHADOW_IN_FLIGHT:
+                    continue
+                self._shadows += 1
+                rid, url = route.replicas[n % len(route.replicas)]
+                out.append(call.shadow_copy(route, rid, url))
         return out
+
+    def _shadow_finished(self) -> None:
+        with self._lock:
+            self._shadows -= 1
 
     # -- async (the control plane's HTTP route) --------------------------------------------
 
@@ -503,64 +595,37 @@ class Router:
         """Forward one request; NotFound/ServiceUnavailable when it cannot be routed."""
         arrived = time.monotonic()
         table = await self.table_async(endpoint)
-        cold: float | None = None
-        if not table.ready() and table.cold_wait_s is not None:
+        ready = None
+        if table.cold_wait_s is not None and not table.ready():
             table = await self._wait_ready_async(table)
-            cold = time.monotonic()
-        call = _Call(path, body, content_type, accept, request_id)
+            ready = time.monotonic()
         sampled = self._sampled(table)
-        exclude: set[str] = set()
-        while True:
-            route, rid, url = self.choose(table, exclude)
-            t0 = time.perf_counter()
-            try:
-                response = await self._client_async().post(
-                    url + self._path(route, call), content=body, headers=call.headers()
-                )
-                answer = self._answer(route, response)
-            except httpx.ConnectError:
-                self._release(rid)
-                exclude.add(rid)
-                continue
-            except httpx.HTTPError as exc:
-                answer = _error(502, f"the replica failed: {exc!r}", request_id)
-            latency = (time.perf_counter() - t0) * 1000.0
-            self._done(route, rid, answer.status, latency)
-            break
-        if cold is not None:
-            self._cold_started(route, answer, arrived, cold)
-        if sampled:
-            self._capture(table, route, call, answer, latency)
-        for shadow in self._shadow_routes(table):
-            if self._shadows >= MAX_SHADOW_IN_FLIGHT:
-                break
-            self._shadows += 1
-            task = asyncio.create_task(self._shadow_async(table, shadow, call, sampled))
+        call = _Call(table, path, body, content_type, accept, request_id, sampled, arrived, ready)
+        answer = await self._send_async(call)
+        for shadow in self._shadow_calls(call):
+            task = asyncio.create_task(self._shadow_async(shadow))
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
         return answer
 
-    async def _shadow_async(
-        self, table: Table, shadow: tuple[Route, str, str], call: _Call, sampled: bool
-    ) -> None:
-        route, rid, url = shadow
-        with self._lock:
-            self._inflight[rid] = self._inflight.get(rid, 0) + 1
-        t0 = time.perf_counter()
-        try:
+    async def _send_async(self, call: _Call) -> Answer:
+        client = self._client_async()
+        while True:
+            url = self._target(call)
             try:
-                response = await self._client_async().post(
-                    url + self._path(route, call), content=call.body, headers=call.headers()
-                )
-                answer = self._answer(route, response)
+                response = await client.post(url, content=call.body, headers=call.headers())
             except httpx.HTTPError as exc:
-                answer = _error(502, f"the shadow replica failed: {exc!r}", call.request_id)
-            latency = (time.perf_counter() - t0) * 1000.0
-            self._done(route, rid, answer.status, latency)
-            if sampled:
-                self._capture(table, route, call, answer, latency)
+                answer = self._settle(call, exc)
+            else:
+                answer = self._settle(call, response)
+            if answer is not None:
+                return answer
+
+    async def _shadow_async(self, call: _Call) -> None:
+        try:
+            await self._send_async(call)
         finally:
-            self._shadows -= 1
+            self._shadow_finished()
 
     # -- sync (the embedded SDK) -----------------------------------------------------------
 
@@ -583,67 +648,44 @@ class Router:
         """:meth:`invoke` for callers without an event loop (the embedded client)."""
         arrived = time.monotonic()
         table = self.table(endpoint)
-        cold: float | None = None
-        if not table.ready() and table.cold_wait_s is not None:
+        ready = None
+        if table.cold_wait_s is not None and not table.ready():
             table = self._wait_ready_sync(table)
-            cold = time.monotonic()
-        call = _Call(path, body, content_type, accept, request_id)
+            ready = time.monotonic()
         sampled = self._sampled(table)
-        exclude: set[str] = set()
-        while True:
-            route, rid, url = self.choose(table, exclude)
-            t0 = time.perf_counter()
-            try:
-                response = self._client_sync().post(
-                    url + self._path(route, call), content=body, headers=call.headers()
-                )
-                answer = self._answer(route, response)
-            except httpx.ConnectError:
-                self._release(rid)
-                exclude.add(rid)
-                continue
-            except httpx.HTTPError as exc:
-                answer = _error(502, f"the replica failed: {exc!r}", request_id)
-            latency = (time.perf_counter() - t0) * 1000.0
-            self._done(route, rid, answer.status, latency)
-            break
-        if cold is not None:
-            self._cold_started(route, answer, arrived, cold)
-        if sampled:
-            self._capture(table, route, call, answer, latency)
-        for shadow in self._shadow_routes(table):
-            with self._lock:
-                if self._shadows >= MAX_SHADOW_IN_FLIGHT:
-                    break
-                self._shadows += 1
-                if self._shadow_pool is None:
-                    self._shadow_pool = ThreadPoolExecutor(2, thread_name_prefix="modelyard-shadow")
-                pool = self._shadow_pool
-            pool.submit(self._shadow_sync, table, shadow, call, sampled)
+        call = _Call(table, path, body, content_type, accept, request_id, sampled, arrived, ready)
+        answer = self._send_sync(call)
+        shadows = self._shadow_calls(call)
+        if shadows:
+            pool = self._pool()
+            for shadow in shadows:
+                pool.submit(self._shadow_sync, shadow)
         return answer
 
-    def _shadow_sync(
-        self, table: Table, shadow: tuple[Route, str, str], call: _Call, sampled: bool
-    ) -> None:
-        route, rid, url = shadow
-        with self._lock:
-            self._inflight[rid] = self._inflight.get(rid, 0) + 1
-        t0 = time.perf_counter()
-        try:
+    def _send_sync(self, call: _Call) -> Answer:
+        client = self._client_sync()
+        while True:
+            url = self._target(call)
             try:
-                response = self._client_sync().post(
-                    url + self._path(route, call), content=call.body, headers=call.headers()
-                )
-                answer = self._answer(route, response)
+                response = client.post(url, content=call.body, headers=call.headers())
             except httpx.HTTPError as exc:
-                answer = _error(502, f"the shadow replica failed: {exc!r}", call.request_id)
-            latency = (time.perf_counter() - t0) * 1000.0
-            self._done(route, rid, answer.status, latency)
-            if sampled:
-                self._capture(table, route, call, answer, latency)
+                answer = self._settle(call, exc)
+            else:
+                answer = self._settle(call, response)
+            if answer is not None:
+                return answer
+
+    def _shadow_sync(self, call: _Call) -> None:
+        try:
+            self._send_sync(call)
         finally:
-            with self._lock:
-                self._shadows -= 1
+            self._shadow_finished()
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._shadow_pool is None:
+                self._shadow_pool = ThreadPoolExecutor(2, thread_name_prefix="modelyard-shadow")
+            return self._shadow_pool
 
     # -- helpers ---------------------------------------------------------------------------
 
