@@ -34,6 +34,8 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Jobs start cold: a warm server per test home would import the ML libraries (~4
     # CPU-seconds) for every test that runs a job. tests/jobs/test_warm_start.py turns it on.
     monkeypatch.setenv("MODELYARD_WARM_START", "0")
+    # The transform keeps verified ONNX models for later jobs: in the test folder, not ~/.cache.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def _pg_reachable() -> bool:

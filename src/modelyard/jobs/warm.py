@@ -76,6 +76,7 @@ PRELOAD = (
     "lightgbm",
     "onnxruntime",
     "skl2onnx",
+    "onnxmltools",
     "modelyard.flavors",
     "modelyard.transform.worker",
 )
