@@ -257,6 +257,7 @@ class JobsAPI:
 
         if status is not None:
             status.start()
+        job: Job | None = None
         try:
             if logs:
                 for line in self.follow(job_id, poll_s=poll_s):
@@ -267,13 +268,15 @@ class JobsAPI:
                 while True:
                     mark = self._mark()
                     if (current := self.get(job_id)).finished:
+                        job = current
                         break
                     progress(current.state)
                     self._pause(mark, poll_s)
         finally:
             if status is not None:
                 status.stop()
-        job = self.get(job_id)
+        if job is None:
+            job = self.get(job_id)
         if job.state == "Failed":
             raise JobFailed(
                 f"job {job.id} ({job.name}) failed: {job.failure_reason}",
