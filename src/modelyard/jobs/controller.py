@@ -233,6 +233,8 @@ class Controller:
             interval = max(self.watch_s, self._watch_cost(watched) / self.watch_share)
             if self._wake.wait(min(interval, left)) or self._stopping.is_set():
                 return
+            if time.monotonic() >= deadline:  # the pass itself polls next
+                return
             if self._any_ended(watched):
                 return
 
