@@ -415,6 +415,31 @@ def test_replaced_object_is_detected(store: ArtifactStore, tmp_path: Path) -> No
     assert_every_read_refuses(store, info.digest, tmp_path)
 
 
+def test_a_local_object_is_hashed_again_only_when_its_file_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """local_path (what every job launch calls for its inputs) hashes an object whole once
+    per store; a changed file (size, inode or modification time) is hashed again."""
+    store = LocalArtifactStore(tmp_path / "store")
+    data = payload(MIB + 3, seed=8)
+    info = store.put_bytes(data)
+    hashed: list[str] = []
+    verify = store.verify
+    monkeypatch.setattr(store, "verify", lambda d: (hashed.append(d), verify(d))[1])
+
+    path = store.local_path(info.digest)
+    assert store.local_path(info.digest) == path and hashed == [info.digest]
+
+    before = path.stat()
+    overwrite_object(store, info.digest, _flip_one_byte(data))  # same size, new bytes
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(ArtifactCorrupted, match=info.digest):
+        store.local_path(info.digest)
+    assert hashed == [info.digest, info.digest]
+    with pytest.raises(ArtifactCorrupted):  # and again: a failed check is not remembered
+        store.local_path(info.digest)
+
+
 def test_corrupted_chunks_are_streamed_but_iteration_fails_at_the_end(
     store: ArtifactStore,
 ) -> None:
