@@ -251,6 +251,21 @@ def test_the_server_exits_with_its_owner(tmp_path: Path) -> None:
     assert not list(folder.glob("*.json")) and not list(folder.glob("*.log"))
 
 
+def test_closing_the_client_stops_its_server(tmp_path: Path) -> None:
+    home = tmp_path / "closed"
+    client = connect(home=home)
+    try:
+        register_model(client, tmp_path)
+        client.datasets.register("customers", table(20).select(FEATURES), profile=False)
+        my.Transformer("churn", client=client).transform("customers", logs=False)
+        [server] = _servers(home)
+        assert _alive(server["pid"])
+    finally:
+        client.close()
+    wait_for(lambda: not _alive(server["pid"]), 10)
+    assert list((home / "jobs" / warm.WARM_DIR).iterdir()) == []
+
+
 def test_run_as_main_gives_the_module_what_a_new_interpreter_would(tmp_path: Path) -> None:
     """The fork's view: argv, cwd, environment, sys.path, __main__, thread pools, exit code."""
     modules = tmp_path / "mods"

@@ -205,6 +205,11 @@ class Controller:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        for backend in self._backends.values():
+            try:
+                backend.close()  # e.g. the local backend's warm server
+            except Exception:
+                log.exception("closing the %s backend failed", backend.url)
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
