@@ -158,31 +158,6 @@ def test_replicas_as_ray_actors_live_restart_reattach_and_stop(prefix: str, tmp_
             first.close()
 
 
-def test_replicas_placed_through_a_ray_client_address(
-    prefix: str, ray_backend_env: RayCluster, tmp_path: Path
-) -> None:
-    """``ray://host:port`` placement (Ray Client: a control plane outside the cluster)."""
-    runtime = Runtime(make_settings(tmp_path))
-    runtime.start_background()
-    try:
-        c = connect(home=tmp_path / "home")
-        v = sklearn_version(c, tmp_path)
-        placement = {"backend": ray_backend_env.client_address, "num_cpus": 0.5}
-        c.endpoints.create("client", [{"model": "churn", "version": v, "placement": placement}])
-        ep = c.endpoints.wait("client", timeout=120)
-        assert ep.status == "InService", ep.message
-        assert ep.variants[0].placement is not None
-        assert ep.variants[0].placement.backend == ray_backend_env.client_address
-        [replica] = ep.replicas
-        assert _actors(prefix) == {f"{prefix}{replica.id}.1"}
-        assert len(c.endpoints.predict("client", ROWS)["predictions"]) == 2
-        c.endpoints.delete("client", wait=True, timeout=60)
-        assert _actors(prefix) == set()
-        c.close()
-    finally:
-        runtime.close()
-
-
 def test_a_replica_ray_cannot_place_fails_the_endpoint_with_the_reason(
     prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
