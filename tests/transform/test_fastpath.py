@@ -82,6 +82,57 @@ def test_xgboost_keeps_its_own_predict(tmp_path: Path) -> None:
     assert "'xgboost'" in engine.reason
 
 
+def _tree_models(tmp_path: Path) -> dict[str, Any]:
+    """XGBoost as its scikit-learn wrapper and as a bare Booster, LightGBM as a Booster:
+    each saved and loaded as a transform job loads it."""
+    import lightgbm
+    import xgboost
+
+    x, y = _data(30_000)
+    models = {
+        "xgb-classifier": xgboost.XGBClassifier(n_estimators=30, max_depth=5).fit(x, y),
+        "xgb-booster": xgboost.train(
+            {"objective": "binary:logistic", "max_depth": 5}, xgboost.DMatrix(x, y), 30
+        ),
+        "lgbm": lightgbm.train(
+            {"objective": "binary", "verbose": -1}, lightgbm.Dataset(x, y), num_boost_round=30
+        ),
+    }
+    for name, fitted in models.items():
+        save_model(fitted, tmp_path / name)
+    return {name: load_model(tmp_path / name) for name in models}
+
+
+def test_xgboost_and_lightgbm_predict_over_row_slices_with_the_native_answers(
+    tmp_path: Path,
+) -> None:
+    x, _ = _data(30_000)
+    for name, model in _tree_models(tmp_path).items():
+        expected = np.asarray(model.predict(x))  # one call, the library's own threads
+        expected_proba = None if model.predict_proba is None else np.asarray(model.predict_proba(x))
+        engine = fastpath.choose(model, x, threads=2)
+        assert engine.name == "native", (name, engine)
+        assert "over row slices on 2 threads" in engine.reason, (name, engine.reason)
+        # Bit for bit: a row's answer does not depend on the rows called with it.
+        np.testing.assert_array_equal(np.asarray(engine.predict(x)), expected, err_msg=name)
+        if expected_proba is not None:
+            assert engine.predict_proba is not None, name
+            np.testing.assert_array_equal(
+                np.asarray(engine.predict_proba(x)), expected_proba, err_msg=name
+            )
+        one = fastpath.choose(model, x, threads=1)
+        assert "one thread" in one.reason, (name, one.reason)
+        np.testing.assert_array_equal(np.asarray(one.predict(x)), expected, err_msg=name)
+
+
+def test_row_slices_of_named_columns_come_back_in_order() -> None:
+    import pyarrow as pa
+
+    predict = fastpath._row_parallel(lambda b: b.column("a").to_numpy() * 2, 2)
+    batch = pa.record_batch({"a": np.arange(10_000, dtype=np.float64)})
+    np.testing.assert_array_equal(predict(batch), np.arange(10_000) * 2.0)
+
+
 def test_a_model_failing_on_the_sample_stays_native(hgb: Any) -> None:
     class Broken:
         flavor = "sklearn"

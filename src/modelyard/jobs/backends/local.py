@@ -50,6 +50,7 @@ from modelyard.jobs.supervisor import (
     STDOUT,
     STOP,
     SUPERVISOR,
+    make_durable,
     write_json_atomic,
 )
 
@@ -187,6 +188,8 @@ class LocalBackend(ComputeBackend):
             current_host=HOST,
         )
         command = contract.command(spec, layout, python)
+        # The job starts while launch.json goes to disk: it is durable before this returns
+        # (and so before the launch is recorded), which is all a restart relies on.
         write_json_atomic(
             directory / LAUNCH,
             {
@@ -196,12 +199,14 @@ class LocalBackend(ComputeBackend):
                 "max_runtime_s": spec.max_runtime_s,
                 "stop_grace_s": self.stop_grace_s,
             },
+            durable=False,
         )
         if (
             self._warm is not None
             and warm.module_of(command) is not None
             and self._warm.submit(directory)
         ):
+            make_durable(directory / LAUNCH)
             return self._warm_ref(directory)
         src_root = str(Path(modelyard.__file__).resolve().parents[1])
         sup_env = dict(os.environ)
@@ -223,6 +228,7 @@ class LocalBackend(ComputeBackend):
                 raise LaunchFailed(f"could not start the supervisor: {exc}") from exc
         with self._lock:
             self._children[str(directory)] = proc
+        make_durable(directory / LAUNCH)
         try:
             create_time = psutil.Process(proc.pid).create_time()
         except psutil.Error:
