@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +54,7 @@ from modelyard.transform.config import (
 
 PROGRESS_EVERY_S = 2.0
 ERROR_TEXT = 500  # characters of one record's error kept
+T = TypeVar("T")
 
 
 class StopTransform(Exception):
@@ -405,8 +406,11 @@ class FileRun:
             )
         return tables
 
-    def run(self, src: reading.InputFile, part: Path) -> int:
-        """Rows written to ``part``."""
+    def run(
+        self, src: reading.InputFile, part: Path, batches: Iterator[reading.Batch] | None = None
+    ) -> int:
+        """Rows written to ``part``; ``batches`` are ``src``'s mini-batches if already
+        being read (:func:`_files_read_ahead`), else they are read here."""
         size = None if self.config.split_type == "None" else self.config.batch_size
         writer = Writer(part, self.config.accept)
         written = 0
@@ -423,7 +427,11 @@ class FileRun:
             self.progress.tick()
 
         try:
-            stream = _read_ahead(reading.batches(self.config.format, src, size))
+            stream = (
+                batches
+                if batches is not None
+                else _read_ahead(reading.batches(self.config.format, src, size))
+            )
             if window == 1:
                 for start, batch in stream:
                     finish(batch.num_rows, self._predict_batch(src, start, batch))
@@ -451,7 +459,7 @@ class FileRun:
         return written
 
 
-def _read_ahead(stream: Iterator[reading.Batch]) -> Iterator[reading.Batch]:
+def _read_ahead(stream: Iterator[T]) -> Iterator[T]:
     """The same batches, the next one read in a thread while the caller predicts this one
     (Arrow's readers and the models' predict calls release the GIL). A reading error is
     raised where the batch it broke would have been."""
@@ -460,6 +468,47 @@ def _read_ahead(stream: Iterator[reading.Batch]) -> Iterator[reading.Batch]:
         while (item := ahead.result()) is not None:
             ahead = pool.submit(next, stream, None)
             yield item
+
+
+class _FileEnd:
+    """In :func:`_files_read_ahead`'s stream: a file's last batch was read (or reading it
+    failed with ``error``)."""
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+
+def _files_read_ahead(
+    config: WorkerConfig, files: list[reading.InputFile]
+) -> Iterator[Iterator[reading.Batch]]:
+    """Each file's mini-batches, the next one always read in a thread while the caller
+    predicts this one, across files too: the next file's first batch is read while this
+    file's last one is predicted (with a file per mini-batch, reading per file would
+    never overlap). A file that cannot be read raises where its batches stop; the files
+    after it are still read. Each file's iterator must be used up before the next's."""
+    size = None if config.split_type == "None" else config.batch_size
+
+    def every_batch() -> Iterator[tuple[int, pa.RecordBatch] | _FileEnd]:
+        for src in files:
+            try:
+                yield from reading.batches(config.format, src, size)
+            except Exception as exc:  # reported for this file; the next file is read
+                yield _FileEnd(exc)
+            else:
+                yield _FileEnd(None)
+
+    shared = _read_ahead(every_batch())
+
+    def one_file() -> Iterator[reading.Batch]:
+        for item in shared:
+            if isinstance(item, _FileEnd):
+                if item.error is not None:
+                    raise item.error
+                return
+            yield item
+
+    for _src in files:
+        yield one_file()
 
 
 def _part_name(index: int, fmt: str) -> str:
@@ -485,9 +534,9 @@ def run_shard(
     errors_path.parent.mkdir(parents=True, exist_ok=True)
     with open(errors_path, "w", encoding="utf-8") as errors:
         run = FileRun(config, predictor, counters, errors, progress)
-        for src in files:
+        for src, batches in zip(files, _files_read_ahead(config, files), strict=True):
             name = _part_name(src.index, config.accept)
-            if run.run(src, paths.output / PARTS_DIR / name):
+            if run.run(src, paths.output / PARTS_DIR / name, batches):
                 parts.append(name)
     progress.tick(final=True)
     return {
