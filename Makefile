@@ -56,8 +56,18 @@ unit: $(STAMP) browser console
 
 test: lint typecheck unit
 
+# BentoML joins the serving benchmark when its environment installs (a failure is ignored:
+# bench_serving.py then says why it left BentoML out).
 bench: $(STAMP)
+	-$(MAKE) --no-print-directory bench-bentoml-venv
 	$(BIN)/python -m benchmarks.run_all
+
+# BentoML for the serving benchmark, in its own environment (never in requirements.lock:
+# its dependency set is large); bench_serving.py skips BentoML while this is absent.
+.PHONY: bench-bentoml-venv
+bench-bentoml-venv: $(STAMP)
+	test -x .venv-bentoml/bin/python || $(UV) venv -q --python $(BIN)/python .venv-bentoml
+	$(UV) pip install -q --python .venv-bentoml/bin/python -r benchmarks/bentoml/requirements.txt
 
 # Regenerate the lock file from pyproject.toml (needs network to PyPI).
 lock: $(STAMP)

@@ -1,4 +1,5 @@
-"""Model serving: modelyard's replica beside ``mlflow models serve``, same model, same rows.
+"""Model serving: modelyard's replica beside ``mlflow models serve`` and BentoML, same
+model, same rows.
 
     .venv/bin/python -m benchmarks.bench_serving [--requests 2000] [--seconds 10]
                                                  [--concurrency 32] [--features 20]
@@ -10,7 +11,7 @@ HistGradientBoostingClassifier (``hgb``) and an XGBoost XGBClassifier (``xgb``),
 ``mlflow.sklearn.save_model``/``mlflow.xgboost.save_model``, so both servers load the same
 fitted estimator; each server runs one worker process on a free loopback port. Requests
 are single JSON rows sent by a minimal keep-alive HTTP/1.1 client over raw sockets (so the
-client's own cost stays small and equal for both). Per model:
+client's own cost stays small and equal for all). Per model:
 
 - latency at concurrency 1: median of ``--requests`` requests, beside the median of the
   native model's in-process ``predict`` on one numpy row (goal: at most 1 ms above it);
@@ -18,6 +19,13 @@ client's own cost stays small and equal for both). Per model:
   threads (goal: at least 20x ``mlflow models serve``);
 - idle memory: resident set size of the server's process tree after warm-up (goal: at
   most a third of ``mlflow models serve``'s).
+
+BentoML is measured the same way, third, when its own environment exists (``make
+bench-bentoml-venv`` builds ``.venv-bentoml`` from benchmarks/bentoml/requirements.txt;
+it never enters requirements.lock): the estimator is also pickled, and ``bentoml serve``
+runs benchmarks/bentoml/service.py, one ``/predict`` JSON API with BentoML's default
+settings (one worker). Its figures print beside mlflow's, then modelyard's ratios to them.
+Without that environment, or when BentoML fails, the reason prints and the rest goes on.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
+import re
 import signal
 import socket
 import statistics
@@ -40,6 +50,12 @@ import numpy as np
 import psutil
 
 REPO = Path(__file__).resolve().parent.parent
+BENTOML_BIN = REPO / ".venv-bentoml" / "bin"
+BENTOML_SERVICE_DIR = REPO / "benchmarks" / "bentoml"
+
+
+class ServerError(Exception):
+    """A server under test did not start or failed a request."""
 
 
 def free_port() -> int:
@@ -92,7 +108,7 @@ def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], timeout: flo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
+            raise ServerError(f"server exited with {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
                 s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
@@ -101,7 +117,7 @@ def wait_ready(port: int, path: str, proc: subprocess.Popen[bytes], timeout: flo
         except OSError:
             pass
         time.sleep(0.2)
-    raise SystemExit("server did not become ready")
+    raise ServerError(f"server did not become ready in {timeout:.0f} s")
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -160,7 +176,7 @@ def throughput(
     for t in pool:
         t.join()
     if errors:
-        raise SystemExit(f"requests failed: {errors[0]!r}")
+        raise ServerError(f"requests failed: {errors[0]!r}")
     return done / elapsed
 
 
@@ -185,7 +201,7 @@ def train(kind: str, x: np.ndarray, y: np.ndarray, trees: int) -> Any:
     raise SystemExit(f"unknown model {kind!r} (hgb, xgb)")
 
 
-def save_both(kind: str, estimator: Any, folder: Path, sample: np.ndarray) -> None:
+def save_all(kind: str, estimator: Any, folder: Path, sample: np.ndarray) -> None:
     """The same fitted estimator saved for each server."""
     from modelyard.flavors import load_model, save_model
 
@@ -206,6 +222,11 @@ def save_both(kind: str, estimator: Any, folder: Path, sample: np.ndarray) -> No
                 "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
             ],
         )
+    # BentoML's service loads a pickle: .venv-bentoml pins the same scikit-learn and
+    # XGBoost, and the file is this run's own freshly fitted model.
+    (folder / "bentoml").mkdir()
+    with (folder / "bentoml" / "model.pkl").open("wb") as f:
+        pickle.dump(estimator, f)
     flavor = load_model(folder / "modelyard").flavor
     assert flavor == ("xgboost" if kind == "xgb" else "sklearn"), flavor
 
@@ -221,53 +242,105 @@ def native_latency_ms(estimator: Any, row: np.ndarray, n: int) -> float:
     return statistics.median(times) * 1000
 
 
-def measure_servers(
-    folder: Path, row: np.ndarray, args: argparse.Namespace
-) -> dict[str, dict[str, float]]:
+def bentoml_missing() -> str | None:
+    """Why BentoML cannot be measured here, or None when .venv-bentoml imports it."""
+    python = BENTOML_BIN / "python"
+    if not python.exists():
+        return f"{python.relative_to(REPO)} is missing (run `make bench-bentoml-venv`)"
+    probe = subprocess.run(
+        [str(python), "-c", "import bentoml"], capture_output=True, text=True, timeout=120
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"{python.relative_to(REPO)} cannot import bentoml: {last}"
+    return None
+
+
+def server_commands(
+    folder: Path, row: np.ndarray, with_bentoml: bool
+) -> dict[str, tuple[list[str], dict[str, str], str, str, bytes]]:
+    """Per server: command (the port is appended), environment, ping path, predict path, body."""
     my_body = json.dumps({"instances": row.tolist()}).encode()
     ml_body = json.dumps({"inputs": row.tolist()}).encode()
-    results: dict[str, dict[str, float]] = {}
+    bin_dir = Path(sys.executable).parent
+    main_env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        # mlflow execs `uvicorn` by name: the environment's bin first on PATH
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     servers = {
         "modelyard": (
             [sys.executable, "-m", "modelyard.serving", "--model-dir", str(folder / "modelyard"),
-             "--name", "bench", "--workers", "1"],
-            "/ping", my_body,
+             "--name", "bench", "--workers", "1", "--port"],
+            main_env, "/ping", "/invocations", my_body,
         ),
         "mlflow": (
-            [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-             str(folder / "mlflow"), "--env-manager", "local", "-w", "1", "-h", "127.0.0.1"],
-            "/ping", ml_body,
+            [str(bin_dir / "mlflow"), "models", "serve", "-m", str(folder / "mlflow"),
+             "--env-manager", "local", "-w", "1", "-h", "127.0.0.1", "-p"],
+            main_env, "/ping", "/invocations", ml_body,
         ),
     }  # fmt: skip
-    for name, (command, ping, body) in servers.items():
-        port = free_port()
-        command = [*command, "--port" if name == "modelyard" else "-p", str(port)]
-        proc = subprocess.Popen(
-            command,
-            cwd=folder,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={
-                **os.environ,
-                "PYTHONPATH": str(REPO / "src"),
-                # mlflow execs `uvicorn` by name: the environment's bin first on PATH
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    if with_bentoml:
+        servers["bentoml"] = (
+            [str(BENTOML_BIN / "bentoml"), "serve", "service:Classifier",
+             "--working-dir", str(BENTOML_SERVICE_DIR), "--host", "127.0.0.1", "--port"],
+            {
+                **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                "BENCH_BENTOML_MODEL": str(folder / "bentoml" / "model.pkl"),
+                # its home (model and bento stores) in the run's temp folder, and no
+                # usage-statistics calls from a benchmark
+                "BENTOML_HOME": str(folder / "bentoml" / "home"),
+                "BENTOML_DO_NOT_TRACK": "true",
             },
-        )
+            "/readyz", "/predict", my_body,
+        )  # fmt: skip
+    return servers
+
+
+def log_excerpt(log: Path) -> list[str]:
+    """The last exception line a server logged (a worker that keeps failing to start
+    leaves only its restarts at the end), then its last line."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    return [*errors[-1:], *lines[-1:]]
+
+
+def measure_servers(
+    folder: Path, row: np.ndarray, args: argparse.Namespace, with_bentoml: bool
+) -> dict[str, dict[str, float]]:
+    """modelyard's and mlflow's figures (a failure of either ends the run), then BentoML's
+    when ``with_bentoml`` (a failure prints why and leaves it out of the results)."""
+    results: dict[str, dict[str, float]] = {}
+    servers = server_commands(folder, row, with_bentoml)
+    for name, (command, env, ping, path, body) in servers.items():
+        port = free_port()
+        log = folder / f"{name}.log"
+        proc: subprocess.Popen[bytes] | None = None
         try:
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [*command, str(port)], cwd=folder, stdout=out, stderr=subprocess.STDOUT, env=env
+                )
             wait_ready(port, ping, proc)
-            path = "/invocations"
             ctype = "application/json"
             latency_ms(port, path, body, ctype, 100)  # warm-up
             time.sleep(2)
             idle = tree_rss_mb(proc.pid)
             lat = latency_ms(port, path, body, ctype, args.requests)
             rps = throughput(port, path, body, ctype, args.concurrency, args.seconds)
-            results[name] = {"latency_ms": lat, "rps": rps, "idle_mb": idle}
-            print(f"  {name:10s} p50 {lat:.3f} ms   {rps:8.0f} req/s at c={args.concurrency}"
-                  f"   idle {idle:.0f} MB", flush=True)  # fmt: skip
+        except (ServerError, OSError) as exc:
+            reason = f"{name}: {exc}" + "".join(f"\n    | {line}" for line in log_excerpt(log))
+            if name != "bentoml":
+                raise SystemExit(reason) from exc
+            print(f"  {name:10s} not measured: {reason}", flush=True)
+            continue
         finally:
-            stop_server(proc)
+            if proc is not None:
+                stop_server(proc)
+        results[name] = {"latency_ms": lat, "rps": rps, "idle_mb": idle}
+        print(f"  {name:10s} p50 {lat:.3f} ms   {rps:8.0f} req/s at c={args.concurrency}"
+              f"   idle {idle:.0f} MB", flush=True)  # fmt: skip
     return results
 
 
@@ -287,6 +360,15 @@ def report(native_ms: float, results: dict[str, dict[str, float]]) -> None:
         f"{'OK' if share <= 1 / 3 else 'MISSED'}",
         flush=True,
     )
+    if "bentoml" in results:
+        bm = results["bentoml"]
+        print(
+            f"  modelyard/bentoml: throughput {my['rps'] / bm['rps']:.1f}x, "
+            f"p50 latency {my['latency_ms'] / bm['latency_ms']:.2f}x, "
+            f"idle memory {my['idle_mb'] / bm['idle_mb']:.2f}x "
+            f"(bentoml/mlflow throughput {bm['rps'] / ml['rps']:.1f}x)",
+            flush=True,
+        )
 
 
 def main() -> int:
@@ -304,13 +386,16 @@ def main() -> int:
     y = (x[:, 0] + x[:, 1] * x[:, 2] + rng.normal(scale=0.5, size=len(x)) > 0).astype(int)
     row = x[:1]
     tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    missing = bentoml_missing()
+    if missing:
+        print(f"bentoml not measured: {missing}", flush=True)
     for kind in args.models.split(","):
         estimator = train(kind, x, y, args.trees)
         native_ms = native_latency_ms(estimator, row, args.requests)
         folder = tmp / kind
-        save_both(kind, estimator, folder, x[:1000])
+        save_all(kind, estimator, folder, x[:1000])
         print(f"{kind} ({type(estimator).__name__}, {args.trees} trees):", flush=True)
-        report(native_ms, measure_servers(folder, row, args))
+        report(native_ms, measure_servers(folder, row, args, with_bentoml=missing is None))
     return 0
 
 
