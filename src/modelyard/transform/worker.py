@@ -415,11 +415,17 @@ class FileRun:
         writer = Writer(part, self.config.accept)
         written = 0
         window = max(1, self.config.max_concurrent)
+        # Tables are written in a thread while the next mini-batch predicts, in order; at
+        # most one write waits behind the running one (bounded memory).
+        writing: deque[Future[None]] = deque()
+        write_pool = ThreadPoolExecutor(1, thread_name_prefix="transform-write")
 
         def finish(rows: int, tables: list[pa.Table]) -> None:
             nonlocal written
             for table in tables:
-                writer.write(table)
+                while len(writing) >= 2:
+                    writing.popleft().result()  # raises a writing error
+                writing.append(write_pool.submit(writer.write, table))
                 written += table.num_rows
             with self.counters.lock:
                 self.counters.rows_in += rows
@@ -448,13 +454,16 @@ class FileRun:
                     while pending:
                         rows, future = pending.popleft()
                         finish(rows, future.result())
+            while writing:
+                writing.popleft().result()
             for row, message in src.skipped:
                 self._record_error(src, row, message)
         except StopTransform:
             raise
-        except Exception as exc:  # the file itself could not be read
+        except Exception as exc:  # the file itself could not be read (or written)
             self._record_error(src, -1, f"reading the file failed: {_shorten(exc)}")
         finally:
+            write_pool.shutdown(wait=True)
             writer.close()
         return written
 
