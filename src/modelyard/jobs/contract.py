@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -318,11 +319,23 @@ def _verified_local_paths(store: ArtifactStore, digests: list[str]) -> dict[str,
     is raised, as a sequential loop would.
     """
     distinct = list(dict.fromkeys(digests))
-    workers = min(len(distinct), os.cpu_count() or 1)
-    if workers <= 1:
+    if len(distinct) <= 1 or (os.cpu_count() or 1) <= 1:
         return {d: store.local_path(d) for d in distinct}
-    with ThreadPoolExecutor(workers, thread_name_prefix="modelyard-verify") as pool:
-        return dict(zip(distinct, pool.map(store.local_path, distinct), strict=True))
+    return dict(zip(distinct, _verify_pool().map(store.local_path, distinct), strict=True))
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _verify_pool() -> ThreadPoolExecutor:
+    """One pool per process for verifying inputs, its threads kept between launches
+    (starting threads per launch cost milliseconds each on a busy machine)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="modelyard-verify")
+        return _pool
 
 
 def extract_source(layout: Layout, digest: str, store: ArtifactStore) -> None:
