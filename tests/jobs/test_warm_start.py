@@ -355,3 +355,23 @@ def test_no_server_is_started_when_warm_starts_are_off(
         assert not (tmp_path / "cold" / "jobs" / warm.WARM_DIR).exists()
     finally:
         client.close()
+
+
+def test_a_module_changed_on_disk_after_the_server_read_it_runs_its_new_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server keeps the code objects of the modules jobs run; a job forked after the
+    file changed must not run the old code."""
+    source = tmp_path / "warm_probe_module.py"
+    source.write_text("VALUE = 1\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def value() -> Any:
+        namespace: dict[str, Any] = {}
+        exec(warm._code_of("warm_probe_module")[1], namespace)
+        return namespace["VALUE"]
+
+    assert value() == 1
+    assert warm._code_of("warm_probe_module")[1] is warm._code_of("warm_probe_module")[1]
+    source.write_text("VALUE = 'changed'\n", encoding="utf-8")
+    assert value() == "changed"
