@@ -4,7 +4,8 @@ One test walks the whole life of such an endpoint (Ray startup is slow on a smal
 so the steps share one endpoint): two replicas become ready as named Ray actors, the
 router answers through them, a killed actor is replaced, a control-plane restart
 re-attaches the actors instead of starting new ones, and delete stops them. Then: a
-replica Ray cannot place fails the endpoint with the reason; with a second node joined,
+replica Ray cannot place fails the endpoint with the reason; a Ray Client address
+(``ray://``) serves, its launch waiting out the driver's start; with a second node joined,
 a variant's replicas run one per node; the CLI refuses an unknown placement backend.
 Every test ends with no actor of its home left.
 """
@@ -33,6 +34,7 @@ from modelyard.client.sdk import connect
 from modelyard.endpoints.plane import plane_for
 from modelyard.endpoints.ray_replicas import RayReplicas
 from modelyard.endpoints.schemas import Placement
+from modelyard.jobs.backends import ray as ray_backend_module
 from modelyard.jobs.backends.ray import RayBackend
 from modelyard.jobs.backends.ray_driver import NAMESPACE
 from modelyard.runtime import Runtime
@@ -156,6 +158,39 @@ def test_replicas_as_ray_actors_live_restart_reattach_and_stop(prefix: str, tmp_
         (second or first).close()
         if second is not None:
             first.close()
+
+
+def test_replicas_placed_through_a_ray_client_address(
+    prefix: str, ray_backend_env: RayCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ray://host:port`` placement (Ray Client: a control plane outside the cluster).
+
+    No call waits for a Ray driver process being started here, so the replica's launch
+    meets "still connecting" (its driver starts, or replaces the one an earlier test
+    killed; a Ray Client connection takes seconds and can fail once): the launch waits
+    for the driver instead of counting that as a failed start (three were the endpoint's
+    end within a second)."""
+    monkeypatch.setattr(ray_backend_module, "FIRST_START_WAIT_S", 0.0)
+    monkeypatch.setattr(ray_backend_module, "RESTART_WAIT_S", 0.0)
+    runtime = Runtime(make_settings(tmp_path))
+    runtime.start_background()
+    try:
+        c = connect(home=tmp_path / "home")
+        v = sklearn_version(c, tmp_path)
+        placement = {"backend": ray_backend_env.client_address, "num_cpus": 0.5}
+        c.endpoints.create("client", [{"model": "churn", "version": v, "placement": placement}])
+        ep = c.endpoints.wait("client", timeout=120)
+        assert ep.status == "InService", ep.message
+        assert ep.variants[0].placement is not None
+        assert ep.variants[0].placement.backend == ray_backend_env.client_address
+        [replica] = ep.replicas
+        assert _actors(prefix) == {f"{prefix}{replica.id}.1"}
+        assert len(c.endpoints.predict("client", ROWS)["predictions"]) == 2
+        c.endpoints.delete("client", wait=True, timeout=60)
+        assert _actors(prefix) == set()
+        c.close()
+    finally:
+        runtime.close()
 
 
 def test_a_replica_ray_cannot_place_fails_the_endpoint_with_the_reason(

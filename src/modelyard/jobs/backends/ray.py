@@ -80,6 +80,8 @@ DRIVER_START_TIMEOUT_S = 120.0
 # cluster (imports and ray.init take seconds), and a replacement for one that died.
 FIRST_START_WAIT_S = 60.0
 RESTART_WAIT_S = 5.0
+# How often :meth:`RayBackend.wait_for_driver` asks again while a driver starts or backs off.
+DRIVER_RETRY_S = 0.5
 # Not secrets: where the artifact store is. Credentials come from each node's own
 # environment (or instance role); they are never put into actor arguments.
 FORWARDED_ENV = ("MODELYARD_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL", "AWS_REGION")
@@ -342,6 +344,32 @@ class RayBackend(ComputeBackend):
                 self._proxy = manager.RayDriver(self.artifacts.url, self.tag, self._options())
                 self._proxy_of = driver
             return self._proxy
+
+    def wait_for_driver(self, timeout_s: float) -> None:
+        """Wait until the driver process for this cluster is connected: through a start
+        under way, the backoff after a failed one and the next start (a driver that died —
+        the cluster was away, the process was killed — is replaced only after a call).
+
+        For a caller that may block, such as a launch on a worker thread, where a driver
+        being replaced must not count as a failure. The last :class:`ConfigurationError`
+        after ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._driver()
+                return
+            except _GONE as exc:  # the driver died while the proxy was made
+                with self._lock:
+                    self._proxy = None
+                error = ConfigurationError(
+                    f"lost the Ray driver process for {self.address!r} ({exc!r})"
+                )
+            except ConfigurationError as exc:
+                error = exc
+            if time.monotonic() + DRIVER_RETRY_S > deadline:
+                raise error
+            time.sleep(DRIVER_RETRY_S)
 
     def _call(self, method: str, *args: Any) -> Any:
         try:
