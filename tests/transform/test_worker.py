@@ -316,3 +316,30 @@ def test_a_later_job_of_the_same_model_artifact_reuses_its_verified_onnx_model(
     # "Microsoft" folder beside it when its environment is first created here).
     stored = [p for p in (tmp_path / "cache").iterdir() if len(p.name) == 64]
     assert len(stored) == 1, list((tmp_path / "cache").iterdir())
+
+
+def test_an_output_part_that_cannot_be_written_is_reported_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"x": np.arange(300, dtype=np.float64)}), path)
+    (tmp_path / "blocked").write_text("a file where the part's folder should be")
+    config = _config("parquet", join_source="None")
+    errors = io.StringIO()
+    counters = Counters()
+    run = FileRun(
+        config, Predictor(config, Doubler()), counters, errors, Progress("", None, counters)
+    )
+    run.run(reading.InputFile(0, path.name, path), tmp_path / "blocked" / "part.parquet")
+    [error] = [json.loads(line) for line in errors.getvalue().splitlines()]
+    assert (error["file"], error["row"]) == ("in.parquet", -1)
+    assert error["error"].startswith("writing its output failed"), error
+
+    stop = _config("parquet", join_source="None", on_error="stop")
+    run = FileRun(
+        stop,
+        Predictor(stop, Doubler()),
+        Counters(),
+        io.StringIO(),
+        progress=Progress("", None, Counters()),
+    )
+    with pytest.raises(StopTransform, match="writing its output failed"):
+        run.run(reading.InputFile(0, path.name, path), tmp_path / "blocked" / "part.parquet")

@@ -420,11 +420,17 @@ class FileRun:
         writing: deque[Future[None]] = deque()
         write_pool = ThreadPoolExecutor(1, thread_name_prefix="transform-write")
 
+        def written_out() -> None:
+            try:
+                writing.popleft().result()
+            except Exception as exc:
+                raise _WriteFailed(exc) from exc
+
         def finish(rows: int, tables: list[pa.Table]) -> None:
             nonlocal written
             for table in tables:
                 while len(writing) >= 2:
-                    writing.popleft().result()  # raises a writing error
+                    written_out()
                 writing.append(write_pool.submit(writer.write, table))
                 written += table.num_rows
             with self.counters.lock:
@@ -455,12 +461,14 @@ class FileRun:
                         rows, future = pending.popleft()
                         finish(rows, future.result())
             while writing:
-                writing.popleft().result()
+                written_out()
             for row, message in src.skipped:
                 self._record_error(src, row, message)
         except StopTransform:
             raise
-        except Exception as exc:  # the file itself could not be read (or written)
+        except _WriteFailed as exc:
+            self._record_error(src, -1, f"writing its output failed: {_shorten(exc.error)}")
+        except Exception as exc:  # the file itself could not be read
             self._record_error(src, -1, f"reading the file failed: {_shorten(exc)}")
         finally:
             write_pool.shutdown(wait=True)
@@ -477,6 +485,14 @@ def _read_ahead(stream: Iterator[T]) -> Iterator[T]:
         while (item := ahead.result()) is not None:
             ahead = pool.submit(next, stream, None)
             yield item
+
+
+class _WriteFailed(Exception):
+    """Writing a file's output part failed with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _FileEnd:
