@@ -6,7 +6,8 @@ backend). Then, through the SDK: a job completes with logs, metrics and a model;
 failure reason comes from ``output/failure``; stop; two hosts get their ``SM_HOSTS`` /
 ``SM_CURRENT_HOST`` and train XGBoost and LightGBM data-parallel through the tracker
 variables; a job survives its control plane (runtime and Ray connection) being thrown
-away and recreated; an attempt whose actor dies is lost and retried.
+away and recreated; an attempt whose actor dies is lost and retried; a launch waits for
+the Ray driver process being replaced.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import pytest
 import ray
 from jobkit import estimator, wait_for
 from test_job_backend import (  # the conformance suite, run here against Ray
+    _ended,
+    _plan,
     test_capacity_and_validation,
     test_failure_text_and_exit_code,
     test_launch_logs_and_collect,
@@ -35,7 +38,8 @@ from fixtures.ray_cluster import RayCluster
 from modelyard.core.artifacts import LocalArtifactStore
 from modelyard.errors import InvalidInput
 from modelyard.jobs.backends import backend_class
-from modelyard.jobs.backends.base import AttemptExit, ComputeBackend
+from modelyard.jobs.backends import ray as ray_backend_module
+from modelyard.jobs.backends.base import AttemptExit, ComputeBackend, LaunchFailed
 from modelyard.jobs.backends.ray import RayBackend, driver_pids, ray_address
 from modelyard.jobs.backends.ray_driver import NAMESPACE, cluster_environments, combine_exits
 from modelyard.jobs.backends.ray_worker import HostInfo, shard
@@ -411,3 +415,30 @@ def test_an_attempt_whose_actor_dies_is_lost_and_retried(home: Path, tmp_path: P
         assert first.state == "Failed" and first.failure_reason is not None
         assert "Ray actor" in first.failure_reason
         assert _texts(client, job.id) == ["attempt 1", "attempt 2"]
+
+
+def test_a_launch_waits_for_the_ray_driver_being_replaced(
+    backend: ComputeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Ray driver process died just before a launch (the cluster restarted, the process
+    was killed) and no call waits for its replacement to start (the waits are 0 here), so
+    the launch meets "still connecting": it waits for the new driver and starts the
+    attempt, instead of failing it as a spawn error. A launch whose wait runs out (a
+    cluster that stays unreachable) fails with the reason."""
+    assert isinstance(backend, RayBackend)
+    monkeypatch.setattr(ray_backend_module, "FIRST_START_WAIT_S", 0.0)
+    monkeypatch.setattr(ray_backend_module, "RESTART_WAIT_S", 0.0)
+    backend.wait_for_driver(120.0)
+    for pid in driver_pids().values():
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not driver_pids())
+    plan = _plan(backend, tmp_path)
+    (tmp_path / "go").touch()
+    backend.connect_timeout_s = 0.0
+    with pytest.raises(LaunchFailed, match="still connecting to the Ray cluster at 'auto'"):
+        backend.launch(plan)
+    backend.connect_timeout_s = RayBackend.connect_timeout_s
+    ref = backend.launch(plan)
+    poll = _ended(backend, plan, ref)
+    assert poll.exit is not None and poll.exit.succeeded, poll.exit
+    assert backend.collect(plan, ref, succeeded=True).model is not None

@@ -307,6 +307,13 @@ class RayBackend(ComputeBackend):
     launch_grace_s = 120.0
     # An actor nobody calls for this long ends itself once its job has ended.
     linger_s = 3600.0
+    # How long a launch waits for the Ray driver process being started, replaced (the one
+    # before died: cluster restarted, process killed) or backing off after a failed start
+    # (a Ray Client connection can fail once and work on the next try). The controller
+    # launches on one of its worker threads, so this holds that thread, not its loop (and
+    # admission asks the cluster's capacity first, so few launches meet an outage); only a
+    # cluster still unreachable after it fails the attempt.
+    connect_timeout_s = 90.0
 
     def __init__(self, url: str, artifacts: ArtifactStore, home: Path) -> None:
         super().__init__(url, artifacts, home)
@@ -387,7 +394,11 @@ class RayBackend(ComputeBackend):
         return result
 
     def launch(self, plan: AttemptPlan) -> BackendRef:
+        """Start the attempt's actors (one call for all its hosts, placement group included),
+        after waiting up to :attr:`connect_timeout_s` for the driver process;
+        :class:`LaunchFailed` with the last connection error if it is still not there."""
         try:
+            self.wait_for_driver(self.connect_timeout_s)
             ref: BackendRef = self._call("launch", plan)
         except ConfigurationError as exc:
             raise LaunchFailed(str(exc)) from exc
