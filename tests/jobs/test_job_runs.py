@@ -312,3 +312,31 @@ def test_one_controller_per_home(tmp_path: Path) -> None:
         # ...and the second client's jobs still run, on the first one's controller.
         job = estimator(second, tmp_path, "print('ran')\n").fit(logs=False)
         assert job.state == "Completed"
+
+
+def test_a_failed_launch_whose_log_cannot_be_read_either_still_fails_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backend that refuses a launch (a cluster gone) may not answer the read of the
+    attempt's log either: the job must still end Failed with the launch's reason, not
+    stay Starting and be launched again and again."""
+    from modelyard.jobs.backends.base import LaunchFailed
+    from modelyard.jobs.backends.local import LocalBackend
+
+    def refuse(self: LocalBackend, plan: object) -> None:
+        raise LaunchFailed("the cluster at ray://gone:10001 is unreachable")
+
+    def unreadable(self: Controller, *args: object, **kwargs: object) -> None:
+        raise ConnectionError("no answer from the cluster")
+
+    monkeypatch.setattr(LocalBackend, "launch", refuse)
+    monkeypatch.setattr(Controller, "_tail", unreadable)
+    with my.connect(home=tmp_path / "home") as client:
+        job = estimator(client, tmp_path, "print('never runs')\n").fit(wait=False)
+        ended = wait_for(
+            lambda: (j := client.jobs.get(job.id)).state in ("Failed", "Completed") and j,
+            timeout=30,
+        )
+        assert ended.state == "Failed"
+        assert "ray://gone:10001 is unreachable" in (ended.failure_reason or "")
+        assert len(ended.attempt_list) == 1

@@ -393,7 +393,12 @@ class Controller:
     def _fail_launch(
         self, active: ActiveAttempt, backend: ComputeBackend, plan: AttemptPlan, message: str
     ) -> None:
-        self._drain(active, backend, plan, {})
+        try:
+            self._drain(active, backend, plan, {})  # what the launch wrote (its setup log)
+        except Exception:  # the backend that failed the launch may not answer this either
+            log.exception(
+                "reading the log of failed attempt %s of job %s", active.number, active.job_id
+            )
         exit = AttemptExit("spawn_error", message=message)
         state = ledger.finish_attempt(self.db, active.attempt_id, exit, None)
         job_changed()
