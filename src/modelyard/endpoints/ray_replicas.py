@@ -33,11 +33,6 @@ class RayReplicas:
     # How long an actor may take to be placed and to start its server (the model's
     # download included; loading it is what the controller's /ping probe waits for).
     start_timeout_s = 120.0
-    # How long a launch waits for the Ray driver process: a replacement for one that died
-    # (cluster restarted, process killed) is being started, or backing off after a start
-    # that failed (a Ray Client connection can fail once and work on the next try). Only
-    # after that does the launch count as a failed start of the replica.
-    connect_timeout_s = 90.0
 
     def __init__(self, url: str, artifacts: ArtifactStore, home: Path) -> None:
         self.url = url
@@ -56,7 +51,9 @@ class RayReplicas:
         self, replica_id: str, attempt: int, variant: dict[str, Any], num_cpus: float
     ) -> dict[str, Any]:
         """Start attempt ``attempt`` as an actor: ``{"host", "port", "pid", "node_id"}``."""
-        self.backend.wait_for_driver(self.connect_timeout_s)
+        # A driver being started, replaced or backing off is waited for as a job's launch
+        # waits for it; only after that does the launch count as a failed start.
+        self.backend.wait_for_driver(self.backend.connect_timeout_s)
         if attempt > 1:  # the previous attempt's actor, if its server died but it did not
             with contextlib.suppress(ConfigurationError):
                 self._call("replica_kill", self.actor_name(replica_id, attempt - 1))
