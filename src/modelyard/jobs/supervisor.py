@@ -66,22 +66,19 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True)
             os.fsync(fh.fileno())
     os.replace(tmp, path)
     if durable:
-        _fsync_dir(path.parent)
+        _fsync(path.parent)
 
 
 def make_durable(path: Path) -> None:
     """Put ``path`` (written by ``write_json_atomic(..., durable=False)``) and its name
     on disk."""
+    _fsync(path)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or a folder (its names) to disk."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
