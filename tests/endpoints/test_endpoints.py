@@ -93,9 +93,11 @@ def test_create_invoke_headers_describe_and_delete(plane: Plane) -> None:
     r = httpx.post(
         f"{plane.server.url}/endpoints/churn-ep/invocations",
         content=BODY,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", "x-request-id": "mine-1"},
     )
     assert r.status_code == 200
+    # One request id, the caller's (the router does not copy the replica's as well).
+    assert r.headers.get_list("x-request-id") == ["mine-1"]
     assert r.headers["x-modelyard-variant"] == "primary"
     assert r.headers["x-modelyard-model-version"] == f"churn:{v}"
     assert len(r.json()["predictions"]) == 2
@@ -115,8 +117,9 @@ def test_create_invoke_headers_describe_and_delete(plane: Plane) -> None:
     wait_for(lambda: c.endpoints.describe("churn-ep").port is not None, 30, "its own port")
     own = f"http://127.0.0.1:{c.endpoints.describe('churn-ep').port}"
     assert httpx.get(f"{own}/ping").status_code == 200
-    direct = httpx.post(f"{own}/invocations", content=BODY)
+    direct = httpx.post(f"{own}/invocations", content=BODY, headers={"x-request-id": "mine-2"})
     assert direct.status_code == 200 and direct.headers["x-modelyard-variant"] == "primary"
+    assert direct.headers.get_list("x-request-id") == ["mine-2"]
     assert httpx.post(f"{own}/nothing", content=BODY).status_code == 404
 
     described = c.endpoints.describe("churn-ep")

@@ -293,7 +293,9 @@ class EndpointsAPI:
         answer = plane_for(runtime).router.invoke_sync(
             name, data, content_type=content_type, accept=accept, request_id=request_id
         )
-        return Invocation(answer.status, dict(answer.headers), answer.body)
+        return Invocation(
+            answer.status, {**answer.headers, "x-request-id": request_id}, answer.body
+        )
 
     def predict(self, name: str, data: Any) -> Any:
         """Rows in (a list of rows, a NumPy array, a pandas DataFrame), predictions out."""

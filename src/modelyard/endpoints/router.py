@@ -472,10 +472,10 @@ class Router:
             return self.rng.random() * 100.0 < cap.percent
 
     def _answer(self, route: Route, response: httpx.Response) -> Answer:
+        # Not the replica's X-Request-Id: it is the id this request was forwarded with, and
+        # the front that took the request (server middleware, endpoint address) adds it.
         headers = {
-            k: v
-            for k, v in response.headers.items()
-            if k in ("content-type", "x-request-id", "x-modelyard-model")
+            k: v for k, v in response.headers.items() if k in ("content-type", "x-modelyard-model")
         }
         headers[VARIANT_HEADER] = route.variant
         headers[VERSION_HEADER] = f"{route.model}:{route.version}"
