@@ -6,14 +6,19 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from modelyard.client.sdk import Client
 from modelyard.flavors import save_model
+from testkit import free_port
 
 ROWS = [[0.5, -0.2, 0.1], [-1.0, 0.3, 2.0]]
 
@@ -90,3 +95,43 @@ def unloadable_version(client: Client, folder: Path, name: str = "churn") -> int
     version = client.models.register(name, path=path, flavor="python").version
     client.models.approve(name, version, reason="test")
     return version
+
+
+class UpServer:
+    """``modelyard up`` as a real subprocess on a free port, its output in ``log``."""
+
+    def __init__(self, home: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self._log = open(log, "ab")  # noqa: SIM115 (closed in wait())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "modelyard.cli", "up", "--port", str(self.port)],
+            env={**os.environ, "MODELYARD_HOME": str(home), **(env or {})},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 90
+        while not self._ready():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"modelyard up did not start: {self.log()}")
+            time.sleep(0.1)
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"modelyard up exited: {self.log()}")
+        try:
+            return httpx.get(f"{self.url}/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` and wait for the process to end; its exit status."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            self._log.close()

@@ -141,15 +141,47 @@ class EndpointApp:
         await send({"type": "http.response.body", "body": body})
 
 
+_THREAD_PREFIX = "modelyard-endpoint-"
+
+
+class _Config(uvicorn.Config):
+    """uvicorn's settings without its logging set-up.
+
+    ``uvicorn.Config`` configures the process's logging when it is built: the levels of
+    ``uvicorn.error``/``uvicorn.access`` and, with ``access_log=False``, removing every
+    handler of ``uvicorn.access``. For a server started inside ``modelyard up`` that
+    silenced the control plane's own log (its access lines and its shutdown) from the
+    first endpoint on. These servers leave the process's logging as it is.
+    """
+
+    def configure_logging(self) -> None:
+        pass
+
+
+class _QuietServers(logging.Filter):
+    """Drops uvicorn's below-warning lines ("Started server process", "Uvicorn running
+    on …", "Shutting down") logged by an endpoint's own server: in the control plane's log
+    they would read as the control plane's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not (record.threadName or "").startswith(
+            _THREAD_PREFIX
+        )
+
+
+_QUIET = _QuietServers()
+
+
 class _Served:
     def __init__(self, name: str, port: int, app: EndpointApp) -> None:
         self.port = port
-        config = uvicorn.Config(
-            app, host=HOST, port=port, log_level="warning", lifespan="off", access_log=False
-        )
+        config = _Config(app, host=HOST, port=port, lifespan="off", access_log=False)
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if _QUIET not in uvicorn_log.filters:
+            uvicorn_log.addFilter(_QUIET)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
-            target=self.server.run, name=f"modelyard-endpoint-{name}", daemon=True
+            target=self.server.run, name=f"{_THREAD_PREFIX}{name}", daemon=True
         )
 
 
