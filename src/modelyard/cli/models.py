@@ -128,7 +128,7 @@ def register(
     if source is not None:
         if Path(source).exists():
             path = source
-        elif _DIGEST.match(source):
+        elif _DIGEST.fullmatch(source):
             artifact = source
         else:
             raise InvalidInput(f"{source!r} is neither an existing file or folder nor a digest")

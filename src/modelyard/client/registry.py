@@ -19,18 +19,16 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.endpoints import EndpointsAPI
 from modelyard.client.transport import Transport
+from modelyard.core.paths import safe_component
 from modelyard.endpoints.schemas import Endpoint, Strategy
 from modelyard.errors import InvalidInput, ModelyardError, invalid_input_from
-from modelyard.flavors import ModelDescriptor, read_descriptor
-from modelyard.flavors import Signature as FlavorSignature
-from modelyard.flavors import TensorSpec as FlavorTensorSpec
 from modelyard.jobs.archive import SOURCE_EXCLUDES, extract_tar_gz, list_tar_gz, write_tar_gz
 from modelyard.jobs.schemas import GetJob, Job
 from modelyard.registry.schemas import (
@@ -56,6 +54,11 @@ from modelyard.registry.schemas import (
     VersionList,
 )
 
+if TYPE_CHECKING:
+    from modelyard.flavors import ModelDescriptor
+    from modelyard.flavors import Signature as FlavorSignature
+    from modelyard.flavors import TensorSpec as FlavorTensorSpec
+
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -68,6 +71,9 @@ def _build(model: type[BaseModel], **fields: Any) -> Any:
 
 def _descriptor_of(folder: Path) -> ModelDescriptor | None:
     """The folder's model descriptor, or None when it is not a model folder we know."""
+    # The flavors import numpy and the model libraries: only registering a folder needs them.
+    from modelyard.flavors import read_descriptor
+
     try:
         return read_descriptor(folder)
     except ModelyardError:
@@ -252,6 +258,8 @@ class ModelsAPI:
         its digest before anything is written to ``dest``.
         """
         found = self.version(name, version)
+        # The name comes from the server: one component, never a path out of dest.
+        filename = safe_component(found.artifact_filename or "model")
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="modelyard-model-") as tmp:
@@ -264,7 +272,7 @@ class ModelsAPI:
                     list_tar_gz(local)  # refuses unsafe names before anything is written
                     extract_tar_gz(local, dest)
                     return dest
-            target = dest / (found.artifact_filename or "model")
+            target = dest / filename
             shutil.move(local, target)
             return target
 

@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from modelyard.client import provenance
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.transport import Transport
-from modelyard.core.paths import collect_files
+from modelyard.core.paths import collect_files, safe_component
 from modelyard.errors import ArtifactCorrupted, InvalidInput, NotFound, invalid_input_from
 from modelyard.tracking.schemas import (
     KEY,
@@ -388,7 +388,7 @@ class TrackingAPI:
         entry = next((a for a in listing.artifacts if a.path == path), None)
         if entry is None:
             raise NotFound(f"run {run_id} has no artifact {path!r}")
-        target = Path(dest) / name
+        target = Path(dest) / safe_component(name)
         self._download_entry(run_id, entry, target)
         return target
 
@@ -407,7 +407,9 @@ class TrackingAPI:
         if entry.is_dir:
             target.mkdir(parents=True, exist_ok=True)
             for child in self.list_artifacts(run_id, entry.path).artifacts:
-                self._download_entry(run_id, child, target / posixpath.basename(child.path))
+                # Names come from the server: one component each, never a way out of dest.
+                child_name = safe_component(posixpath.basename(child.path))
+                self._download_entry(run_id, child, target / child_name)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         result = self._t.call(
@@ -488,7 +490,7 @@ class ActiveRun:
             self._raise_pending()
         value = float(value)
         if key not in self._valid_keys:
-            if not isinstance(key, str) or not _KEY.match(key):
+            if not isinstance(key, str) or not _KEY.fullmatch(key):
                 raise InvalidInput(f"metric key {key!r} does not match {KEY}")
             if len(self._valid_keys) < _KEY_CACHE:
                 self._valid_keys.add(key)

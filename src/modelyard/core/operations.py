@@ -183,7 +183,7 @@ class OperationSet:
         method = method.upper()
         if method not in HTTP_METHODS:
             raise ValueError(f"unknown HTTP method {method!r}")
-        if not _PERMISSION.match(permission):
+        if not _PERMISSION.fullmatch(permission):
             raise ValueError(
                 f"permission {permission!r} is not '<domain>.<read|write|approve|admin>'"
             )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from modelyard.errors import InvalidInput
 
-__all__ = ["collect_files", "safe_join", "safe_relpath"]
+__all__ = ["collect_files", "safe_component", "safe_join", "safe_relpath"]
 
 # Longest file-name component most file systems accept (bytes, UTF-8); beyond it the
 # caller would get an OS error (a 500) instead of a clear 400.
@@ -99,6 +99,19 @@ def safe_relpath(name: str) -> str:
     if not parts:
         raise InvalidInput(f"path {_show(name)} does not name anything below the root")
     return "/".join(parts)
+
+
+def safe_component(name: str) -> str:
+    """Return ``name`` when it is one safe file-name component, or raise :class:`InvalidInput`.
+
+    For names that must not contain a folder (a model's single-file artifact name, a
+    download's file name): everything :func:`safe_relpath` refuses, plus any ``/`` and
+    any ``.`` component, so ``dest / safe_component(name)`` is always directly in ``dest``.
+    """
+    clean = safe_relpath(name)
+    if clean != name or "/" in clean:
+        raise InvalidInput(f"file name {_show(name)} must be a single name without '/' or '.'")
+    return clean
 
 
 def safe_join(root: str | os.PathLike[str], rel: str) -> Path:

@@ -71,7 +71,7 @@ class EndpointApp:
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         given = headers.get("x-request-id", "")
-        request_id = given if _REQUEST_ID.match(given) else new_id("req")
+        request_id = given if _REQUEST_ID.fullmatch(given) else new_id("req")
         path, method = scope["path"], scope["method"]
         try:
             if path == "/ping" and method == "GET":
@@ -80,7 +80,7 @@ class EndpointApp:
                 body = orjson.dumps({"status": "ok" if ready else "no ready replica"})
                 await self._send(send, 200 if ready else 503, body, {}, request_id)
                 return
-            if method != "POST" or (path != "/invocations" and not _INFER.match(path)):
+            if method != "POST" or (path != "/invocations" and not _INFER.fullmatch(path)):
                 message = f"no route {method} {path}; see /ping, /invocations, /v2/models/.../infer"
                 await self._error(send, 404, "not_found", message, request_id)
                 return

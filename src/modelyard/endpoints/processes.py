@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +35,8 @@ import psutil
 
 import modelyard
 from modelyard.core.artifacts import ArtifactStore
+from modelyard.core.paths import safe_component
+from modelyard.errors import InvalidInput
 from modelyard.jobs.archive import extract_tar_gz, list_tar_gz
 from modelyard.jobs.supervisor import LAUNCH, STATUS, STDERR, STOP, SUPERVISOR, write_json_atomic
 
@@ -42,6 +45,7 @@ HOST = "127.0.0.1"
 FOREVER_S = 10 * 365 * 86_400.0
 STOP_GRACE_S = 30.0
 _GZIP_MAGIC = b"\x1f\x8b"
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
 def root(home: Path) -> Path:
@@ -104,6 +108,16 @@ class ModelCache:
         self._lock = threading.Lock()
 
     def path(self, digest: str, filename: str) -> Path:
+        """The folder holding version ``digest``'s model (its single file named
+        ``filename``, or its extracted folder archive when ``filename`` is '').
+
+        Both names come from stored rows and are checked here, where they become paths:
+        InvalidInput for a digest that is not 64 hex characters or a file name that is
+        not one safe component, before anything is written.
+        """
+        if not _DIGEST.fullmatch(digest):
+            raise InvalidInput(f"artifact digest {digest!r} is not 64 lower-case hex characters")
+        name = safe_component(filename) if filename else "model"
         target = self.folder / digest
         with self._lock:
             if target.is_dir():
@@ -121,7 +135,7 @@ class ModelCache:
                     extract_tar_gz(local, content)
                 else:
                     content.mkdir()
-                    os.replace(local, content / (filename or "model"))
+                    os.replace(local, content / name)
                 with contextlib.suppress(FileNotFoundError):
                     local.unlink()
                 try:

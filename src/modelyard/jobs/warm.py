@@ -98,7 +98,7 @@ def enabled() -> bool:
 def module_of(command: list[str]) -> str | None:
     """The module a ``<this python> -m modelyard.…`` command runs; None for anything else."""
     if len(command) >= 3 and command[0] == sys.executable and command[1] == "-m":
-        return command[2] if _MODULE.match(command[2]) else None
+        return command[2] if _MODULE.fullmatch(command[2]) else None
     return None
 
 

@@ -34,7 +34,7 @@ def model_id(run_id: str, name: str) -> str:
 
 def parse_model_id(model_id: str) -> tuple[str, str]:
     run_id, dot, name = model_id.removeprefix(_PREFIX).partition(".")
-    if not model_id.startswith(_PREFIX) or not dot or not _NAME.match(name):
+    if not model_id.startswith(_PREFIX) or not dot or not _NAME.fullmatch(name):
         raise MlflowError(RESOURCE_DOES_NOT_EXIST, f"logged model {model_id!r} does not exist")
     return run_id, name
 
@@ -82,7 +82,7 @@ def create_logged_model(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
             "outside runs are not supported)"
         )
     name = req.name or "model"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise invalid(f"model name {name!r} must match {_NAME.pattern}")
     run = call.run(req.source_run_id)
     exp_id = call.experiment_id_of(run)

@@ -76,7 +76,7 @@ def _name_filter(text: str | None) -> tuple[str | None, str | None]:
     text = _NOT_PROMPT.sub("", text or "")
     if not text.strip():
         return None, None
-    m = _NAME_FILTER.match(text)
+    m = _NAME_FILTER.fullmatch(text)
     if m is None or (m.group(1) == "=" and m.group(3)):
         raise invalid(
             f"filter {text!r} is not supported: use name = '<name>' or name LIKE '<prefix>%'"
@@ -131,13 +131,13 @@ def search_registered_models(call: Caller, body: dict[str, Any]) -> dict[str, An
 def _source_folder(call: Caller, req: schemas.CreateModelVersion) -> tuple[str, str, str]:
     """(run id, folder in the run, the folder's mlflow-artifacts URI) named by ``source``."""
     source = req.source
-    if req.model_id and not _MODEL_URI.match(source):
+    if req.model_id and not _MODEL_URI.fullmatch(source):
         source = f"models:/{req.model_id}"
-    if m := _RUNS_URI.match(source):
+    if m := _RUNS_URI.fullmatch(source):
         run_id, path = m.group(1), m.group(2)
-    elif m := _PROXY_URI.match(source):
+    elif m := _PROXY_URI.fullmatch(source):
         run_id, path = m.group(2), m.group(3)
-    elif m := _MODEL_URI.match(source):
+    elif m := _MODEL_URI.fullmatch(source):
         run_id, path = parse_model_id(m.group(1))
     else:
         raise invalid(

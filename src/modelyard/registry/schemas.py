@@ -154,7 +154,8 @@ class RegisterVersion(BaseModel):
     )
     artifact_filename: str = Field(
         "",
-        pattern=r"^$|" + FILENAME[1:],
+        # The whole alternation anchored: "^$|x$" would accept anything ending in x.
+        pattern=r"^(?:|" + FILENAME[1:-1] + r")$",
         description="File name of a single-file artifact ('' for a .tar.gz of a folder).",
     )
     flavor: str = Field(

@@ -31,7 +31,7 @@ def invocations_router(runtime: Runtime) -> APIRouter:
 
     async def forward(request: Request, path: str) -> Response:
         name = request.path_params["name"]
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise NotFound(f"no endpoint named {name!r}")
         origin = request.client.host if request.client else "unknown"
         request_id = request.state.request_id

@@ -80,7 +80,7 @@ class RequestIdMiddleware:
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 candidate = value.decode("latin-1")
-                request_id = candidate if _REQUEST_ID.match(candidate) else ""
+                request_id = candidate if _REQUEST_ID.fullmatch(candidate) else ""
         request_id = request_id or new_id("req")
         scope.setdefault("state", {})["request_id"] = request_id
 

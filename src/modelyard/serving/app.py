@@ -152,7 +152,7 @@ class ModelServer:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, bytes] = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else new_id("req")
+        request_id = given if _REQUEST_ID.fullmatch(given) else new_id("req")
         path: str = scope["path"]
         method: str = scope["method"]
         v2 = path.startswith("/v2")

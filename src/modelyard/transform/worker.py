@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from modelyard.core.paths import safe_component
 from modelyard.flavors import load_model
 from modelyard.transform import fastpath, reading
 from modelyard.transform.config import (
@@ -93,7 +94,8 @@ def unpack(config: WorkerConfig, paths: Paths) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
-        with tarfile.open(paths.model / config.model_filename, "r:gz") as tar:
+        # The name comes from the job's config: one component, checked where it is used.
+        with tarfile.open(paths.model / safe_component(config.model_filename), "r:gz") as tar:
             tar.extractall(folder, filter="data")
     except (tarfile.TarError, OSError) as exc:
         raise StopTransform(
@@ -548,7 +550,7 @@ def run_shard(
     # This worker's share of the job's CPUs (``transform`` sets OMP_NUM_THREADS to it
     # when there are several workers).
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.environ.get("SM_NUM_CPUS") or 1)
-    cache = fastpath.cache_folder(paths.model / config.model_filename)
+    cache = fastpath.cache_folder(paths.model / safe_component(config.model_filename))
     predictor = Predictor(config, model, threads=max(1, threads), cache=cache)
     counters = Counters()
     totals = [reading.count_rows(config.format, f.path) for f in files]
