@@ -118,8 +118,33 @@ def _alarms(values: list[str]) -> list[dict[str, Any]]:
     return out
 
 
+def _ms(value: float | None) -> str:
+    """A latency for a table: ``80.8 ms`` (two decimals under 1 ms); blank when unknown."""
+    if value is None:
+        return ""
+    return f"{value:.2f} ms" if value < 1 else f"{value:.1f} ms"
+
+
+def _labels(ep: Endpoint) -> dict[str, str]:
+    """Each variant's name in tables; during a rollout the old and new variants (which
+    usually share a name) are marked ``(old)`` and ``(new)``."""
+    labels = {v.id: v.name for v in ep.variants}
+    ro = ep.rollout
+    if ro is None or ro.state != "InProgress":
+        return labels
+    old = {v.id for v in ro.from_variants}
+    new = {v.id for v in ro.to_variants}
+    for v in ep.variants:
+        if v.id in new and v.id not in old:
+            labels[v.id] = f"{v.name} (new)"
+        elif v.id in old and v.id not in new:
+            labels[v.id] = f"{v.name} (old)"
+    return labels
+
+
 def _show(ep: Endpoint) -> None:
     message = f"  {ep.message}" if ep.message else ""
+    names = _labels(ep)
     console.print(f"[bold]{ep.name}[/bold]  [bold]{ep.status}[/bold]{message}", highlight=False)
     table(
         "variants",
@@ -133,11 +158,11 @@ def _show(ep: Endpoint) -> None:
             "shadow",
             "requests",
             "errors",
-            "p99 ms",
+            "p99",
         ],
         [
             (
-                v.name,
+                names[v.id],
                 v.model,
                 v.version,
                 f"{ep.traffic.get(v.id, 0.0):.0%}",
@@ -146,7 +171,7 @@ def _show(ep: Endpoint) -> None:
                 "yes" if v.shadow else "",
                 ep.stats[v.id].requests if v.id in ep.stats else "",
                 ep.stats[v.id].errors if v.id in ep.stats else "",
-                ep.stats[v.id].p99_latency_ms if v.id in ep.stats else "",
+                _ms(ep.stats[v.id].p99_latency_ms) if v.id in ep.stats else "",
             )
             for v in ep.variants
         ],
@@ -154,7 +179,7 @@ def _show(ep: Endpoint) -> None:
     for v in ep.variants:
         if v.placement is not None and v.placement.backend != "local":
             console.print(
-                f"variant {v.name} placement: {v.placement.backend}, "
+                f"variant {names[v.id]} placement: {v.placement.backend}, "
                 f"{v.placement.num_cpus:g} CPU per replica",
                 highlight=False,
             )
@@ -163,7 +188,7 @@ def _show(ep: Endpoint) -> None:
             continue
         cold = f"; last cold start {v.last_cold_start_ms:g} ms" if v.last_cold_start_ms else ""
         console.print(
-            f"variant {v.name} autoscaling: {a.min_replicas}-{a.max_replicas} replicas, "
+            f"variant {names[v.id]} autoscaling: {a.min_replicas}-{a.max_replicas} replicas, "
             f"target {a.target_in_flight:g} in flight per replica"
             + (f", to zero after {a.idle_seconds:g} s idle" if a.min_replicas == 0 else "")
             + cold,
@@ -173,7 +198,6 @@ def _show(ep: Endpoint) -> None:
             console.print(
                 f"  last decision: {v.last_scaling} ({v.last_scaling_at})", highlight=False
             )
-    names = {v.id: v.name for v in ep.variants}
     table(
         "replicas",
         ["id", "variant", "state", "host", "port", "pid", "restarts", "message"],
