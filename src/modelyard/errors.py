@@ -133,7 +133,10 @@ def describe_validation_errors(errors: list[Any]) -> tuple[str, list[dict[str, s
         loc = ".".join(
             str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "payload")
         )
-        problems.append({"field": loc, "problem": str(err.get("msg", "invalid"))})
+        problem = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":  # FastAPI's: say what is wrong, not where
+            loc, problem = "body", f"not valid JSON: {err.get('ctx', {}).get('error', problem)}"
+        problems.append({"field": loc, "problem": problem})
     summary = "; ".join(f"{p['field'] or 'request'}: {p['problem']}" for p in problems[:5])
     return f"invalid request: {summary}", problems
 

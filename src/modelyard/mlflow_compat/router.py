@@ -11,7 +11,6 @@ None of these routes appears in modelyard's OpenAPI document.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ from modelyard.mlflow_compat.errors import (
     invalid,
 )
 from modelyard.runtime import Runtime
+from modelyard.server import jsonbody
 from modelyard.server.routes import SPOOL_BYTES, bearer_token
 
 log = logging.getLogger("modelyard.mlflow_compat")
@@ -84,9 +84,10 @@ async def _arguments(request: Request) -> dict[str, Any]:
     else:
         raw = await request.body()
         try:
-            parsed = json.loads(raw) if raw.strip() else {}
-        except (ValueError, UnicodeDecodeError):
-            raise invalid("the request body is not valid JSON") from None
+            parsed = jsonbody.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            msg = getattr(exc, "msg", str(exc))
+            raise invalid(f"the request body is not valid JSON: {msg}") from None
         if not isinstance(parsed, dict):
             raise invalid("the request body must be a JSON object")
         args = parsed

@@ -20,6 +20,7 @@ import json
 import re
 
 from modelyard.mlflow_compat.errors import MlflowError, invalid
+from modelyard.server import jsonbody
 
 _KINDS = {
     "metric": "metrics",
@@ -189,7 +190,7 @@ def decode_page_token(token: str | None) -> int:
     if not token:
         return 0
     try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+        offset = jsonbody.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise invalid(f"page_token {token[:50]!r} is not one this server issued") from None
     if not isinstance(offset, int) or not 0 <= offset < 2**31:

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from modelyard.core.operations import Operation, Principal, StreamResult
 from modelyard.runtime import Runtime
+from modelyard.server.jsonbody import JsonRoute
 
 API_PREFIX = "/api/v1"
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -177,7 +178,7 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
 
 
 def operations_router(runtime: Runtime) -> APIRouter:
-    router = APIRouter(prefix=API_PREFIX)
+    router = APIRouter(prefix=API_PREFIX, route_class=JsonRoute)
     for op in runtime.operations.values():
         extra: dict[str, Any] = {}
         if op.stream_in:
