@@ -383,6 +383,15 @@ def list_endpoints(limit: int = 100, offset: int = 0) -> None:
     )
 
 
+def _as_instances(body: bytes) -> bytes:
+    """A JSON list as ``{"instances": list}``; anything else (an object, not JSON) as is."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps({"instances": value}).encode() if isinstance(value, list) else body
+
+
 @app.command("invoke")
 @handle_errors
 def invoke(
@@ -391,22 +400,33 @@ def invoke(
     file: Path | None = typer.Option(None, help="Read the request body from this file."),
     content_type: str = typer.Option("application/json", help="The body's content type."),
     accept: str | None = typer.Option(None, help="The answer's wanted content type."),
+    body_format: str = typer.Option(
+        "instances",
+        help='instances: a JSON list body is sent as {"instances": [...]} (what SageMaker '
+        "handlers read); raw: the body exactly as given.",
+    ),
 ) -> None:
-    """Send one request through the router; print the answer and which variant gave it."""
+    """Send one request through the router; print the answer (stdout) and the status, the
+    variant and the model version that gave it (stderr, a line of its own)."""
+    if body_format not in ("instances", "raw"):
+        raise InvalidInput(f"--body-format {body_format!r} is not one of instances, raw")
     if file is not None:
         body = file.read_bytes()
     elif data == "-" or data is None:
         body = sys.stdin.buffer.read()
     else:
         body = data.encode("utf-8")
+    if body_format == "instances" and content_type.split(";")[0].strip() == "application/json":
+        body = _as_instances(body)
     with client() as c:
         answer = c.endpoints.invoke(name, body, content_type=content_type, accept=accept)
+    text = answer.body.decode("utf-8", "replace")
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
     typer.echo(
         f"# {answer.status} variant={answer.variant} model_version={answer.model_version}",
         err=True,
     )
-    sys.stdout.write(answer.body.decode("utf-8", "replace"))
-    sys.stdout.write("\n")
     if answer.status >= 400:
         raise typer.Exit(1)
 

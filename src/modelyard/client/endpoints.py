@@ -57,6 +57,7 @@ from modelyard.endpoints.schemas import (
     VariantSpec,
 )
 from modelyard.errors import (
+    InvalidInput,
     ModelyardError,
     NotFound,
     ServiceUnavailable,
@@ -65,6 +66,8 @@ from modelyard.errors import (
 )
 
 VariantLike = VariantSpec | Mapping[str, Any]
+# How ``predict`` sends rows: {"instances": rows} (SageMaker's shape), or the bare list.
+BODY_FORMATS = ("instances", "list")
 
 
 def _build(model: type[BaseModel], **fields: Any) -> Any:
@@ -297,15 +300,24 @@ class EndpointsAPI:
             answer.status, {**answer.headers, "x-request-id": request_id}, answer.body
         )
 
-    def predict(self, name: str, data: Any) -> Any:
-        """Rows in (a list of rows, a NumPy array, a pandas DataFrame), predictions out."""
+    def predict(self, name: str, data: Any, *, body_format: str = "instances") -> Any:
+        """Rows in (a list of rows, a NumPy array, a pandas DataFrame), predictions out.
+
+        The rows are sent as JSON: ``{"instances": rows}`` (``body_format="instances"``,
+        what SageMaker's predictors send and its handlers read) or the bare list
+        (``body_format="list"``). A DataFrame's rows are objects keyed by column name.
+        """
+        if body_format not in BODY_FORMATS:
+            raise InvalidInput(
+                f"body_format {body_format!r} is not one of {', '.join(BODY_FORMATS)}"
+            )
         if hasattr(data, "to_dict") and hasattr(data, "columns"):
-            payload: Any = {"dataframe_split": json.loads(data.to_json(orient="split"))}
-            payload["dataframe_split"].pop("index", None)
+            rows: Any = json.loads(data.to_json(orient="records"))
         elif hasattr(data, "tolist"):
-            payload = data.tolist()
+            rows = data.tolist()
         else:
-            payload = data
+            rows = data
+        payload = {"instances": rows} if body_format == "instances" else rows
         answer = self.invoke(name, json.dumps(payload), content_type="application/json")
         answer.raise_for_status()
         return answer.json()
