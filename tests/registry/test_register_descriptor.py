@@ -28,8 +28,13 @@ def test_flavor_and_signature_come_from_the_folder(client: Client, tmp_path: Pat
     ]
     assert version.signature.outputs  # inferred from a sample prediction
 
-    explicit = client.models.register("churn", path=tmp_path / "m", flavor="python")
-    assert explicit.flavor == "python"  # what the caller says wins
+    assert version.runs_user_code is False
+    # A label that disagrees with the content is refused, naming both (issue 13 item 5).
+    with pytest.raises(InvalidInput, match=r"flavor 'python' does not match.*'sklearn'"):
+        client.models.register("churn", path=tmp_path / "m", flavor="python")
+    assert client.models.get("churn").latest_version == 1
+    same = client.models.register("churn", path=tmp_path / "m", flavor="sklearn")
+    assert same.flavor == "sklearn"
 
 
 def test_a_file_without_a_flavor_is_refused(client: Client, tmp_path: Path) -> None:

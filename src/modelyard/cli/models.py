@@ -69,6 +69,12 @@ def _show_version(v: ModelVersion) -> None:
         f"[bold]{v.name} v{v.version}[/bold]  {v.flavor}  [bold]{v.status}[/bold]{aliases}",
         highlight=False,
     )
+    if v.runs_user_code:
+        console.print(
+            f"  [bold]runs user code[/bold]: loading it runs the Python code packaged with "
+            f"the model (flavor {v.flavor}); review that code before approving or deploying",
+            highlight=False,
+        )
     if v.status_by:
         reason = f": {v.status_reason}" if v.status_reason else ""
         console.print(f"  {v.status} by {v.status_by} at {_when(v.status_at)}{reason}")
@@ -104,7 +110,12 @@ def register(
     source: str | None = typer.Argument(
         None, help="A file, a folder (packed as .tar.gz) or an uploaded digest."
     ),
-    flavor: str = typer.Option(..., help="sklearn, xgboost, lightgbm, onnx, builtin:xgboost..."),
+    flavor: str | None = typer.Option(
+        None,
+        help="sklearn, xgboost, lightgbm, onnx, torchscript, python (a handler that runs "
+        "its code), pickle, builtin:<algorithm>. Taken from the model when it names one "
+        "(a descriptor, code/inference.py); refused when it disagrees.",
+    ),
     metric: list[str] = typer.Option([], "--metric", "-m", help="NAME=NUMBER (repeatable)."),
     tag: list[str] = typer.Option([], "--tag", help="NAME=VALUE (repeatable)."),
     run_id: str | None = typer.Option(None, "--run-id", help="The tracked run it came from."),

@@ -155,9 +155,11 @@ class ModelsAPI:
         is a single file), or ``path`` (a file, or a folder packed as .tar.gz, uploaded
         now), or, with neither, the model a completed training job ``job_id`` produced.
 
-        For a saved model folder (``modelyard.flavors.save_model``) or a built-in
-        algorithm's model, ``flavor`` and ``signature`` default to what the folder's
-        descriptor says.
+        The server takes ``flavor`` from the content when it names one (a saved model
+        folder's descriptor, a SageMaker ``code/inference.py``: ``python``, a built-in
+        algorithm's model) and refuses a ``flavor`` that disagrees with it. For a saved
+        model folder or a built-in algorithm's model, ``signature`` defaults to what the
+        folder's descriptor says.
         """
         if artifact is not None and path is not None:
             raise InvalidInput("give artifact (a digest) or path (a file or folder), not both")
@@ -173,16 +175,12 @@ class ModelsAPI:
             if job.model is None:
                 raise InvalidInput(f"job {job_id} has no model (it is {job.state})")
             artifact = job.model.digest
-            if flavor is None or signature is None:
+            if signature is None:
                 with tempfile.TemporaryDirectory(prefix="modelyard-model-") as tmp:
                     archive, folder = Path(tmp) / "model.tar.gz", Path(tmp) / "model"
                     self._artifacts.download(artifact, archive)
                     extract_tar_gz(archive, folder)
                     described = _descriptor_of(folder)
-        if flavor is None:
-            if described is None:
-                raise InvalidInput("flavor is required (no model descriptor to take it from)")
-            flavor = described.flavor
         if signature is None and described is not None and described.signature is not None:
             signature = _registry_signature(described.signature)
         req = _build(

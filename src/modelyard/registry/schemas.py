@@ -158,8 +158,13 @@ class RegisterVersion(BaseModel):
         pattern=r"^(?:|" + FILENAME[1:-1] + r")$",
         description="File name of a single-file artifact ('' for a .tar.gz of a folder).",
     )
-    flavor: str = Field(
-        pattern=FLAVOR, description="How to load it: sklearn, xgboost, onnx, builtin:xgboost..."
+    flavor: str | None = Field(
+        None,
+        pattern=FLAVOR,
+        description="How to load it: sklearn, xgboost, onnx, python, builtin:xgboost... "
+        "Taken from the content when it names one (a modelyard-model.json descriptor, a "
+        "SageMaker code/inference.py handler: python, a built-in algorithm's metadata.json); "
+        "a flavor that disagrees with the content is refused. Required otherwise.",
     )
     flavor_metadata: JSONObject = Field(default_factory=dict)
     signature: Signature = Field(default_factory=Signature)
@@ -179,6 +184,10 @@ class ModelVersion(BaseModel):
     artifact_size: int
     artifact_filename: str
     flavor: str
+    runs_user_code: bool = Field(
+        description="Loading it runs Python code that came with the model (flavor python: "
+        "a handler module; pickle). Check that code before approving or deploying it."
+    )
     flavor_metadata: dict[str, Any]
     signature: Signature
     metrics: dict[str, float]

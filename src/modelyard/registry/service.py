@@ -19,7 +19,9 @@ Rules (docs/registry.md explains them for users):
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +32,7 @@ from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
 from modelyard.core.operations import Context, OperationSet
 from modelyard.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
+from modelyard.flavors._content import Content, content_flavor, runs_user_code
 from modelyard.jobs import service as jobs_service
 from modelyard.jobs.schemas import GetJob
 from modelyard.registry.schemas import (
@@ -140,6 +143,7 @@ def _version_out(group: ModelGroupRow, row: ModelVersionRow, aliases: list[str])
         artifact_size=row.artifact_size,
         artifact_filename=row.artifact_filename,
         flavor=row.flavor,
+        runs_user_code=runs_user_code(row.flavor),
         flavor_metadata=dict(row.flavor_metadata or {}),
         signature=Signature.model_validate(row.signature or {}),
         metrics=dict(row.metrics or {}),
@@ -293,6 +297,37 @@ def _check_sources(ctx: Context, req: RegisterVersion) -> tuple[str | None, str 
     return run_label, job_label
 
 
+def _flavor(ctx: Context, req: RegisterVersion) -> str:
+    """The version's flavor: what its content says (as the model server would load it),
+    or the declared one when the content names none. A declared flavor that disagrees
+    with the content is refused: the label is what a person approves and deploys."""
+    content = Content(None, f"the single file {req.artifact_filename!r}")
+    filename = req.artifact_filename
+    # Folder archives are extracted and loaded by what is inside them; a named single
+    # file only when it is a .tar.gz (a batch transform extracts those).
+    if not filename or filename.endswith((".tar.gz", ".tgz")):
+        with tempfile.TemporaryDirectory(prefix="modelyard-register-") as tmp:
+            local = Path(tmp) / "artifact"
+            ctx.artifacts.get_to_path(req.artifact_digest, local)
+            content = content_flavor(local)
+    if req.flavor is None:
+        if content.flavor is None:
+            raise InvalidInput(
+                f"flavor is required: nothing in the model names one ({content.evidence}); "
+                "give e.g. sklearn, xgboost, lightgbm, onnx, torchscript, python, "
+                "builtin:<algorithm>"
+            )
+        return content.flavor
+    if content.flavor is not None and req.flavor != content.flavor:
+        runs = " and runs its Python code when a replica loads it" if content.runs_user_code else ""
+        raise InvalidInput(
+            f"flavor {req.flavor!r} does not match the model: {content.evidence}, so it is "
+            f"flavor {content.flavor!r}{runs}; register it as {content.flavor!r} (or leave "
+            "the flavor out)"
+        )
+    return req.flavor
+
+
 @ops.operation("POST", "/models/{name}/versions", permission="models.write")
 def register_version(ctx: Context, req: RegisterVersion) -> ModelVersion:
     """Register the next version of a model (created if needed), pending approval."""
@@ -303,6 +338,7 @@ def register_version(ctx: Context, req: RegisterVersion) -> ModelVersion:
             "(client.artifacts.upload, or client.models.register(path=...))"
         )
     size = ctx.artifacts.stat(req.artifact_digest).size
+    flavor = _flavor(ctx, req)
     run_label, job_label = _check_sources(ctx, req)
     session = ctx.session
     user = ctx.principal.user
@@ -322,7 +358,7 @@ def register_version(ctx: Context, req: RegisterVersion) -> ModelVersion:
         artifact_digest=req.artifact_digest,
         artifact_size=size,
         artifact_filename=req.artifact_filename,
-        flavor=req.flavor,
+        flavor=flavor,
         flavor_metadata=dict(req.flavor_metadata),
         signature=req.signature.model_dump(mode="json"),
         metrics=dict(req.metrics),
@@ -470,7 +506,12 @@ def reject_version(ctx: Context, req: RejectVersion) -> ModelVersion:
 # --- aliases ---------------------------------------------------------------------------
 
 
-@ops.operation("PUT", "/models/{name}/aliases/{alias}", permission="models.write")
+@ops.operation(
+    "PUT",
+    "/models/{name}/aliases/{alias}",
+    permission="models.write",
+    stricter={"alias": {PRODUCTION: "models.deploy"}},
+)
 def set_alias(ctx: Context, req: SetAlias) -> Alias:
     """Point an alias at a version, creating or moving it atomically."""
     ctx.audit_target = f"model_alias:{req.name}:{req.alias}"
@@ -549,7 +590,12 @@ def set_alias(ctx: Context, req: SetAlias) -> Alias:
     )
 
 
-@ops.operation("DELETE", "/models/{name}/aliases/{alias}", permission="models.write")
+@ops.operation(
+    "DELETE",
+    "/models/{name}/aliases/{alias}",
+    permission="models.write",
+    stricter={"alias": {PRODUCTION: "models.deploy"}},
+)
 def delete_alias(ctx: Context, req: DeleteAlias) -> Alias:
     """Remove an alias; the version it pointed at is unchanged."""
     ctx.audit_target = f"model_alias:{req.name}:{req.alias}"
