@@ -82,16 +82,25 @@ class Runtime:
         return local_principal()
 
     def authorize(
-        self, op: Operation[Any, Any], principal: Principal, *, origin: str, request_id: str
+        self,
+        op: Operation[Any, Any],
+        principal: Principal,
+        *,
+        origin: str,
+        request_id: str,
+        req: BaseModel | None = None,
     ) -> None:
         """Raise :class:`PermissionDenied` (and audit the refusal) unless ``principal`` may
-        call ``op``. The server also calls this before it reads an upload's body."""
-        if not principal.can(op.permission):
-            self._audit_failure(op, principal, origin, request_id, None, "permission_denied")
-            raise PermissionDenied(
-                f"{principal.user!r} (role {principal.role}) may not call {op.name}: "
-                f"it needs {op.permission!r}"
-            )
+        call ``op`` (with ``req``, for the inputs that need more: ``op.stricter``). The
+        server also calls this before it reads an upload's body."""
+        for permission in op.permissions_for(req):
+            if not principal.can(permission):
+                self._audit_failure(op, principal, origin, request_id, None, "permission_denied")
+                raise PermissionDenied(
+                    f"{principal.user!r} (role {principal.role}) may not call {op.name}"
+                    + ("" if permission == op.permission else " with this input")
+                    + f": it needs {permission!r}"
+                )
 
     def execute(
         self,
@@ -106,7 +115,7 @@ class Runtime:
     ) -> Any:
         """Run ``op`` as ``principal`` in one transaction; audit it if it mutates."""
         request_id = request_id or new_id("req")
-        self.authorize(op, principal, origin=origin, request_id=request_id)
+        self.authorize(op, principal, origin=origin, request_id=request_id, req=req)
         ctx: Context | None = None
         try:
             # Leaving this block commits the operation's transaction; an exception

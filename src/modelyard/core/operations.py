@@ -39,7 +39,7 @@ Out = TypeVar("Out")
 
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
 _PATH_PARAM = re.compile(r"{([a-z_][a-z0-9_]*)}")
-_PERMISSION = re.compile(r"^[a-z_]+\.(read|write|approve|admin)$")
+_PERMISSION = re.compile(r"^[a-z_]+\.(read|write|approve|deploy|admin)$")
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,18 @@ class Operation(Generic[In, Out]):
     summary: str
     stream_in: bool = False
     stream_out: bool = False
+    # Inputs that need more than ``permission``: {field: {value: permission}} (moving the
+    # ``production`` alias needs ``models.deploy``). Checked with ``permission``.
+    stricter: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def permissions_for(self, req: BaseModel | None) -> list[str]:
+        """The permissions a call with ``req`` needs (``permission`` alone without one)."""
+        needed = [self.permission]
+        for name, by_value in self.stricter.items():
+            value = getattr(req, name, None) if req is not None else None
+            if isinstance(value, str) and value in by_value:
+                needed.append(by_value[value])
+        return needed
 
     @property
     def path_params(self) -> list[str]:
@@ -174,19 +186,22 @@ class OperationSet:
         stream_in: bool = False,
         stream_out: bool = False,
         name: str | None = None,
+        stricter: dict[str, dict[str, str]] | None = None,
     ) -> Callable[[Callable[..., Out]], Callable[..., Out]]:
         """Declare ``func(ctx, req[, stream]) -> output`` as an operation.
 
         ``mutating`` defaults to ``method != "GET"``; mutating operations run in a write
-        transaction and always leave an audit event.
+        transaction and always leave an audit event. ``stricter`` names input values that
+        need a further permission (``{"alias": {"production": "models.deploy"}}``).
         """
         method = method.upper()
         if method not in HTTP_METHODS:
             raise ValueError(f"unknown HTTP method {method!r}")
-        if not _PERMISSION.fullmatch(permission):
-            raise ValueError(
-                f"permission {permission!r} is not '<domain>.<read|write|approve|admin>'"
-            )
+        for perm in [permission, *(p for v in (stricter or {}).values() for p in v.values())]:
+            if not _PERMISSION.fullmatch(perm):
+                raise ValueError(
+                    f"permission {perm!r} is not '<domain>.<read|write|approve|deploy|admin>'"
+                )
 
         def register(func: Callable[..., Out]) -> Callable[..., Out]:
             hints = typing.get_type_hints(func)
@@ -200,6 +215,11 @@ class OperationSet:
             missing = [p for p in _PATH_PARAM.findall(path) if p not in input_type.model_fields]
             if missing:
                 raise TypeError(f"{func.__qualname__}: path params {missing} not in {input_type}")
+            unknown = [f for f in stricter or {} if f not in input_type.model_fields]
+            if unknown:
+                raise TypeError(
+                    f"{func.__qualname__}: stricter fields {unknown} not in {input_type}"
+                )
             op: Operation[Any, Any] = Operation(
                 name=name or f"{self.domain}.{func.__name__}",
                 func=func,
@@ -212,6 +232,7 @@ class OperationSet:
                 summary=(func.__doc__ or func.__name__).strip().splitlines()[0],
                 stream_in=stream_in,
                 stream_out=stream_out,
+                stricter=dict(stricter or {}),
             )
             self.operations.append(op)
             return func

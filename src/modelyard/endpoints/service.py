@@ -197,7 +197,7 @@ def _dump(variants: list[Variant]) -> list[dict[str, Any]]:
 # --- operations -------------------------------------------------------------------------
 
 
-@ops.operation("POST", "/endpoints", permission="endpoints.write")
+@ops.operation("POST", "/endpoints", permission="endpoints.deploy")
 def create_endpoint(ctx: Context, req: CreateEndpoint) -> Endpoint:
     """Create an endpoint; the controller starts its replicas (status Creating -> InService)."""
     session = ctx.session
@@ -224,7 +224,7 @@ def create_endpoint(ctx: Context, req: CreateEndpoint) -> Endpoint:
     return _endpoint_out(session, row)
 
 
-@ops.operation("PUT", "/endpoints/{name}", permission="endpoints.write")
+@ops.operation("PUT", "/endpoints/{name}", permission="endpoints.deploy")
 def update_endpoint(ctx: Context, req: UpdateEndpoint) -> Endpoint:
     """Change an endpoint's variants; a new model version is rolled out per the strategy."""
     session = ctx.session
@@ -299,7 +299,7 @@ def update_endpoint(ctx: Context, req: UpdateEndpoint) -> Endpoint:
     return _endpoint_out(session, row)
 
 
-@ops.operation("DELETE", "/endpoints/{name}", permission="endpoints.write")
+@ops.operation("DELETE", "/endpoints/{name}", permission="endpoints.deploy")
 def delete_endpoint(ctx: Context, req: DeleteEndpoint) -> Endpoint:
     """Stop every replica and remove the endpoint (its history and capture files stay)."""
     session = ctx.session

@@ -154,6 +154,7 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
                     principal,
                     origin=_origin(request),
                     request_id=request.state.request_id,
+                    req=req,
                 )
             )
             with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
@@ -175,6 +176,14 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
     endpoint.__signature__ = inspect.Signature(params, return_annotation=Response)
     endpoint.__name__ = op.name.replace(".", "_")
     return endpoint
+
+
+def _permission_text(op: Operation[Any, Any]) -> str:
+    text = f"Permission: `{op.permission}`"
+    for name, by_value in op.stricter.items():
+        for value, permission in by_value.items():
+            text += f"; `{permission}` when `{name}` is `{value}`"
+    return text + "."
 
 
 def operations_router(runtime: Runtime) -> APIRouter:
@@ -210,7 +219,7 @@ def operations_router(runtime: Runtime) -> APIRouter:
             methods=[op.method],
             name=op.name,
             summary=op.summary,
-            description=(op.func.__doc__ or "").strip() + f"\n\nPermission: `{op.permission}`.",
+            description=(op.func.__doc__ or "").strip() + f"\n\n{_permission_text(op)}",
             response_model=None if op.stream_out else op.output,
             tags=[op.name.split(".", 1)[0]],
             operation_id=op.name.replace(".", "_"),
