@@ -28,7 +28,13 @@ from epkit import ROWS, sklearn_version
 from typer.testing import CliRunner
 
 from conftest import Plane
-from fixtures.ray_cluster import RayCluster, _free_ports, find_ray, node_port_flags
+from fixtures.ray_cluster import (
+    RayCluster,
+    _free_ports,
+    find_ray,
+    kill_named_actors,
+    node_port_flags,
+)
 from modelyard.cli.main import app
 from modelyard.client.sdk import connect
 from modelyard.endpoints.plane import plane_for
@@ -67,8 +73,7 @@ def prefix(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[str]:
     tag = RayBackend("ray", None, tmp_path / "home").tag  # type: ignore[arg-type]
     value = f"modelyard.{tag}.ep."
     yield value
-    for name in _actors(value):
-        ray.kill(ray.get_actor(name, namespace=NAMESPACE))
+    kill_named_actors(NAMESPACE, value)
 
 
 def test_placement_is_validated() -> None:

@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,14 +35,21 @@ from test_job_backend import (  # the conformance suite, run here against Ray
 )
 
 import modelyard as my
-from fixtures.ray_cluster import RayCluster
+from fixtures.ray_cluster import RayCluster, kill_named_actors
 from modelyard.core.artifacts import LocalArtifactStore
+from modelyard.endpoints.ray_replica import ReplicaTask
 from modelyard.errors import InvalidInput
 from modelyard.jobs.backends import backend_class
 from modelyard.jobs.backends import ray as ray_backend_module
+from modelyard.jobs.backends import ray_driver as ray_driver_module
 from modelyard.jobs.backends.base import AttemptExit, ComputeBackend, LaunchFailed
 from modelyard.jobs.backends.ray import RayBackend, driver_pids, ray_address
-from modelyard.jobs.backends.ray_driver import NAMESPACE, cluster_environments, combine_exits
+from modelyard.jobs.backends.ray_driver import (
+    NAMESPACE,
+    RayDriver,
+    cluster_environments,
+    combine_exits,
+)
 from modelyard.jobs.backends.ray_worker import HostInfo, shard
 from modelyard.jobs.schemas import ResolvedChannel, ResourceUsage
 
@@ -57,10 +65,7 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 def _kill_actors_of(backend: RayBackend) -> None:
     """Whatever attempts a test left behind (actors hold CPUs of the 2-CPU cluster)."""
-    prefix = f"modelyard.{backend.tag}."
-    for entry in ray.util.list_named_actors(all_namespaces=True):
-        if entry["namespace"] == NAMESPACE and entry["name"].startswith(prefix):
-            ray.kill(ray.get_actor(entry["name"], namespace=NAMESPACE))
+    kill_named_actors(NAMESPACE, f"modelyard.{backend.tag}.")
 
 
 @pytest.fixture
@@ -442,3 +447,68 @@ def test_a_launch_waits_for_the_ray_driver_being_replaced(
     poll = _ended(backend, plan, ref)
     assert poll.exit is not None and poll.exit.succeeded, poll.exit
     assert backend.collect(plan, ref, succeeded=True).model is not None
+
+
+class _LateKills:
+    """``ray`` for the driver, whose ``kill`` lands 0.5 s after the call returns: Ray's own
+    kill is asynchronous (the request is sent, the actor dies a moment later); here the
+    moment is long enough that a caller racing it always loses."""
+
+    def __init__(self) -> None:
+        self.timers: list[threading.Timer] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(ray, name)
+
+    def kill(self, actor: object, *, no_restart: bool = True) -> None:
+        timer = threading.Timer(0.5, ray.kill, (actor,), {"no_restart": no_restart})
+        self.timers.append(timer)
+        timer.start()
+
+
+@pytest.fixture
+def late_kills(monkeypatch: pytest.MonkeyPatch) -> Iterator[_LateKills]:
+    late = _LateKills()
+    monkeypatch.setattr(ray_driver_module, "ray", late)
+    yield late
+    for timer in late.timers:
+        timer.join()
+
+
+def test_a_launch_again_replaces_the_actors_an_interrupted_launch_left(
+    backend: ComputeBackend, tmp_path: Path, late_kills: _LateKills
+) -> None:
+    """A launch interrupted by a crash leaves the attempt's actors; the launch again kills
+    them and creates actors of the same names, which Ray refuses while the old ones are
+    still registered: the launch waits until the names are free."""
+    assert isinstance(backend, RayBackend)
+    driver = RayDriver(backend.artifacts.url, backend.tag, backend._options())
+    plan = _plan(backend, tmp_path)
+    first = driver.launch(plan)
+    (old,) = [ray.get_actor(name, namespace=NAMESPACE) for name in first["actors"]]
+    again = driver.launch(plan)
+    assert again["actors"] == first["actors"]
+    (new,) = [ray.get_actor(name, namespace=NAMESPACE) for name in again["actors"]]
+    assert new._actor_id != old._actor_id
+    (tmp_path / "go").touch()
+    poll = wait_for(lambda: (p := driver.poll(plan, again)).state == "exited" and p, timeout=60)
+    assert poll.exit is not None and poll.exit.succeeded, poll.exit
+
+
+def test_a_killed_replica_actor_has_left_when_the_kill_returns(
+    backend: ComputeBackend, tmp_path: Path, late_kills: _LateKills
+) -> None:
+    """``replica_kill`` returns once the name is free, so the replica's launch again (the
+    same name after an interrupted launch) is not refused as taken."""
+    assert isinstance(backend, RayBackend)
+    driver = RayDriver(backend.artifacts.url, backend.tag, backend._options())
+    name = f"modelyard.{backend.tag}.ep.r-1.1"
+    task = ReplicaTask("r-1", 1, "churn", 1, "0" * 64, "model.tar.gz", backend.artifacts.url)
+    actor = ray_driver_module._RemoteReplica.options(
+        name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=0
+    ).remote(task)
+    assert ray.get(actor.poll.remote(), timeout=60) is None  # created, no server started
+    driver.replica_kill(name)
+    with pytest.raises(ValueError, match="Failed to look up actor"):
+        ray.get_actor(name, namespace=NAMESPACE)
+    assert driver.replica_poll(name)[0] == "gone"

@@ -3,22 +3,35 @@ the same job, the same worker, the same output registration as on ``local``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from transformkit import FEATURES, fitted_model, register_model, table
 
 import modelyard as my
-from fixtures.ray_cluster import RayCluster
+from fixtures.ray_cluster import RayCluster, kill_named_actors
+from modelyard.jobs.backends.ray import RayBackend
+from modelyard.jobs.backends.ray_driver import NAMESPACE
 
 
-def test_a_transform_runs_on_ray(ray_backend_env: RayCluster, tmp_path: Path) -> None:
+@pytest.fixture
+def home(ray_backend_env: RayCluster, tmp_path: Path) -> Iterator[Path]:
+    """The test's home; whatever actors its jobs left are gone after it (they hold CPUs
+    of the 2-CPU cluster)."""
+    path = tmp_path / "home"
+    yield path
+    kill_named_actors(NAMESPACE, f"modelyard.{RayBackend('ray', None, path).tag}.")  # type: ignore[arg-type]
+
+
+def test_a_transform_runs_on_ray(home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "parts"
     folder.mkdir()
     for i in range(2):
         pq.write_table(table(60, start=60 * i, seed=i), folder / f"p{i}.parquet")
-    with my.connect(home=tmp_path / "home") as client:
+    with my.connect(home=home) as client:
         register_model(client, tmp_path)
         client.datasets.register("customers", folder, profile=False)
         result = my.Transformer("churn", backend="ray", batch_size=25, client=client).transform(

@@ -218,15 +218,41 @@ class RayDriver:
 
     # -- launch -----------------------------------------------------------------------------
 
-    def _discard(self, plan: AttemptPlan) -> None:
-        """Kill the attempt's actors and remove its placement group, whatever is left."""
-        for name in self.actor_names(plan):
+    def _kill(self, names: Sequence[str]) -> None:
+        """Kill the actors of ``names`` there are, and return once none of the names
+        resolves any more (or after ``call_timeout_s``).
+
+        ``ray.kill`` only sends the request: for a moment afterwards the name still
+        resolves, and an actor of the same name — the launch again of an attempt or
+        replica whose launch a crash interrupted — is refused as already taken.
+        """
+        killed: list[str] = []
+        for name in names:
             handle = self._lookup(name)
             self._forget(name)
-            self._pending_since.pop(name, None)
             if handle is not None:
                 with contextlib.suppress(RayError, ValueError):
                     ray.kill(handle, no_restart=True)
+                killed.append(name)
+        deadline = time.monotonic() + self.options.call_timeout_s
+        while killed and time.monotonic() < deadline:
+            time.sleep(0.05)
+            killed = [name for name in killed if self._resolves(name)]
+
+    @staticmethod
+    def _resolves(name: str) -> bool:
+        """Whether Ray has a live actor of this name (not cached: it asks the cluster)."""
+        try:
+            ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return False
+        return True
+
+    def _discard(self, plan: AttemptPlan) -> None:
+        """Kill the attempt's actors and remove its placement group, whatever is left."""
+        for name in self.actor_names(plan):
+            self._pending_since.pop(name, None)
+        self._kill(self.actor_names(plan))
         if plan.spec.resources.instance_count > 1:
             with contextlib.suppress(RayError, ValueError):  # ValueError: no such group
                 remove_placement_group(get_placement_group(self.group_name(plan)))
@@ -482,19 +508,19 @@ class RayDriver:
         killed) when it cannot be placed or started within ``timeout_s``.
         """
         self.replica_kill(name)  # what a launch interrupted by a crash left behind
-        handle: Any = _RemoteReplica.options(
-            name=name,
-            namespace=NAMESPACE,
-            lifetime="detached",
-            max_restarts=0,
-            max_task_retries=0,
-            max_concurrency=4,  # poll and stop answer while start fetches the model
-            num_cpus=num_cpus,
-            scheduling_strategy="SPREAD",
-        ).remote(task)
-        with self._lock:
-            self._handles[name] = handle
         try:
+            handle: Any = _RemoteReplica.options(
+                name=name,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                max_restarts=0,
+                max_task_retries=0,
+                max_concurrency=4,  # poll and stop answer while start fetches the model
+                num_cpus=num_cpus,
+                scheduling_strategy="SPREAD",
+            ).remote(task)
+            with self._lock:
+                self._handles[name] = handle
             info: dict[str, Any] = ray.get(handle.start.remote(), timeout=timeout_s)
         except GetTimeoutError as exc:
             self.replica_kill(name)
@@ -529,12 +555,9 @@ class RayDriver:
             handle.stop.remote()
 
     def replica_kill(self, name: str) -> None:
-        """Kill the replica's actor (and with it its server), if there is one."""
-        handle = self._lookup(name)
-        self._forget(name)
-        if handle is not None:
-            with contextlib.suppress(RayError, ValueError):
-                ray.kill(handle, no_restart=True)
+        """Kill the replica's actor (and with it its server), if there is one; return once
+        its name is free (see :meth:`_kill`)."""
+        self._kill([name])
 
 
 def cluster_environments(infos: Sequence[HostInfo]) -> list[dict[str, str]]:
