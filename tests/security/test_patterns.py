@@ -34,6 +34,7 @@ _SCANNERS = {
     "modelyard.core.paths._DRIVE": "tests whether a path starts with a drive letter",
     "modelyard.core.operations._PATH_PARAM": "finds the {name} parameters in a route",
     "modelyard.client.transforms._PROGRESS": "reads the count from a progress log line",
+    "modelyard.server.headers._UNSAFE_FILENAME": "replaces each unsafe character of a name",
     "modelyard.mlflow_compat.registry._NOT_PROMPT": "removes one clause from a filter",
     "modelyard.mlflow_compat.search._WORD": "a token of the filter tokenizer",
     "modelyard.mlflow_compat.search._BARE_KEY": "a token of the filter tokenizer",

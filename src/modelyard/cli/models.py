@@ -130,6 +130,16 @@ def register(
     ),
     intended_use: str | None = typer.Option(None, help="Model card: intended use."),
     description: str = typer.Option("", help="Free text."),
+    entry_point: str | None = typer.Option(
+        None,
+        "--entry-point",
+        help="A SageMaker inference handler (model_fn, input_fn, predict_fn, output_fn) to "
+        "serve the model with: packaged with it as code/ (flavor python), as SageMaker's "
+        "Model(entry_point=...) does. A path inside --source-dir, else a .py file.",
+    ),
+    source_dir: Path | None = typer.Option(
+        None, "--source-dir", help="The handler's folder (uploaded as the model's code/)."
+    ),
 ) -> None:
     """Register the next version of a model (pending approval)."""
     card_data = _json_object(card, "--card") or {}
@@ -156,6 +166,8 @@ def register(
             card=card_data,
             description=description,
             tags=_pairs(tag, "tag"),
+            entry_point=entry_point,
+            source_dir=source_dir,
         )
     emit(version, lambda: _show_version(version))
 

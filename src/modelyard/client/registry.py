@@ -132,6 +132,32 @@ class ModelsAPI:
             return self._artifacts.upload(path).digest, path.name
         raise InvalidInput(f"{str(path)!r} is neither a file nor a folder")
 
+    def _upload_handler(
+        self, entry_point: str | os.PathLike[str], source_dir: str | os.PathLike[str] | None
+    ) -> tuple[str, str]:
+        """Upload the handler's folder (or its one file) as .tar.gz: (entry point, digest)."""
+        with tempfile.TemporaryDirectory(prefix="modelyard-handler-") as tmp:
+            archive = Path(tmp) / "source.tar.gz"
+            if source_dir is not None:
+                folder = Path(source_dir)
+                if not folder.is_dir():
+                    raise InvalidInput(f"source_dir {str(folder)!r} is not a folder")
+                entry = Path(entry_point).as_posix()
+                write_tar_gz(folder, archive, excludes=SOURCE_EXCLUDES)
+            else:
+                script = Path(entry_point)
+                if not script.is_file():
+                    raise InvalidInput(
+                        f"entry_point {str(script)!r} is not a file (give source_dir when it "
+                        "is a path inside a folder)"
+                    )
+                entry = script.name
+                staging = Path(tmp) / "source"
+                staging.mkdir()
+                shutil.copyfile(script, staging / entry)
+                write_tar_gz(staging, archive)
+            return entry, self._artifacts.upload(archive).digest
+
     def register(
         self,
         name: str,
@@ -148,6 +174,8 @@ class ModelsAPI:
         card: ModelCard | Mapping[str, Any] | None = None,
         description: str = "",
         tags: Mapping[str, str] | None = None,
+        entry_point: str | os.PathLike[str] | None = None,
+        source_dir: str | os.PathLike[str] | None = None,
     ) -> ModelVersion:
         """Register the next version of model ``name`` (pending approval).
 
@@ -160,6 +188,13 @@ class ModelsAPI:
         algorithm's model) and refuses a ``flavor`` that disagrees with it. For a saved
         model folder or a built-in algorithm's model, ``signature`` defaults to what the
         folder's descriptor says.
+
+        ``entry_point`` (with ``source_dir``), as in SageMaker's ``Model(entry_point=...,
+        source_dir=...)``: a SageMaker inference handler (``model_fn``, ``input_fn``,
+        ``predict_fn``, ``output_fn``) to serve the model with. ``entry_point`` is a path
+        inside ``source_dir``, or, without ``source_dir``, a local ``.py`` file. The folder
+        (or the file) is uploaded and the server packages it with the model as ``code/``:
+        the version is that new artifact, flavor ``python``.
         """
         if artifact is not None and path is not None:
             raise InvalidInput("give artifact (a digest) or path (a file or folder), not both")
@@ -175,12 +210,19 @@ class ModelsAPI:
             if job.model is None:
                 raise InvalidInput(f"job {job_id} has no model (it is {job.state})")
             artifact = job.model.digest
-            if signature is None:
+            if signature is None and entry_point is None:
                 with tempfile.TemporaryDirectory(prefix="modelyard-model-") as tmp:
                     archive, folder = Path(tmp) / "model.tar.gz", Path(tmp) / "model"
                     self._artifacts.download(artifact, archive)
                     extract_tar_gz(archive, folder)
                     described = _descriptor_of(folder)
+        entry: str | None = None
+        source_digest: str | None = None
+        if entry_point is not None:
+            entry, source_digest = self._upload_handler(entry_point, source_dir)
+            described = None  # the packaged model is served by its handler
+        elif source_dir is not None:
+            raise InvalidInput("source_dir is the handler's folder: give entry_point with it")
         if signature is None and described is not None and described.signature is not None:
             signature = _registry_signature(described.signature)
         req = _build(
@@ -197,6 +239,8 @@ class ModelsAPI:
             source_job_id=job_id,
             description=description,
             tags=dict(tags or {}),
+            entry_point=entry,
+            source_digest=source_digest,
         )
         result: ModelVersion = self._t.call("models.register_version", req)
         return result

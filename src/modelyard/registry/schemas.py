@@ -18,6 +18,8 @@ RUN_ID = r"^[A-Za-z0-9_-]{1,40}$"
 JOB_ID = r"^job-[0-9a-z]{26}$"
 KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/:]{0,249}$"
 FILENAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$"
+# A handler script inside its source folder: a relative path of safe components, .py.
+ENTRY_POINT = r"^(?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}/){0,8}[A-Za-z0-9_][A-Za-z0-9_.-]{0,96}\.py$"
 # Free text stored in PostgreSQL text or JSONB: no NUL character.
 NO_NUL = r"^[^\x00]*$"
 MAX_VERSION = 999_999_999
@@ -165,6 +167,19 @@ class RegisterVersion(BaseModel):
         "Taken from the content when it names one (a modelyard-model.json descriptor, a "
         "SageMaker code/inference.py handler: python, a built-in algorithm's metadata.json); "
         "a flavor that disagrees with the content is refused. Required otherwise.",
+    )
+    entry_point: str | None = Field(
+        None,
+        pattern=ENTRY_POINT,
+        description="SageMaker's Model(entry_point=...): an inference handler (model_fn, "
+        "input_fn, predict_fn, output_fn), a path inside the source_digest archive. The "
+        "server packages the model with that folder as code/ (a new artifact; flavor python).",
+    )
+    source_digest: str | None = Field(
+        None,
+        pattern=DIGEST,
+        description="A .tar.gz of the handler's folder (SageMaker's source_dir), uploaded "
+        "first; required with entry_point.",
     )
     flavor_metadata: JSONObject = Field(default_factory=dict)
     signature: Signature = Field(default_factory=Signature)

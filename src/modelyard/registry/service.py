@@ -35,6 +35,7 @@ from modelyard.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Pe
 from modelyard.flavors._content import Content, content_flavor, runs_user_code
 from modelyard.jobs import service as jobs_service
 from modelyard.jobs.schemas import GetJob
+from modelyard.registry.packaging import package_handler
 from modelyard.registry.schemas import (
     LATEST,
     PRODUCTION,
@@ -297,18 +298,18 @@ def _check_sources(ctx: Context, req: RegisterVersion) -> tuple[str | None, str 
     return run_label, job_label
 
 
-def _flavor(ctx: Context, req: RegisterVersion) -> str:
-    """The version's flavor: what its content says (as the model server would load it),
-    or the declared one when the content names none. A declared flavor that disagrees
-    with the content is refused: the label is what a person approves and deploys."""
-    content = Content(None, f"the single file {req.artifact_filename!r}")
-    filename = req.artifact_filename
+def _flavor(ctx: Context, req: RegisterVersion, digest: str, filename: str) -> str:
+    """The version's flavor: what its content (``digest``) says, as the model server
+    would load it, or the declared one when the content names none. A declared flavor
+    that disagrees with the content is refused: the label is what a person approves and
+    deploys."""
+    content = Content(None, f"the single file {filename!r}")
     # Folder archives are extracted and loaded by what is inside them; a named single
     # file only when it is a .tar.gz (a batch transform extracts those).
     if not filename or filename.endswith((".tar.gz", ".tgz")):
         with tempfile.TemporaryDirectory(prefix="modelyard-register-") as tmp:
             local = Path(tmp) / "artifact"
-            ctx.artifacts.get_to_path(req.artifact_digest, local)
+            ctx.artifacts.get_to_path(digest, local)
             content = content_flavor(local)
     if req.flavor is None:
         if content.flavor is None:
@@ -337,8 +338,31 @@ def register_version(ctx: Context, req: RegisterVersion) -> ModelVersion:
             f"artifact {req.artifact_digest} was never uploaded: upload the model first "
             "(client.artifacts.upload, or client.models.register(path=...))"
         )
-    size = ctx.artifacts.stat(req.artifact_digest).size
-    flavor = _flavor(ctx, req)
+    digest, filename = req.artifact_digest, req.artifact_filename
+    flavor_metadata = dict(req.flavor_metadata)
+    if req.entry_point is not None:
+        if req.source_digest is None:
+            raise InvalidInput(
+                "entry_point needs source_digest, a .tar.gz of the handler's folder uploaded "
+                "first (client.models.register(entry_point=..., source_dir=...) uploads it)"
+            )
+        packaged = package_handler(
+            ctx.artifacts,
+            model_digest=digest,
+            model_filename=filename,
+            entry_point=req.entry_point,
+            source_digest=req.source_digest,
+        )
+        flavor_metadata["packaged"] = {
+            "entry_point": req.entry_point,
+            "model_artifact": digest,
+            "source_artifact": req.source_digest,
+        }
+        digest, filename = packaged.digest, ""
+    elif req.source_digest is not None:
+        raise InvalidInput("source_digest is the handler's folder: give entry_point with it")
+    size = ctx.artifacts.stat(digest).size
+    flavor = _flavor(ctx, req, digest, filename)
     run_label, job_label = _check_sources(ctx, req)
     session = ctx.session
     user = ctx.principal.user
@@ -355,11 +379,11 @@ def register_version(ctx: Context, req: RegisterVersion) -> ModelVersion:
         id=new_id("mv"),
         group_id=group.id,
         version=number,
-        artifact_digest=req.artifact_digest,
+        artifact_digest=digest,
         artifact_size=size,
-        artifact_filename=req.artifact_filename,
+        artifact_filename=filename,
         flavor=flavor,
-        flavor_metadata=dict(req.flavor_metadata),
+        flavor_metadata=flavor_metadata,
         signature=req.signature.model_dump(mode="json"),
         metrics=dict(req.metrics),
         card=req.card.model_dump(mode="json"),
@@ -380,13 +404,16 @@ def register_version(ctx: Context, req: RegisterVersion) -> ModelVersion:
 
     label = f"{group.name} v{number}"
     node = lineage.Node("model_version", row.id, label)
-    lineage.record(
-        session,
-        lineage.Node("artifact", req.artifact_digest, f"sha256:{req.artifact_digest[:12]}"),
-        node,
-        "packages",
-        actor=user,
-    )
+    # The stored artifact, and for a packaged handler the model and code it was made of.
+    for packed in dict.fromkeys([digest, req.artifact_digest, req.source_digest]):
+        if packed is not None:
+            lineage.record(
+                session,
+                lineage.Node("artifact", packed, f"sha256:{packed[:12]}"),
+                node,
+                "packages",
+                actor=user,
+            )
     if req.source_run_id is not None and run_label is not None:
         lineage.record(
             session, lineage.Node("run", req.source_run_id, run_label), node, "produced", actor=user
