@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0+cpu setuptools==84.2.1 sympy==1.14.0 mpmath==1.3.0 networkx==3.6.1
 TORCH_FROM := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels,--extra-index-url https://download.pytorch.org/whl/cpu)
 
-.PHONY: venv browser console screenshots quickstart test lint typecheck unit bench lock clean
+.PHONY: venv browser console dist screenshots quickstart test lint typecheck unit bench lock clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,8 @@ $(STAMP): requirements.lock pyproject.toml
 
 venv: $(STAMP)
 
-quickstart: $(STAMP)
+# The console first: the quickstart ends by pointing at its pages.
+quickstart: $(STAMP) console
 	$(BIN)/python examples/quickstart.py
 
 lint: $(STAMP)
@@ -47,6 +48,11 @@ console: src/modelyard/console/static/.built
 src/modelyard/console/static/.built: console/package-lock.json console/build.mjs $(wildcard console/src/*.* console/src/pages/*.js)
 	cd console && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
 	touch $@
+
+# The sdist and the wheel, in dist/, both carrying the built console (hatch_build.py
+# builds it too when it is missing or stale; here it is built first, as for `make test`).
+dist: $(STAMP) console
+	$(BIN)/python -m hatchling build -d dist
 
 screenshots: $(STAMP) console browser
 	$(BIN)/python scripts/screenshots.py
