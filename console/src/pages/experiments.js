@@ -1,5 +1,5 @@
 // Experiments: the list, one experiment's runs (filter, sort, page, select to compare),
-// a run's detail with metric charts, and the compare view.
+// a run's detail with its metrics table and charts, and the compare view.
 import { get, seg } from "../api.js";
 import { COLORS, LineChart } from "../chart.js";
 import {
@@ -127,17 +127,39 @@ function MetricChart({ runId, metricKey }) {
   <//>`;
 }
 
-/** One chart per metric of a run (used by the run and job pages). */
-export function RunCharts({ runId, keys }) {
+/**
+ * A run's metrics (used by the run and job pages): a table of every metric — its latest
+ * value, min, max and number of steps logged — and a chart for each metric with more
+ * than one point. A single value (a final accuracy, a usage figure) is a number to read,
+ * not a line to draw.
+ */
+export function RunMetrics({ runId, metrics }) {
+  const keys = Object.keys(metrics).sort();
   if (!keys.length) return html`<p class="muted">No metrics logged.</p>`;
-  return html`<div class="charts">
-    ${[...keys].sort().map((k) => html`<${MetricChart} key=${k} runId=${runId} metricKey=${k} />`)}
-  </div>`;
+  const charted = keys.filter((k) => metrics[k].count > 1);
+  return html`<table class="grid metrics">
+      <thead><tr><th>metric</th><th>latest</th><th>min</th><th>max</th><th>steps</th></tr></thead>
+      <tbody>
+        ${keys.map((k) => {
+          const m = metrics[k];
+          return html`<tr key=${k}>
+            <th>${k}</th>
+            <td class="num" title=${`at step ${m.step}`}>${fmtNum(m.latest)}</td>
+            <td class="num">${fmtNum(m.min)}</td>
+            <td class="num">${fmtNum(m.max)}</td>
+            <td class="num">${m.count}</td>
+          </tr>`;
+        })}
+      </tbody>
+    </table>
+    ${charted.length > 0 && html`<div class="charts">
+      ${charted.map((k) => html`<${MetricChart} key=${k} runId=${runId} metricKey=${k} />`)}
+    </div>`}`;
 }
 
 function JobRunCharts({ runId }) {
   const state = useLoad(() => get(`/runs/${seg(runId)}`), [runId]);
-  return html`<${Loaded} state=${state}>${(run) => html`<${RunCharts} runId=${run.id} keys=${Object.keys(run.metrics)} />`}<//>`;
+  return html`<${Loaded} state=${state}>${(run) => html`<${RunMetrics} runId=${run.id} metrics=${run.metrics} />`}<//>`;
 }
 export { JobRunCharts };
 
@@ -175,7 +197,7 @@ export function RunDetail({ runId }) {
         <${Section} title="Params"><${KeyValues} items=${run.params} /><//>
         <${Section} title="Tags"><div class="tags"><${KeyValues} items=${run.tags} /></div><//>
       </div>
-      <${Section} title="Metrics"><${RunCharts} runId=${run.id} keys=${Object.keys(run.metrics)} /><//>
+      <${Section} title="Metrics"><${RunMetrics} runId=${run.id} metrics=${run.metrics} /><//>
       ${run.inputs.length > 0 && html`<${Section} title="Inputs">
         <ul>${run.inputs.map((i) => html`<li key=${i.version_id}>
           <a href=${href(["datasets", i.dataset], { version: i.version })}>${i.dataset} v${i.version}</a> ${i.context}</li>`)}</ul>
