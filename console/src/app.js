@@ -1,11 +1,11 @@
 // The console's entry point: who is signed in, the navigation, and the hash router.
 import { ApiError, can, get, getToken, setToken } from "./api.js";
-import { ErrorBox, html, parseHash, useEffect, useState } from "./ui.js";
+import { ErrorBox, Redirect, html, parseHash, useEffect, useState } from "./ui.js";
 import { render } from "./vendor/preact-htm.js";
 import { Audit } from "./pages/audit.js";
 import { DatasetDetail, DatasetList } from "./pages/datasets.js";
 import { EndpointDetail, EndpointList } from "./pages/endpoints.js";
-import { Compare, ExperimentList, RunDetail, Runs } from "./pages/experiments.js";
+import { Compare, ExperimentList, ExperimentRef, RunDetail } from "./pages/experiments.js";
 import { JobDetail, JobList } from "./pages/jobs.js";
 import { Lineage } from "./pages/lineage.js";
 import { ModelDetail, ModelList } from "./pages/models.js";
@@ -35,14 +35,42 @@ const NAV = [
   ["audit", "Audit", "audit.admin"],
 ];
 
+/**
+ * The canonical route for an address in MLflow's UI shape (the links the mlflow client
+ * prints, such as "#/experiments/<experiment id>/runs/<run id>"), or null. An experiment
+ * named by MLflow's id is resolved by the ExperimentRef page.
+ */
+function fromMlflow(route) {
+  const [first, a, b, c] = route.parts;
+  // #/experiments/<id>/runs/<run id>[/<tab>…]: a run id is enough to find the run.
+  if (first === "experiments" && b === "runs" && c) return { parts: ["runs", c] };
+  // #/experiments/<id>/<tab> (overview, traces, …): the experiment itself.
+  if (first === "experiments" && a && b) return { parts: ["experiments", a] };
+  // #/models/<name>/versions/<n>
+  if (first === "models" && a && b === "versions" && c) return { parts: ["models", a], query: { version: c } };
+  // #/compare-runs?runs=["<id>","<id>"]&experiments=[…]
+  if (first === "compare-runs") {
+    let ids = [];
+    try {
+      ids = JSON.parse(route.query.get("runs") || "[]");
+    } catch {
+      ids = [];
+    }
+    if (Array.isArray(ids)) return { parts: ["compare"], query: { runs: ids.map(String).join(",") } };
+  }
+  return null;
+}
+
 function page(me, route) {
+  const canonical = fromMlflow(route);
+  if (canonical) return html`<${Redirect} parts=${canonical.parts} query=${canonical.query} />`;
   const [first, a, b] = route.parts;
   const q = route.query;
   switch (first) {
     case undefined: case "": return html`<${Overview} me=${me} />`;
     case "datasets": return a ? html`<${DatasetDetail} name=${a} query=${q} />` : html`<${DatasetList} />`;
     case "jobs": return a ? html`<${JobDetail} jobId=${a} />` : html`<${JobList} />`;
-    case "experiments": return a ? html`<${Runs} name=${a} query=${q} />` : html`<${ExperimentList} />`;
+    case "experiments": return a ? html`<${ExperimentRef} nameOrId=${a} query=${q} />` : html`<${ExperimentList} />`;
     case "runs": return html`<${RunDetail} runId=${a} />`;
     case "compare": return html`<${Compare} query=${q} />`;
     case "models": return a ? html`<${ModelDetail} me=${me} name=${a} query=${q} />` : html`<${ModelList} />`;
@@ -86,6 +114,7 @@ function App() {
 
   if (needToken) return html`<${SignIn} error=${error} onToken=${(t) => { setToken(t); whoami(); }} />`;
   if (!me) return error ? html`<${ErrorBox} error=${error} />` : html`<p class="boot">Loading…</p>`;
+
   const signOut = () => {
     setToken(null);
     setMe(null);

@@ -29,6 +29,18 @@ export function go(parts, query) {
   location.hash = href(parts, query);
 }
 
+/** Go to a route in place of the current one (a redirect: Back skips the old address). */
+export function redirect(parts, query) {
+  location.replace(href(parts, query));
+}
+
+/** A page that only redirects (once rendered) to the route `parts` + `query`. */
+export function Redirect({ parts, query }) {
+  const target = href(parts, query);
+  useEffect(() => location.replace(target), [target]);
+  return html`<p class="muted">Loading…</p>`;
+}
+
 /** Load with `fn` (an async function) whenever `deps` change; `reload()` loads again. */
 export function useLoad(fn, deps) {
   const [state, setState] = useState({ loading: true, data: null, error: null });

@@ -1,10 +1,10 @@
 // Experiments: the list, one experiment's runs (filter, sort, page, select to compare),
 // a run's detail with its metrics table and charts, and the compare view.
-import { get, seg } from "../api.js";
+import { ApiError, get, seg } from "../api.js";
 import { COLORS, LineChart } from "../chart.js";
 import {
-  Badge, ErrorBox, KeyValues, Loaded, Pager, Section, fmtNum, fmtTime, go, href, html,
-  useLoad, useState,
+  Badge, ErrorBox, KeyValues, Loaded, Pager, Redirect, Section, fmtNum, fmtTime, go, href,
+  html, useLoad, useState,
 } from "../ui.js";
 
 const PAGE = 50;
@@ -46,6 +46,43 @@ function commonKeys(runs, pick, n) {
 
 function quoteKey(key) {
   return /^[A-Za-z0-9_]+$/.test(key) ? key : "`" + key + "`";
+}
+
+// How MLflow names an experiment in its links: "0" (its Default experiment) or the id.
+const MLFLOW_EXPERIMENT_ID = /^(0|exp-[0-9a-z]+)$/;
+
+/** The name of the experiment MLflow's id `ref` means, or null if none does. */
+async function experimentNamed(ref) {
+  const missing = (e) => e instanceof ApiError && e.status === 404;
+  try {
+    await get(`/experiments/${seg(ref)}`);
+    return null; // an experiment of that very name: it is what the link means
+  } catch (e) {
+    if (!missing(e)) throw e;
+  }
+  if (ref === "0") return "Default";
+  try {
+    return (await get(`/experiments/by-id/${seg(ref)}`)).name;
+  } catch (e) {
+    if (missing(e)) return null;
+    throw e;
+  }
+}
+
+/**
+ * "#/experiments/<name>", or MLflow's "#/experiments/<id>" (the link the mlflow client
+ * prints), which is redirected to the experiment's name.
+ */
+export function ExperimentRef({ nameOrId, query }) {
+  const mlflowShaped = MLFLOW_EXPERIMENT_ID.test(nameOrId);
+  const state = useLoad(
+    () => (mlflowShaped ? experimentNamed(nameOrId) : Promise.resolve(null)),
+    [nameOrId],
+  );
+  if (state.error) return html`<${ErrorBox} error=${state.error} />`;
+  if (state.loading) return html`<p class="muted">Loading…</p>`;
+  if (state.data) return html`<${Redirect} parts=${["experiments", state.data]} query=${Object.fromEntries(query)} />`;
+  return html`<${Runs} name=${nameOrId} query=${query} />`;
 }
 
 export function Runs({ name, query }) {
