@@ -25,7 +25,11 @@ from modelyard.core.operations import Context, Operation, Principal, ProgressFn,
 from modelyard.domains import background_factories, operations
 from modelyard.errors import ModelyardError, PermissionDenied, Unauthenticated
 from modelyard.migrations import upgrade
+from modelyard.security.refusals import RefusalLimiter
 from modelyard.security.service import authenticate, local_principal, record_audit
+
+# The actor of an audit event for a request that proved no identity.
+ANONYMOUS = Principal(user="anonymous", role="none", permissions=frozenset())
 
 log = logging.getLogger("modelyard")
 
@@ -48,6 +52,7 @@ class Runtime:
             upgrade(self.db.engine)
         self.artifacts: ArtifactStore = open_store(settings.artifacts_url)
         self.operations = operations()
+        self.refusals = RefusalLimiter()
         self._background: list[BackgroundService] | None = None
         self._background_lock = threading.Lock()
 
@@ -80,6 +85,24 @@ class Runtime:
                 "(create one with 'modelyard tokens create')"
             )
         return local_principal()
+
+    def authenticate(
+        self, token: str | None, *, origin: str, request_id: str, operation: str
+    ) -> Principal:
+        """:meth:`principal` for a request from ``origin``; a refusal (no token where auth
+        is on, or a bad one) is audited as ``unauthenticated`` against ``operation`` (an
+        operation's name, or the MLflow route), at most ``RefusalLimiter.per_minute``
+        events per source per minute (the rest counted in the next one)."""
+        try:
+            return self.principal(token)
+        except Unauthenticated as exc:
+            suppressed = self.refusals.admit(origin)
+            if suppressed is not None:
+                detail: dict[str, Any] = {"message": exc.message}
+                if suppressed:
+                    detail["suppressed"] = suppressed
+                self._audit(ANONYMOUS, operation, None, origin, request_id, exc.code, detail)
+            raise
 
     def authorize(
         self,
@@ -176,17 +199,31 @@ class Runtime:
     ) -> None:
         if not op.mutating:
             return
+        detail = {"message": message} if message else {}
+        self._audit(principal, op.name, target, origin, request_id, result, detail)
+
+    def _audit(
+        self,
+        principal: Principal,
+        operation: str,
+        target: str | None,
+        origin: str,
+        request_id: str,
+        result: str,
+        detail: dict[str, Any],
+    ) -> None:
+        """Write one audit event in a transaction of its own (a refusal or a failure)."""
         try:
             with self.db.transaction() as session:
                 record_audit(
                     session,
                     principal=principal,
-                    operation=op.name,
+                    operation=operation[:100],
                     target=target,
                     origin=origin,
                     result=result,
                     request_id=request_id,
-                    detail={"message": message} if message else {},
+                    detail=detail,
                 )
         except Exception:  # the original error matters more than a failed audit write
-            log.exception("could not write the audit event for %s", op.name)
+            log.exception("could not write the audit event for %s", operation)

@@ -37,6 +37,16 @@ class Caller:
             stream=stream,
         )
 
+    def require(self, op_name: str) -> None:
+        """Refuse (403, audited) unless the caller may call ``op_name``: for MLflow routes
+        that answer without calling an operation but stand for one."""
+        self.runtime.authorize(
+            self.runtime.operations[op_name],
+            self.principal,
+            origin=self.origin,
+            request_id=self.request_id,
+        )
+
     # experiments by MLflow id
     def default_experiment(self) -> Experiment:
         """The experiment named ``Default`` (MLflow's ``"0"``), created on first use."""

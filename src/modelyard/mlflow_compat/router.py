@@ -51,12 +51,16 @@ def _origin(request: Request) -> str:
 
 
 def _caller(runtime: Runtime, request: Request) -> Caller:
-    return Caller(
-        runtime=runtime,
-        principal=runtime.principal(bearer_token(request)),
-        origin=_origin(request),
-        request_id=request.state.request_id,
+    """The caller, authenticated (a refusal is audited against the route it tried)."""
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    origin, request_id = _origin(request), request.state.request_id
+    principal = runtime.authenticate(
+        bearer_token(request),
+        origin=origin,
+        request_id=request_id,
+        operation=f"mlflow {request.method} {route}",
     )
+    return Caller(runtime=runtime, principal=principal, origin=origin, request_id=request_id)
 
 
 def _failure(request: Request, exc: Exception) -> JSONResponse:
@@ -98,8 +102,10 @@ async def _arguments(request: Request) -> dict[str, Any]:
 def _json_endpoint(runtime: Runtime, handler: tracking.Handler) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         try:
-            args = await _arguments(request)
+            # Authenticated before the body is read: an anonymous caller learns nothing
+            # of what a request should look like.
             call = await run_in_threadpool(_caller, runtime, request)
+            args = await _arguments(request)
             result = await run_in_threadpool(handler, call, args)
         except Exception as exc:
             return _failure(request, exc)
@@ -121,8 +127,8 @@ def _artifact_endpoints(runtime: Runtime) -> dict[str, Endpoint]:
     async def put(request: Request) -> Response:
         location = request.path_params["location"]
         try:
-            exp_id, run_id, _ = artifacts.split_location(location)
             call = await run_in_threadpool(_caller, runtime, request)
+            exp_id, run_id, _ = artifacts.split_location(location)
             # Who is calling, may they, and does the run exist: all settled before a byte
             # of the body is read, as for modelyard's own upload routes.
             await run_in_threadpool(

@@ -192,7 +192,9 @@ def log_batch(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
 
 def acknowledge_run(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
     """``log-inputs`` and ``outputs``: the run must exist; the links are not stored (MLflow
-    datasets are not modelyard datasets, and a logged model is a folder of its run)."""
+    datasets are not modelyard datasets, and a logged model is a folder of its run). The
+    caller must still be one who may write to runs, as for any logging route."""
+    call.require("tracking.log_batch")
     req = schemas.RunRef.model_validate(body)
     call.run(req.run_id)
     return {}

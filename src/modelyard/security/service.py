@@ -200,13 +200,17 @@ def list_tokens(ctx: Context, req: ListTokens) -> TokenList:
 
 @ops.operation("DELETE", "/tokens/{token_id}", permission="tokens.write")
 def revoke_token(ctx: Context, req: RevokeToken) -> Token:
-    """Revoke a token; it stops working at once."""
+    """Revoke a token; it stops working at once. Another user's token (for a caller who
+    is not an admin) is answered as a missing one, so token ids cannot be probed."""
     ctx.audit_target = f"token:{req.token_id}"
     row = ctx.session.get(TokenRow, req.token_id)
     user = ctx.session.get(UserRow, row.user_id) if row is not None else None
-    if row is None or user is None:
+    if (
+        row is None
+        or user is None
+        or (user.name != ctx.principal.user and not ctx.principal.can("users.admin"))
+    ):
         raise NotFound(f"token {req.token_id!r} does not exist")
-    _check_self_or_admin(ctx, user.name)
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return _token(row, user.name)

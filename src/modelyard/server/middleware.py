@@ -13,15 +13,25 @@ from modelyard.errors import PayloadTooLarge
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 WILDCARD_BINDS = frozenset({"0.0.0.0", "::", ""})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# A Host header: a name or IPv4 address, or a bracketed IPv6 address, and an optional port.
+# Nothing else (no userinfo '@', no path, no second port) names a host.
+_HOST = re.compile(
+    r"^(?:\[(?P<ipv6>[0-9a-f:.]{2,45})\]|(?P<name>[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?))"
+    r"(?::[0-9]{1,5})?$"
+)
 
 
-def _host_only(value: str) -> str:
-    value = value.strip().lower()
-    if value.startswith("["):  # [::1]:8080
-        return value[1 : value.find("]")] if "]" in value else value
-    if value.count(":") == 1:
-        return value.split(":", 1)[0]
-    return value
+def parse_host(value: str) -> str | None:
+    """The host of a ``Host`` header value (lower case, IPv6 without brackets); ``None``
+    when the value is not exactly ``host[:port]``."""
+    m = _HOST.match(value.strip().lower())
+    if m is None:
+        return None
+    return m.group("ipv6") or m.group("name")
+
+
+def _values(scope: Scope, name: bytes) -> list[str]:
+    return [v.decode("latin-1") for k, v in scope["headers"] if k == name]
 
 
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
@@ -54,13 +64,22 @@ class HostCheckMiddleware:
         self.check = not (bind_host in WILDCARD_BINDS and not extra_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.check:
-            host = ""
-            for key, value in scope["headers"]:
-                if key == b"host":
-                    host = _host_only(value.decode("latin-1"))
-                    break
-            if host not in self.allowed:
+        if scope["type"] == "http":
+            values = _values(scope, b"host")
+            # Two Host headers would let one check read one and another the other.
+            if len(values) > 1:
+                await _send_error(send, 400, "invalid_host", "more than one Host header")
+                return
+            host = parse_host(values[0]) if values else ""
+            if host is None:
+                await _send_error(
+                    send,
+                    400,
+                    "invalid_host",
+                    f"Host {values[0][:100]!r} is not host[:port]",
+                )
+                return
+            if self.check and host not in self.allowed:
                 await _send_error(send, 421, "invalid_host", f"Host {host!r} is not served here")
                 return
         await self.app(scope, receive, send)
@@ -194,6 +213,11 @@ class OriginCheckMiddleware:
         return value
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(_values(scope, b"origin")) > 1:
+            # Browsers send one; with two, this check and the CORS layer could each read
+            # a different one.
+            await _send_error(send, 400, "invalid_origin", "more than one Origin header")
+            return
         if scope["type"] == "http" and scope["method"] not in self.SAFE_METHODS:
             refused = self._refused(dict(scope["headers"]))
             if refused is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import tempfile
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel, create_model
 from pydantic.fields import FieldInfo
 from starlette.concurrency import run_in_threadpool
 
-from modelyard.core.operations import Operation, Principal, StreamResult
+from modelyard.core.operations import Operation, StreamResult
 from modelyard.runtime import Runtime
 from modelyard.server.jsonbody import JsonRoute
 
@@ -118,15 +119,11 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
         req: BaseModel = op.input.model_validate({**data, **kwargs})
         return req
 
-    def run(
-        request: Request, req: BaseModel, stream: Any = None, principal: Principal | None = None
-    ) -> Any:
-        if principal is None:
-            principal = runtime.principal(bearer_token(request))
+    def run(request: Request, req: BaseModel, stream: Any = None) -> Any:
         return runtime.execute(
             op,
             req,
-            principal,
+            request.state.principal,
             origin=_origin(request),
             request_id=request.state.request_id,
             stream=stream,
@@ -144,14 +141,14 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
 
         async def stream_endpoint(request: Request, **kwargs: Any) -> Response:
             req = build_input(kwargs)
-            # Who is calling, and may they, is settled before a byte of the body is read:
-            # an anonymous or unauthorised client cannot make the server store anything.
-            principal = await run_in_threadpool(runtime.principal, bearer_token(request))
+            # The caller is known and may call the operation (OperationRoute); may they
+            # with these parameters is settled too before a byte of the body is read: an
+            # unauthorised client cannot make the server store anything.
             await run_in_threadpool(
                 partial(
                     runtime.authorize,
                     op,
-                    principal,
+                    request.state.principal,
                     origin=_origin(request),
                     request_id=request.state.request_id,
                     req=req,
@@ -163,7 +160,7 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
                 async for chunk in request.stream():
                     await run_in_threadpool(spool.write, chunk)
                 spool.seek(0)
-                result = await run_in_threadpool(run, request, req, spool, principal)
+                result = await run_in_threadpool(run, request, req, spool)
             return respond(result)
 
         endpoint: Any = stream_endpoint
@@ -186,8 +183,40 @@ def _permission_text(op: Operation[Any, Any]) -> str:
     return text + "."
 
 
+def _operation_route(runtime: Runtime) -> type[JsonRoute]:
+    class OperationRoute(JsonRoute):
+        """Authenticates the caller and checks the operation's permission before FastAPI
+        reads or validates anything of the request: an anonymous or unauthorised caller
+        gets 401/403, never a validation error describing the input."""
+
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+            op = runtime.operations[self.name]
+
+            async def route_handler(request: Request) -> Response:
+                origin, request_id = _origin(request), request.state.request_id
+                principal = await run_in_threadpool(
+                    partial(
+                        runtime.authenticate,
+                        bearer_token(request),
+                        origin=origin,
+                        request_id=request_id,
+                        operation=op.name,
+                    )
+                )
+                await run_in_threadpool(
+                    partial(runtime.authorize, op, principal, origin=origin, request_id=request_id)
+                )
+                request.state.principal = principal
+                return await handler(request)
+
+            return route_handler
+
+    return OperationRoute
+
+
 def operations_router(runtime: Runtime) -> APIRouter:
-    router = APIRouter(prefix=API_PREFIX, route_class=JsonRoute)
+    router = APIRouter(prefix=API_PREFIX, route_class=_operation_route(runtime))
     for op in runtime.operations.values():
         extra: dict[str, Any] = {}
         if op.stream_in:
