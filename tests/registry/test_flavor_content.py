@@ -119,3 +119,16 @@ def test_models_describe_says_it_runs_user_code(tmp_path: Path) -> None:
     shown = runner.invoke(app, ["models", "describe", "m", "1"])
     assert shown.exit_code == 0, shown.output
     assert "runs user code" in shown.output and "python" in shown.output
+
+
+def test_a_built_in_algorithms_folder_is_its_builtin_flavor(tmp_path: Path) -> None:
+    folder = tmp_path / "job-model"
+    folder.mkdir()
+    (folder / "metadata.json").write_text('{"algorithm": "xgboost"}')
+    (folder / "model.ubj").write_bytes(b"booster")
+    archive = tmp_path / "model.tar.gz"
+    write_tar_gz(folder, archive)
+    assert content_flavor(archive).flavor == "builtin:xgboost"
+    (folder / "metadata.json").write_text('{"algorithm": "no-such-thing"}')
+    write_tar_gz(folder, archive)
+    assert content_flavor(archive).flavor is None
