@@ -105,6 +105,11 @@ function VersionDetail({ me, model, number, onChange }) {
   return html`<${Loaded} state=${state}>
     ${(v) => html`<${Section} title=${`${v.name} v${v.version}`}
         actions=${html`<a class="button" href=${href(["lineage", "model_version", v.id])}>Lineage</a>`}>
+      ${v.runs_user_code && html`<div class="warning" role="note" data-warning="runs-user-code">
+        <strong>This version runs Python code that came with it</strong> (flavor ${v.flavor}):
+        loading it, to serve or to score, executes that code with the server's rights. Check
+        the code before approving or deploying it.
+      </div>`}
       <dl class="facts">
         <dt>status</dt><dd><${Badge} value=${v.status} /> ${v.status_reason && html`<span class="reason">${v.status_reason}</span>`}
           ${v.status_by && html`<span class="muted"> by ${v.status_by} at ${fmtTime(v.status_at)}</span>`}</dd>
