@@ -24,7 +24,7 @@ _HOST = re.compile(
 def parse_host(value: str) -> str | None:
     """The host of a ``Host`` header value (lower case, IPv6 without brackets); ``None``
     when the value is not exactly ``host[:port]``."""
-    m = _HOST.match(value.strip().lower())
+    m = _HOST.fullmatch(value.strip().lower())
     if m is None:
         return None
     return m.group("ipv6") or m.group("name")
