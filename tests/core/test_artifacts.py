@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from modelyard.core.artifacts import (
+    MANIFEST_CHUNK,
     ArtifactStore,
     LocalArtifactStore,
     ObjectInfo,
@@ -26,6 +28,7 @@ from modelyard.core.artifacts import (
     open_store,
     validate_digest,
 )
+from modelyard.core.artifacts.base import create_exclusive
 from modelyard.errors import ArtifactCorrupted, ConfigurationError, InvalidInput, NotFound
 
 MIB = 1 << 20
@@ -440,18 +443,199 @@ def test_a_local_object_is_hashed_again_only_when_its_file_changed(
         store.local_path(info.digest)
 
 
-def test_corrupted_chunks_are_streamed_but_iteration_fails_at_the_end(
-    store: ArtifactStore,
-) -> None:
-    """Consumers that buffer then commit never accept it: the last step raises."""
+def test_no_byte_of_a_damaged_small_object_is_returned(store: ArtifactStore) -> None:
+    """Up to WHOLE_LIMIT an object is hashed whole before its first byte is returned."""
     data = payload(3 * MIB, seed=6)
     info = store.put_bytes(data)
     overwrite_object(store, info.digest, _flip_one_byte(data), keep_metadata=True)
+    with pytest.raises(ArtifactCorrupted, match=info.digest):
+        store.iter_chunks(info.digest)  # raised by the call itself, before any chunk
+    with pytest.raises(ArtifactCorrupted, match=info.digest):
+        store.open_verified(info.digest)
+
+
+def test_an_empty_file_in_place_of_an_object_is_refused(
+    store: ArtifactStore, tmp_path: Path
+) -> None:
+    data = payload(200_000, seed=21)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, b"", keep_metadata=True)
+    assert_every_read_refuses(store, info.digest, tmp_path)
+
+
+BIG = 2 * MANIFEST_CHUNK + 12_345  # three manifest chunks, the last one short
+
+
+def test_a_large_object_damaged_in_a_later_chunk_fails_before_that_chunk(
+    store: ArtifactStore,
+) -> None:
+    """Chunks 0 and 1 are intact and served; the flipped byte in chunk 2 is never sent."""
+    data = payload(BIG, seed=22)
+    info = store.put_bytes(data)
+    damaged = bytearray(data)
+    damaged[2 * MANIFEST_CHUNK + 7] ^= 0x80
+    overwrite_object(store, info.digest, bytes(damaged), keep_metadata=True)
     received = bytearray()
-    with pytest.raises(ArtifactCorrupted):
-        for chunk in store.iter_chunks(info.digest):
+    chunks = store.iter_chunks(info.digest)  # chunk 0 checks out, so this call succeeds
+    with pytest.raises(ArtifactCorrupted, match=info.digest):
+        for chunk in chunks:
             received += chunk
-    assert len(received) == len(data)
+    assert bytes(received) == data[: 2 * MANIFEST_CHUNK]
+    with pytest.raises(ArtifactCorrupted, match="found damaged earlier"):
+        store.iter_chunks(info.digest)  # quarantined: refused up front from now on
+
+
+def test_a_large_object_damaged_in_its_first_chunk_fails_up_front(store: ArtifactStore) -> None:
+    data = payload(BIG, seed=23)
+    info = store.put_bytes(data)
+    overwrite_object(
+        store, info.digest, _flip_one_byte(data[:MIB]) + data[MIB:], keep_metadata=True
+    )
+    with pytest.raises(ArtifactCorrupted):
+        store.open_verified(info.digest)
+
+
+def test_a_truncated_large_object_is_refused_by_its_manifest_size(store: ArtifactStore) -> None:
+    """The expected size comes from the manifest, not from the stored file."""
+    data = payload(BIG, seed=24)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, data[: MANIFEST_CHUNK + 5])
+    with pytest.raises(ArtifactCorrupted, match=f"written with {BIG}"):
+        store.open_verified(info.digest)
+    with pytest.raises(ArtifactCorrupted):
+        store.stat(info.digest)
+
+
+def _manifest_location(store: ArtifactStore, digest: str) -> str:
+    location = store.object_location(digest)
+    return location.replace("/objects/sha256/", "/manifests/sha256/") + ".json"
+
+
+def test_a_large_object_without_a_manifest_gets_one_on_first_read(store: ArtifactStore) -> None:
+    """Objects stored before manifests existed: hashed whole first, then given one."""
+    data = payload(BIG, seed=25)
+    info = store.put_bytes(data)
+    fs = store.filesystem
+    manifest = _manifest_location(store, info.digest)
+    assert fs.exists(manifest)
+    fs.rm(manifest)
+    assert b"".join(store.iter_chunks(info.digest)) == data
+    assert fs.exists(manifest)
+
+
+def test_a_legacy_large_object_that_is_damaged_returns_nothing(store: ArtifactStore) -> None:
+    data = payload(BIG, seed=26)
+    info = store.put_bytes(data)
+    store.filesystem.rm(_manifest_location(store, info.digest))
+    damaged = bytearray(data)
+    damaged[-1] ^= 0x01
+    overwrite_object(store, info.digest, bytes(damaged), keep_metadata=True)
+    with pytest.raises(ArtifactCorrupted):
+        store.iter_chunks(info.digest)  # the whole object is hashed before anything is sent
+
+
+def test_a_damaged_manifest_is_rebuilt_not_blamed_on_the_object(store: ArtifactStore) -> None:
+    data = payload(BIG, seed=27)
+    info = store.put_bytes(data)
+    fs = store.filesystem
+    manifest = _manifest_location(store, info.digest)
+    text = fs.cat_file(manifest)
+    fs.pipe_file(manifest, text.replace(b'"chunks":["', b'"chunks":["0', 1)[: len(text)])
+    assert b"".join(store.iter_chunks(info.digest)) == data
+    assert fs.cat_file(manifest) == text
+
+
+def quarantined_copies(store: ArtifactStore, digest: str) -> list[str]:
+    fs = store.filesystem
+    folder = store.object_location(digest).replace("/objects/sha256/", "/quarantine/sha256/")
+    return fs.find(folder) if fs.exists(folder) else []
+
+
+def test_a_damaged_object_is_quarantined_and_reported_by_digest_only(
+    store: ArtifactStore,
+) -> None:
+    data = payload(300_000, seed=28)
+    info = store.put_bytes(data)
+    damaged = _flip_one_byte(data)
+    overwrite_object(store, info.digest, damaged, keep_metadata=True)
+    with pytest.raises(ArtifactCorrupted) as caught:
+        store.read_bytes(info.digest)
+    assert caught.value.details == {"digest": info.digest}
+    assert "/" not in caught.value.message  # no path or URL of the server's storage
+    assert not store.exists(info.digest)
+    assert store.list_objects() == []
+    [copy] = quarantined_copies(store, info.digest)  # moved aside, not deleted
+    assert store.filesystem.cat_file(copy) == damaged
+    for read in (store.read_bytes, store.verify, store.stat):
+        with pytest.raises(ArtifactCorrupted, match="found damaged earlier"):
+            read(info.digest)
+    assert store.put_bytes(data) == info  # the original bytes repair it
+    assert store.read_bytes(info.digest) == data
+
+
+@pytest.mark.parametrize("size", [300_000, BIG])
+def test_putting_the_original_bytes_repairs_a_same_size_corruption(
+    store: ArtifactStore, size: int
+) -> None:
+    """Dedup verifies the stored object: a same-size corruption is replaced, not kept."""
+    data = payload(size, seed=29)
+    info = store.put_bytes(data)
+    overwrite_object(store, info.digest, _flip_one_byte(data), keep_metadata=True)
+    assert store.put_bytes(data) == info  # never read in between
+    assert store.read_bytes(info.digest) == data
+    assert len(quarantined_copies(store, info.digest)) == 1
+
+
+def test_scrub_checks_every_object_and_quarantines_the_damaged(store: ArtifactStore) -> None:
+    good = [store.put_bytes(payload(1000 + i, seed=30 + i)) for i in range(3)]
+    bad_data = payload(5000, seed=40)
+    bad = store.put_bytes(bad_data)
+    overwrite_object(store, bad.digest, bad_data[:10], keep_metadata=True)
+    report = store.scrub()
+    assert report.checked == 4
+    assert report.bytes == sum(i.size for i in good)
+    assert [d.digest for d in report.damaged] == [bad.digest]
+    assert not store.exists(bad.digest)
+    again = store.scrub()  # quarantined objects are no longer listed
+    assert (again.checked, again.damaged) == (3, [])
+    only = store.scrub([good[0].digest, bad.digest])
+    assert only.checked == 2 and [d.digest for d in only.damaged] == [bad.digest]
+
+
+def test_list_objects_pages_in_digest_order(store: ArtifactStore) -> None:
+    infos = sorted((store.put_bytes(b"object %d" % i) for i in range(7)), key=lambda i: i.digest)
+    assert store.list_objects() == infos
+    first = store.list_objects(limit=3)
+    assert first == infos[:3]
+    assert store.list_objects(after=first[-1].digest, limit=3) == infos[3:6]
+    assert store.list_objects(after=infos[-1].digest) == []
+
+
+def test_stale_temp_files_of_killed_puts_are_removed_when_a_store_opens(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    LocalArtifactStore(root)
+    tmp = root / "tmp"
+    old = time.time() - 2 * 3600
+    stale = tmp / "put-killed"
+    stale.write_bytes(b"x" * 1000)
+    os.utime(stale, (old, old))
+    recent = tmp / "put-recent"
+    recent.write_bytes(b"y")
+    # A put still writing (it holds the lock), however long ago it last wrote.
+    fd, live = create_exclusive(tmp, "put-")
+    try:
+        os.utime(live, (old, old))
+        other = tmp / "not-ours"
+        other.write_bytes(b"z")
+        os.utime(other, (old, old))
+        LocalArtifactStore(root)
+        assert sorted(p.name for p in tmp.iterdir()) == sorted(
+            ["put-recent", live.name, "not-ours"]
+        )
+    finally:
+        os.close(fd)
+    LocalArtifactStore(root, stale_temp_age_s=0)
+    assert sorted(p.name for p in tmp.iterdir()) == ["not-ours"]
 
 
 @pytest.mark.parametrize("keep_metadata", [False, True])

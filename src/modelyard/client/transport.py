@@ -9,7 +9,7 @@ fails in embedded mode too (the local backend is not a shortcut).
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
@@ -18,7 +18,12 @@ from pydantic import BaseModel, TypeAdapter
 
 from modelyard.core.operations import Operation, Principal, ProgressFn, StreamResult, _no_progress
 from modelyard.domains import operations
-from modelyard.errors import ModelyardError, ServiceUnavailable, error_from_dict
+from modelyard.errors import (
+    ArtifactCorrupted,
+    ModelyardError,
+    ServiceUnavailable,
+    error_from_dict,
+)
 
 T = TypeVar("T")
 
@@ -140,7 +145,7 @@ class RemoteTransport(Transport):
                     response.read()
                     self._raise_for(response)
                 return StreamResult(
-                    chunks=_iter_response(response),
+                    chunks=_iter_response(response, self._broken_off),
                     size=int(response.headers["content-length"])
                     if "content-length" in response.headers
                     else None,
@@ -154,6 +159,20 @@ class RemoteTransport(Transport):
         adapter: TypeAdapter[Any] = TypeAdapter(op.output)
         return adapter.validate_json(response.content)
 
+    def _broken_off(self, response: httpx.Response, exc: Exception) -> ModelyardError:
+        """The error for a download cut short: the server cuts it when it finds the object
+        damaged further in (it never sends unverified bytes), and then says so on ``stat``."""
+        digest = response.headers.get("x-modelyard-digest")
+        if digest:
+            stat = self.operation("artifacts.stat")
+            try:
+                self.call("artifacts.stat", stat.input(digest=digest))
+            except ArtifactCorrupted as corrupted:
+                return corrupted
+            except (ModelyardError, ValueError):
+                pass
+        return ModelyardError(f"download broke off: {exc}")
+
     def close(self) -> None:
         self.http.close()
 
@@ -163,10 +182,13 @@ def _iter_file(stream: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         yield chunk
 
 
-def _iter_response(response: httpx.Response) -> Iterator[bytes]:
+def _iter_response(
+    response: httpx.Response, broken_off: Callable[[httpx.Response, Exception], ModelyardError]
+) -> Iterator[bytes]:
     try:
         yield from response.iter_bytes(1 << 20)
     except httpx.HTTPError as exc:
-        raise ModelyardError(f"download broke off: {exc}") from exc
+        response.close()
+        raise broken_off(response, exc) from exc
     finally:
         response.close()

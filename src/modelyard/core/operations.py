@@ -117,6 +117,8 @@ class StreamResult:
     size: int | None = None
     media_type: str = "application/octet-stream"
     headers: dict[str, str] = field(default_factory=dict)
+    #: The name a browser should save the content under (served as an attachment).
+    filename: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ folders) are not served: this server never hands them out.
 
 from __future__ import annotations
 
-import mimetypes
 import posixpath
 from typing import Any
 
@@ -85,6 +84,7 @@ def list_run_artifacts(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
 def download(call: Caller, location: str) -> StreamResult:
     exp_id, run_id, path = split_location(location)
     check_run(call, exp_id, run_id)
+    # Served as an octet-stream attachment whatever its name (server/headers.py): a file
+    # named evil.html must never be rendered as a page of this origin.
     result: StreamResult = call("tracking.download_artifact", run_id=run_id, path=path)
-    result.media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
     return result

@@ -9,6 +9,7 @@ at all, and once acknowledged it is durable.
 from __future__ import annotations
 
 import math
+import posixpath
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from modelyard.artifacts.streams import object_stream
 from modelyard.core import lineage
 from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
@@ -660,18 +662,14 @@ def list_artifacts(ctx: Context, req: ListRunArtifacts) -> RunArtifactList:
     "GET", "/runs/{run_id}/artifacts/content", permission="tracking.read", stream_out=True
 )
 def download_artifact(ctx: Context, req: GetRunArtifact) -> StreamResult:
-    """Stream one output file of a run (verified against its digest while it streams)."""
+    """Stream one output file of a run; every chunk is verified before it is sent."""
     path = safe_relpath(req.path)
     session = ctx.session
     _run_row(session, req.run_id)
     row = session.get(RunArtifactRow, (req.run_id, path))
     if row is None:
         raise NotFound(f"run {req.run_id} has no artifact file {path!r}")
-    return StreamResult(
-        chunks=ctx.artifacts.iter_chunks(row.digest),
-        size=row.size,
-        headers={"X-Modelyard-Digest": row.digest},
-    )
+    return object_stream(ctx.artifacts, row.digest, filename=posixpath.basename(path))
 
 
 @ops.operation("POST", "/runs/{run_id}/artifacts/archive", permission="tracking.write")
