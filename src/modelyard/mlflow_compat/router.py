@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.core.operations import StreamResult
@@ -34,6 +34,7 @@ from modelyard.mlflow_compat.errors import (
 )
 from modelyard.runtime import Runtime
 from modelyard.server import jsonbody
+from modelyard.server.headers import user_content_response
 from modelyard.server.routes import SPOOL_BYTES, bearer_token
 
 log = logging.getLogger("modelyard.mlflow_compat")
@@ -115,10 +116,7 @@ def _json_endpoint(runtime: Runtime, handler: tracking.Handler) -> Endpoint:
 
 
 def _stream(result: StreamResult) -> Response:
-    headers = dict(result.headers)
-    if result.size is not None:
-        headers["content-length"] = str(result.size)
-    return StreamingResponse(result.chunks, media_type=result.media_type, headers=headers)
+    return user_content_response(result)
 
 
 def _artifact_endpoints(runtime: Runtime) -> dict[str, Endpoint]:

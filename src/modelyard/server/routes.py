@@ -17,13 +17,13 @@ from typing import Annotated, Any
 
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, create_model
 from pydantic.fields import FieldInfo
 from starlette.concurrency import run_in_threadpool
 
 from modelyard.core.operations import Operation, StreamResult
 from modelyard.runtime import Runtime
+from modelyard.server.headers import user_content_response
 from modelyard.server.jsonbody import JsonRoute
 
 API_PREFIX = "/api/v1"
@@ -131,10 +131,7 @@ def _build_endpoint(op: Operation[Any, Any], runtime: Runtime) -> Any:
 
     def respond(result: Any) -> Response:
         if isinstance(result, StreamResult):
-            headers = dict(result.headers)
-            if result.size is not None:
-                headers["content-length"] = str(result.size)
-            return StreamingResponse(result.chunks, media_type=result.media_type, headers=headers)
+            return user_content_response(result)
         return _json(result)
 
     if op.stream_in:
