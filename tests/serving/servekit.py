@@ -25,8 +25,9 @@ class Descriptor:
 class LinearModel:
     """``predict(x) = x @ weights``; counts calls and rows; raises on a poisoned row.
 
-    A row whose first feature is -999 makes ``predict`` raise, standing in for a model
-    that breaks on one input.
+    A row whose first feature is -999 makes ``predict`` raise RuntimeError, standing in
+    for a model that breaks on one input (its failure, a 500; a ValueError or TypeError
+    would say the input was refused, a 422).
     """
 
     flavor = "python"
@@ -59,7 +60,7 @@ class LinearModel:
         if self.delay:
             threading.Event().wait(self.delay)
         if np.any(x[:, 0] == -999):
-            raise ValueError("poisoned row")
+            raise RuntimeError("poisoned row")
         return x @ self.weights
 
     def _proba(self, data: Any) -> Any:

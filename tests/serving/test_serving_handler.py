@@ -60,10 +60,20 @@ def test_script_errors_are_4xx_or_5xx_and_the_server_stays_up(tmp_path: Path) ->
     r = request(app, "POST", "/invocations", content=b"<x/>", headers={"content-type": "text/xml"})
     assert r.status_code == 400
     assert "Unsupported content type: text/xml" in r.json()["error"]
-    # predict_fn fails on a row of the wrong width: the script's error, a 500
-    r = request(app, "POST", "/invocations", json={"features": [[1, 2, 3]]})
-    assert r.status_code == 500
-    assert r.json()["request_id"] == r.headers["x-request-id"]
+    # predict_fn raises ValueError on rows of the wrong width or on no rows: the caller's
+    # input was refused, a 422 with the model's message
+    for body, content_type in [
+        (b'{"features": [[1, 2, 3]]}', "application/json"),
+        (b"1,2,3\n", "text/csv"),
+        (b"", "text/csv"),
+    ]:
+        r = request(
+            app, "POST", "/invocations", content=body, headers={"content-type": content_type}
+        )
+        assert r.status_code == 422, (body, r.text)
+        assert r.json()["code"] == "input_rejected"
+        assert r.json()["error"].startswith("the model refused this input: ValueError: ")
+        assert r.json()["request_id"] == r.headers["x-request-id"]
     assert request(app, "GET", "/ping").status_code == 200
     r = request(app, "POST", "/invocations", json={"features": [[1, 1]]})
     assert r.json() == {"scores": [11.5]}
@@ -119,3 +129,47 @@ def test_a_script_with_no_handler_functions_is_refused(tmp_path: Path) -> None:
         load_servable(ServerSettings(name="x", model_dir=tmp_path, handler=script))
     with pytest.raises(InvalidInput, match="does not exist"):
         load_servable(ServerSettings(name="x", model_dir=tmp_path, handler=tmp_path / "no.py"))
+
+
+FAILING = """
+import json
+
+def model_fn(model_dir):
+    return {"bias": 1.0}
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+def predict_fn(data, model):
+    if data.get("fail") == "predict":
+        raise RuntimeError("the model's own failure")
+    if data.get("fail") == "lookup":
+        return model["no such key"]
+    return [model["bias"]]
+
+def output_fn(prediction, accept):
+    if accept == "text/csv":
+        raise ValueError("output_fn cannot write csv")
+    return json.dumps(prediction)
+"""
+
+
+def test_a_handler_failing_for_its_own_reasons_is_still_500(tmp_path: Path) -> None:
+    script = tmp_path / "failing.py"
+    script.write_text(FAILING)
+    app = serve(ServerSettings(name="f", model_dir=tmp_path, handler=script))
+
+    def post(body: object, accept: str = "application/json") -> tuple[int, str]:
+        r = request(app, "POST", "/invocations", json=body, headers={"accept": accept})
+        return r.status_code, r.json()["code"] if r.status_code >= 400 else r.text
+
+    assert post({}) == (200, "[1.0]")
+    # not ValueError/TypeError in predict_fn, or anything in output_fn: the model failed
+    assert post({"fail": "predict"}) == (500, "model_error")
+    assert post({"fail": "lookup"}) == (500, "model_error")
+    assert post({}, accept="text/csv") == (500, "model_error")
+    # input_fn refusing the body stays a 400
+    r = request(
+        app, "POST", "/invocations", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400 and r.json()["error"].startswith("input_fn refused the request")

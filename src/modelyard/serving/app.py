@@ -13,7 +13,8 @@ Routes (SageMaker inference contract, then Open Inference Protocol v2):
 Every response carries ``X-Request-Id`` (the caller's, if it is a sane token) and
 ``X-Modelyard-Model`` / ``X-Modelyard-Model-Version``. Errors are JSON:
 ``{"error": message, "code": ..., "request_id": ...}``; a model that raises gives a 500
-with the request id and the server goes on serving.
+with the request id and the server goes on serving; one that raises ``ValueError`` or
+``TypeError`` on the request's data refused the caller's input: a 422 (``input_rejected``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,13 @@ from modelyard.errors import (
 )
 from modelyard.serving import codecs, oip
 from modelyard.serving.batching import BatchStats, MicroBatcher
-from modelyard.serving.errors import MethodNotAllowed, ModelFailed, ModelNotReady
+from modelyard.serving.errors import (
+    REJECTS_INPUT,
+    InputRejected,
+    MethodNotAllowed,
+    ModelFailed,
+    ModelNotReady,
+)
 from modelyard.serving.handler import normalise_output
 from modelyard.serving.loading import servable_from_model
 from modelyard.serving.model import Array, Servable
@@ -298,6 +305,8 @@ class ModelServer:
             return await self.batcher(kind, fn).submit(rows, alone=self._active == 1)
         except ModelyardError:
             raise
+        except REJECTS_INPUT as exc:
+            raise _rejected(exc) from None
         except Exception as exc:
             log.exception("request %s: the model raised", request_id)
             raise ModelFailed(
@@ -332,11 +341,14 @@ class ModelServer:
             else:
                 data = codecs.decode(body, kind, servable.schema)
             model = servable.model
-            prediction = (
-                handler.predict_fn(data, model)
-                if handler.predict_fn is not None
-                else model.predict(data)
-            )
+            try:
+                prediction = (
+                    handler.predict_fn(data, model)
+                    if handler.predict_fn is not None
+                    else model.predict(data)
+                )
+            except REJECTS_INPUT as exc:
+                raise _rejected(exc) from None
             if handler.output_fn is not None:
                 return normalise_output(handler.output_fn(prediction, reply_type), reply_type)
             return codecs.encode(np.asarray(prediction), reply_type), reply_type
@@ -434,6 +446,10 @@ def _error_body(exc: ModelyardError, request_id: str, v2: bool) -> bytes:
             body["details"] = exc.details
     body["request_id"] = request_id
     return codecs.dumps(body)
+
+
+def _rejected(exc: Exception) -> InputRejected:
+    return InputRejected(f"the model refused this input: {type(exc).__name__}: {_short(exc)}")
 
 
 def _short(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from modelyard.serving.errors import ModelFailed
 from modelyard.serving.model import Array, PredictFn
 
 
@@ -131,8 +132,10 @@ class MicroBatcher:
         if not live:
             return
         loop = asyncio.get_running_loop()
-        rows = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
         try:
+            # inside the try: requests of different widths cannot be stacked, and then each
+            # one runs alone like any batch that fails
+            rows = live[0].rows if len(live) == 1 else np.concatenate([p.rows for p in live])
             result = await loop.run_in_executor(self.executor, self._call, rows)
         except Exception as exc:
             if len(live) == 1:
@@ -156,7 +159,8 @@ class MicroBatcher:
         self.stats.record(len(rows))
         result = np.asarray(self.fn(rows))
         if result.ndim == 0 or len(result) != len(rows):
-            raise ValueError(
+            # the model's fault, not the input's: a 500, not a refused input
+            raise ModelFailed(
                 f"the model returned {result.shape} for {len(rows)} rows; "
                 "expected one prediction per row"
             )

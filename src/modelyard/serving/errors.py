@@ -19,6 +19,20 @@ class SignatureMismatch(InvalidInput):
     code = "signature_mismatch"
 
 
+class InputRejected(InvalidInput):
+    """The body was read, but the model (or a handler's ``predict_fn``) refused the data:
+    it raised ``ValueError`` or ``TypeError`` on it (a wrong number of features, no rows,
+    values of the wrong type). The caller's input, not the service, is at fault."""
+
+    status = 422
+    code = "input_rejected"
+
+
+# What a model or ``predict_fn`` raises for data it cannot take (Python's convention for an
+# argument of the wrong value or type); anything else it raises is the model's failure.
+REJECTS_INPUT: tuple[type[Exception], ...] = (ValueError, TypeError)
+
+
 class ModelFailed(ModelyardError):
     """The model (or a handler function) raised while answering a request."""
 
