@@ -11,6 +11,9 @@ const vendor = {
   "preact-htm.js": "htm/preact/standalone.module.js",
   "uPlot.esm.js": "uplot/dist/uPlot.esm.js",
   "uPlot.min.css": "uplot/dist/uPlot.min.css",
+  // The API docs page (/docs, src/modelyard/server/docs.py): Swagger UI without a CDN.
+  "swagger-ui-bundle.js": "swagger-ui-dist/swagger-ui-bundle.js",
+  "swagger-ui.css": "swagger-ui-dist/swagger-ui.css",
 };
 
 rmSync(out, { recursive: true, force: true });

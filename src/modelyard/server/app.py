@@ -21,6 +21,8 @@ from modelyard.console import mount_console
 from modelyard.errors import ModelyardError, describe_validation_errors
 from modelyard.mlflow_compat import router as mlflow_compat
 from modelyard.runtime import Runtime
+from modelyard.server.docs import mount_docs
+from modelyard.server.headers import SecurityHeadersMiddleware
 from modelyard.server.invocations import invocations_router
 from modelyard.server.middleware import (
     BodyLimitMiddleware,
@@ -56,7 +58,7 @@ def build_api(runtime: Runtime) -> FastAPI:
         version=modelyard.__version__,
         description="The modelyard control plane. Every route is an operation of the SDK.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # server/docs.py: Swagger UI from the package, not a CDN
         redoc_url=None,
     )
 
@@ -107,6 +109,7 @@ def build_api(runtime: Runtime) -> FastAPI:
     api.include_router(mlflow_compat.mlflow_router(runtime))
     api.include_router(invocations_router(runtime))
     mount_console(api)
+    mount_docs(api)
     return api
 
 
@@ -135,4 +138,5 @@ def create_app(runtime: Runtime) -> ASGIApp:
         upload_limit=settings.max_upload_bytes,
         upload_routes=upload_routes,
     )
-    return HostCheckMiddleware(app, bind_host=settings.host, extra_hosts=settings.allowed_hosts)
+    app = HostCheckMiddleware(app, bind_host=settings.host, extra_hosts=settings.allowed_hosts)
+    return SecurityHeadersMiddleware(app)  # outermost: refusals get the headers too
