@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, BinaryIO, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.orm import Session
 
 from modelyard.config import Settings
+from modelyard.core import idempotency_store
 from modelyard.core.artifacts import ArtifactStore, open_store
 from modelyard.core.db import Database
 from modelyard.core.events import write_events
+from modelyard.core.idempotency import Idempotent, request_digest
 from modelyard.core.ids import new_id
 from modelyard.core.operations import Context, Operation, Principal, ProgressFn, _no_progress
 from modelyard.domains import background_factories, operations
-from modelyard.errors import ModelyardError, PermissionDenied, Unauthenticated
+from modelyard.errors import Conflict, ModelyardError, PermissionDenied, Unauthenticated
 from modelyard.migrations import upgrade
 from modelyard.security.refusals import RefusalLimiter
 from modelyard.security.service import authenticate, local_principal, record_audit
@@ -32,6 +35,17 @@ from modelyard.security.service import authenticate, local_principal, record_aud
 ANONYMOUS = Principal(user="anonymous", role="none", permissions=frozenset())
 
 log = logging.getLogger("modelyard")
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(output: Any) -> TypeAdapter[Any]:
+    """The (cached) adapter that stores and rebuilds an operation's result."""
+    adapter = _ADAPTERS.get(output)
+    if adapter is None:
+        adapter = _ADAPTERS[output] = TypeAdapter(output)
+    return adapter
 
 
 class BackgroundService(Protocol):
@@ -136,9 +150,78 @@ class Runtime:
         stream: BinaryIO | None = None,
         progress: ProgressFn = _no_progress,
     ) -> Any:
-        """Run ``op`` as ``principal`` in one transaction; audit it if it mutates."""
+        """Run ``op`` as ``principal`` in one transaction; audit it if it mutates.
+
+        An input with an ``idempotency_key`` (``core/idempotency.py``) is run once: a
+        repeat within the window returns the first result and writes nothing."""
         request_id = request_id or new_id("req")
         self.authorize(op, principal, origin=origin, request_id=request_id, req=req)
+        key = req.idempotency_key if isinstance(req, Idempotent) else None
+        if key is None or not op.mutating:
+            return self._run(op, req, principal, origin, request_id, stream, progress, None)
+        digest = request_digest(req)
+        found = self._replay(op, principal, key, digest, origin, request_id)
+        if found is not None:
+            return found
+        output = _adapter(op.output)
+
+        def remember(session: Session, result: Any) -> None:
+            idempotency_store.remember(
+                session,
+                actor=principal.user,
+                key=key,
+                operation=op.name,
+                digest=digest,
+                result_json=output.dump_json(result).decode(),
+            )
+
+        try:
+            return self._run(op, req, principal, origin, request_id, stream, progress, remember)
+        except idempotency_store.KeyTaken:  # the same request, committed meanwhile
+            found = self._replay(op, principal, key, digest, origin, request_id)
+            if found is None:  # committed and expired at once: cannot happen in a window
+                raise Conflict(f"idempotency key {key!r} is in use; try again") from None
+            return found
+
+    def _replay(
+        self,
+        op: Operation[Any, Any],
+        principal: Principal,
+        key: str,
+        digest: str,
+        origin: str,
+        request_id: str,
+    ) -> Any | None:
+        """The stored result of an earlier call with ``key`` (audited as ``replayed``)."""
+        try:
+            with self.db.transaction(write=False) as session:
+                found = idempotency_store.replay(
+                    session,
+                    actor=principal.user,
+                    key=key,
+                    operation=op.name,
+                    digest=digest,
+                    output=op.output,
+                )
+        except ModelyardError as exc:
+            self._audit_failure(op, principal, origin, request_id, None, exc.code, exc.message)
+            raise
+        if found is not None:
+            detail = {"idempotency_key": key}
+            self._audit(principal, op.name, None, origin, request_id, "replayed", detail)
+        return found
+
+    def _run(
+        self,
+        op: Operation[Any, Any],
+        req: BaseModel,
+        principal: Principal,
+        origin: str,
+        request_id: str,
+        stream: BinaryIO | None,
+        progress: ProgressFn,
+        remember: Callable[[Session, Any], None] | None,
+    ) -> Any:
         ctx: Context | None = None
         try:
             # Leaving this block commits the operation's transaction; an exception
@@ -163,6 +246,8 @@ class Runtime:
                     progress=progress,
                 )
                 result = op.call(ctx, req, stream)
+                if remember is not None:
+                    remember(open_session(), result)
                 if op.mutating:
                     record_audit(
                         open_session(),
@@ -176,6 +261,8 @@ class Runtime:
                 if ctx.events:
                     write_events(open_session(), principal.user, ctx.events)
             return result
+        except idempotency_store.KeyTaken:
+            raise  # not a failure: the caller answers with the first call's result
         except ModelyardError as exc:
             target = ctx.audit_target if ctx else None
             self._audit_failure(op, principal, origin, request_id, target, exc.code, exc.message)

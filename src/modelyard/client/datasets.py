@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.progress import task_progress, transfer_progress
 from modelyard.client.transport import Transport
+from modelyard.core.idempotency import new_key
 from modelyard.core.operations import Progress
 from modelyard.core.paths import collect_files, safe_join
 from modelyard.data.formats import DataSource, open_dataset
@@ -105,7 +106,12 @@ class DatasetsAPI:
                     done += ref.size
                     report(Progress("uploading", done, total))
         req = RegisterVersion(
-            name=name, files=files, format=format, description=description, profile=profile
+            name=name,
+            files=files,
+            format=format,
+            description=description,
+            profile=profile,
+            idempotency_key=new_key(),  # the transport may resend it after a lost response
         )
         with task_progress(f"registering {name}", show_progress) as progress:
             result: DatasetVersion = self._t.call(

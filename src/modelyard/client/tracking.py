@@ -35,6 +35,7 @@ from pydantic import ValidationError
 from modelyard.client import provenance
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.transport import Transport
+from modelyard.core.idempotency import new_key
 from modelyard.core.paths import collect_files, safe_component
 from modelyard.errors import ArtifactCorrupted, InvalidInput, NotFound, invalid_input_from
 from modelyard.tracking.schemas import (
@@ -299,6 +300,9 @@ class TrackingAPI:
         return self._send(req)
 
     def _send(self, req: LogBatch) -> BatchLogged:
+        # One key per batch: the transport may send it again after a lost response.
+        if req.idempotency_key is None:
+            req = req.model_copy(update={"idempotency_key": new_key()})
         result: BatchLogged = self._t.call("tracking.log_batch", req)
         return result
 

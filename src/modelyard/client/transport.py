@@ -9,6 +9,7 @@ fails in embedded mode too (the local backend is not a shortcut).
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import quote
@@ -26,6 +27,9 @@ from modelyard.errors import (
 )
 
 T = TypeVar("T")
+# Answers from a proxy or a server that could not serve the request (restarting, over
+# capacity): worth sending a request that is safe to repeat again.
+RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 class Transport(abc.ABC):
@@ -87,14 +91,35 @@ class EmbeddedTransport(Transport):
 
 
 class RemoteTransport(Transport):
-    """Calls a modelyard server over HTTP(S)."""
+    """Calls a modelyard server over HTTP(S).
 
-    def __init__(self, url: str, token: str | None = None, *, timeout: float = 300.0) -> None:
+    A request that is safe to repeat (a read, or a write with an idempotency key, which
+    the server runs once) is sent again, up to ``retries`` times with exponential backoff
+    from ``backoff_s``, when the connection fails or breaks before the answer arrives or
+    the answer is a 502/503/504. Any request is sent again when the connection could not
+    be opened at all (nothing reached the server). ``transport`` is httpx's (a proxy, or
+    a test's); the default connects directly.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 300.0,
+        retries: int = 3,
+        backoff_s: float = 0.25,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
+        self.retries = retries
+        self.backoff_s = backoff_s
         headers = {"user-agent": "modelyard-sdk"}
         if token:
             headers["authorization"] = f"Bearer {token}"
-        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
 
     def _raise_for(self, response: httpx.Response) -> None:
         if response.status_code < 400:
@@ -152,12 +177,36 @@ class RemoteTransport(Transport):
                     media_type=response.headers.get("content-type", "application/octet-stream"),
                     headers=dict(response.headers),
                 )
-            response = self.http.request(op.method, url, **kwargs)
+            response = self._send(op, req, url, kwargs)
         except httpx.TransportError as exc:
             raise ServiceUnavailable(f"cannot reach modelyard at {self.url}: {exc}") from exc
         self._raise_for(response)
         adapter: TypeAdapter[Any] = TypeAdapter(op.output)
         return adapter.validate_json(response.content)
+
+    def _send(
+        self, op: Operation[Any, Any], req: BaseModel, url: str, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        """Send, and send again what is safe to repeat (see the class docstring)."""
+        repeatable = not op.stream_in and (
+            op.method == "GET" or getattr(req, "idempotency_key", None) is not None
+        )
+        attempt = 0
+        while True:
+            last = attempt >= self.retries
+            try:
+                response = self.http.request(op.method, url, **kwargs)
+            except httpx.ConnectError:
+                if last or op.stream_in:
+                    raise
+            except httpx.TransportError:
+                if last or not repeatable:
+                    raise
+            else:
+                if last or not repeatable or response.status_code not in RETRY_STATUSES:
+                    return response
+            time.sleep(self.backoff_s * 2**attempt)
+            attempt += 1
 
     def _broken_off(self, response: httpx.Response, exc: Exception) -> ModelyardError:
         """The error for a download cut short: the server cuts it when it finds the object

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from modelyard.artifacts.schemas import DIGEST_PATTERN
+from modelyard.core.idempotency import Idempotent
 from modelyard.data.diff import DatasetDiff
 from modelyard.data.formats import ColumnSchema
 from modelyard.data.profiling import DatasetProfile
@@ -29,7 +30,9 @@ class StoredFile(DatasetFile):
     size: int
 
 
-class RegisterVersion(BaseModel):
+class RegisterVersion(Idempotent):
+    """With an ``idempotency_key``, a retried registration makes one version, not two."""
+
     name: str = Field(pattern=DATASET_NAME)
     files: list[DatasetFile] = Field(min_length=1, max_length=100_000)
     format: Format | None = Field(None, description="Detected from names/content if omitted.")

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from modelyard.artifacts.schemas import DIGEST_PATTERN
+from modelyard.core.idempotency import Idempotent
 from modelyard.data.schemas import DATASET_NAME
 
 EXPERIMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
@@ -242,7 +243,9 @@ class EndRun(BaseModel):
     status: EndStatus = "FINISHED"
 
 
-class LogBatch(BaseModel):
+class LogBatch(Idempotent):
+    """A batch; with an ``idempotency_key`` a retried batch is written once."""
+
     run_id: str = Field(pattern=RUN_ID)
     params: list[Param] = Field(default_factory=list, max_length=1000)
     tags: list[Tag] = Field(default_factory=list, max_length=1000)
