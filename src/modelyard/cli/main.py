@@ -7,7 +7,17 @@ import ipaddress
 import typer
 import uvicorn
 
-from modelyard.cli import datasets, endpoints, jobs, lineage, models, security, tracking, transform
+from modelyard.cli import (
+    artifacts,
+    datasets,
+    endpoints,
+    jobs,
+    lineage,
+    models,
+    security,
+    tracking,
+    transform,
+)
 from modelyard.cli.common import configure, err_console, handle_errors
 from modelyard.config import Settings
 from modelyard.core.db import Database
@@ -33,6 +43,7 @@ app.add_typer(tracking.runs_app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(endpoints.app, name="endpoints")
 app.add_typer(transform.app, name="transform")
+app.add_typer(artifacts.app, name="artifacts")
 app.command("lineage")(lineage.lineage)
 
 
