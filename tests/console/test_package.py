@@ -53,8 +53,8 @@ def test_a_wheel_from_a_clean_tree_carries_and_serves_the_console(tmp_path: Path
     if shutil.which("npm") is None:
         pytest.fail("npm is needed to build the console (make console needs it too)")
     tree = _clean_tree(tmp_path / "tree")
-    # npm installs the console's two locked libraries from its cache (which `make console`
-    # filled), never from the network.
+    # npm installs the console's locked libraries from its cache (which `make console`,
+    # run before the tests, filled), never from the network.
     env = {**os.environ, "npm_config_offline": "true"}
     built = subprocess.run(
         [*PIP_WHEEL, str(tree), "-w", str(tmp_path / "dist")],
@@ -63,7 +63,8 @@ def test_a_wheel_from_a_clean_tree_carries_and_serves_the_console(tmp_path: Path
         text=True,
         timeout=300,
     )
-    assert built.returncode == 0, built.stdout + built.stderr
+    hint = "(ENOTCACHED: run 'make console', whose npm ci fills npm's cache)\n"
+    assert built.returncode == 0, hint + built.stdout + built.stderr
     (wheel,) = (tmp_path / "dist").glob("modelyard-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
