@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 import modelyard.core.events  # noqa: F401  (core tables)
-from modelyard.core import idempotency_store  # noqa: F401  (core tables)
+from modelyard.core import control_store, idempotency_store  # noqa: F401  (core tables)
 from modelyard.core.db import Base
 from modelyard.domains import operations
 
