@@ -18,6 +18,7 @@ BENCHMARKS = [
     "benchmarks.bench_transform",
     "benchmarks.bench_serving",
     "benchmarks.bench_console",
+    "benchmarks.bench_cli",
 ]
 
 

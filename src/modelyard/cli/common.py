@@ -5,15 +5,21 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from rich.table import Table
 
-from modelyard.client.sdk import Client, connect
 from modelyard.errors import ModelyardError, invalid_input_from
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from modelyard.client.sdk import Client
+
+# Command modules import only what ``--help`` needs at the top (typer, rich); the SDK and
+# the schemas are imported by the commands that run. tests/cli/test_cli_imports.py keeps
+# ``modelyard --help`` and remote listing free of the data stack.
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,6 +34,8 @@ def configure(url: str | None, token: str | None, home: str | None, as_json: boo
 
 
 def client() -> Client:
+    from modelyard.client.sdk import connect
+
     return connect(_state["url"], token=_state["token"], home=_state["home"])
 
 
@@ -38,13 +46,15 @@ def as_json() -> bool:
 def emit(model: BaseModel | dict[str, Any], render: Callable[[], None] | None = None) -> None:
     """Print JSON with --json (or when there is no table renderer), else the table."""
     if as_json() or render is None:
-        data = model.model_dump(mode="json") if isinstance(model, BaseModel) else model
+        data = model if isinstance(model, dict) else model.model_dump(mode="json")
         typer.echo(json.dumps(data, indent=2, default=str))
     else:
         render()
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    from rich.table import Table
+
     t = Table(title=title)
     for c in columns:
         t.add_column(c)
@@ -63,7 +73,12 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except ModelyardError as exc:
             err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
             raise typer.Exit(1) from exc
-        except ValidationError as exc:
+        except Exception as exc:
+            # pydantic is imported by whatever raised this, not by every command's --help.
+            from pydantic import ValidationError
+
+            if not isinstance(exc, ValidationError):
+                raise
             message = invalid_input_from(exc).message
             err_console.print(f"[red]error[/red] (invalid_input): {message}", highlight=False)
             raise typer.Exit(1) from exc

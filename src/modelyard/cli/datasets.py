@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from modelyard.cli.common import client, console, emit, handle_errors, table
-from modelyard.data.schemas import DatasetProfile, DatasetVersion
 from modelyard.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from modelyard.data.schemas import DatasetProfile, DatasetVersion
 
 app = typer.Typer(
     help="Versioned datasets: register, profile, diff, check quality.", no_args_is_help=True

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from modelyard.cli.common import client, console, emit, handle_errors, table
-from modelyard.endpoints.schemas import Endpoint
 from modelyard.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from modelyard.endpoints.schemas import Endpoint
 
 app = typer.Typer(
     help="Endpoints: variants of model versions behind a router; rollouts; data capture.",

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from modelyard.cli.common import client, console, emit, handle_errors, table
-from modelyard.client.estimators import Estimator, Processor
 from modelyard.errors import InvalidInput
-from modelyard.jobs.schemas import Job
+
+if TYPE_CHECKING:
+    from modelyard.jobs.schemas import Job
 
 app = typer.Typer(
     help="Training and processing jobs: submit, follow logs, stop.", no_args_is_help=True
@@ -92,6 +93,8 @@ def submit(
     wait: bool = typer.Option(False, "--wait", "-w", help="Follow the log until it ends."),
 ) -> None:
     """Submit a job (uploading the script or source folder) and print it."""
+    from modelyard.client.estimators import Estimator, Processor
+
     if kind not in ("training", "processing"):
         raise InvalidInput(f"kind {kind!r} must be training or processing")
     with client() as c:

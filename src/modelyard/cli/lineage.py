@@ -7,8 +7,8 @@ from typing import Literal
 import typer
 
 from modelyard.cli.common import client, emit, handle_errors, table
-from modelyard.core.lineage import NODE_TYPES
 from modelyard.errors import InvalidInput
+from modelyard.types import NODE_TYPES
 
 
 @handle_errors

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 
 import typer
-import uvicorn
 
 from modelyard.cli import (
     artifacts,
@@ -19,12 +18,6 @@ from modelyard.cli import (
     transform,
 )
 from modelyard.cli.common import configure, err_console, handle_errors
-from modelyard.config import Settings
-from modelyard.core.db import Database
-from modelyard.migrations import current_revision, head_revision, upgrade
-from modelyard.runtime import Runtime
-from modelyard.security.service import has_users
-from modelyard.server.app import create_app
 
 app = typer.Typer(
     help="modelyard: a self-hosted machine-learning platform.",
@@ -85,6 +78,13 @@ def up(
     log_level: str = typer.Option("info"),
 ) -> None:
     """Start the control plane (API, docs at /docs)."""
+    import uvicorn
+
+    from modelyard.config import Settings
+    from modelyard.runtime import Runtime
+    from modelyard.security.service import has_users
+    from modelyard.server.app import create_app
+
     settings = Settings.from_env(
         home=home, db_url=db, artifacts_url=artifacts, host=host, port=port, auth=auth or None
     )
@@ -121,6 +121,10 @@ def up(
 @handle_errors
 def db_upgrade(db: str | None = typer.Option(None, envvar="MODELYARD_DB")) -> None:
     """Apply migrations up to the newest schema (also done at every start)."""
+    from modelyard.config import Settings
+    from modelyard.core.db import Database
+    from modelyard.migrations import current_revision, head_revision, upgrade
+
     settings = Settings.from_env(db_url=db)
     database = Database(settings.db_url)
     before = current_revision(database.engine)
@@ -133,6 +137,10 @@ def db_upgrade(db: str | None = typer.Option(None, envvar="MODELYARD_DB")) -> No
 @handle_errors
 def db_current(db: str | None = typer.Option(None, envvar="MODELYARD_DB")) -> None:
     """Print the schema revision of the metadata store."""
+    from modelyard.config import Settings
+    from modelyard.core.db import Database
+    from modelyard.migrations import current_revision, head_revision
+
     database = Database(Settings.from_env(db_url=db).db_url)
     typer.echo(f"current: {current_revision(database.engine)}  head: {head_revision()}")
     database.dispose()

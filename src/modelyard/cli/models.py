@@ -5,20 +5,20 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 
 from modelyard.cli.common import client, console, emit, handle_errors, table
 from modelyard.errors import InvalidInput
-from modelyard.registry.schemas import DIGEST, ModelVersion, Status
+
+if TYPE_CHECKING:
+    from modelyard.registry.schemas import ModelVersion, Status
 
 app = typer.Typer(
     help="Model registry: versions, approval, aliases such as production.",
     no_args_is_help=True,
 )
-
-_DIGEST = re.compile(DIGEST)
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -145,11 +145,13 @@ def register(
     card_data = _json_object(card, "--card") or {}
     if intended_use is not None:
         card_data["intended_use"] = intended_use
+    from modelyard.registry.schemas import DIGEST
+
     artifact = path = None
     if source is not None:
         if Path(source).exists():
             path = source
-        elif _DIGEST.fullmatch(source):
+        elif re.fullmatch(DIGEST, source):
             artifact = source
         else:
             raise InvalidInput(f"{source!r} is neither an existing file or folder nor a digest")
@@ -235,7 +237,7 @@ def versions(
     allowed = ("PendingManualApproval", "Approved", "Rejected")
     if status is not None and status not in allowed:
         raise InvalidInput(f"status {status!r} is not one of {', '.join(allowed)}")
-    wanted = cast(Status | None, status)
+    wanted = cast("Status | None", status)
     with client() as c:
         result = c.models.versions(name, status=wanted, limit=limit, offset=offset)
     emit(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from modelyard.cli.common import client, console, emit, handle_errors, table
-from modelyard.tracking.schemas import Run
+
+if TYPE_CHECKING:
+    from modelyard.tracking.schemas import Run
 
 experiments_app = typer.Typer(help="Experiments: groups of tracked runs.", no_args_is_help=True)
 runs_app = typer.Typer(help="Tracked runs: params, metrics, tags.", no_args_is_help=True)

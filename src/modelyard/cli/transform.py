@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from modelyard.cli.common import client, console, emit, handle_errors, table
-from modelyard.client.transform import Transformer
 from modelyard.errors import InvalidInput
-from modelyard.transform.schemas import Transform
+
+if TYPE_CHECKING:
+    from modelyard.transform.schemas import Transform
 
 app = typer.Typer(
     help="Batch transform: a model version's predictions for a dataset version.",
@@ -77,6 +80,8 @@ def run(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow progress until done."),
 ) -> None:
     """Run a model version over a dataset; the predictions become a new dataset version."""
+    from modelyard.client.transform import Transformer
+
     join = _JOIN.get(join_source.lower())
     if join is None:
         raise InvalidInput(f"--join-source {join_source!r} must be none or input")

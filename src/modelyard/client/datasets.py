@@ -6,10 +6,7 @@ import builtins
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.progress import task_progress, transfer_progress
@@ -38,11 +35,18 @@ from modelyard.data.schemas import (
 )
 from modelyard.errors import InvalidInput
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 # A path, a pyarrow Table, or a pandas/polars DataFrame (typed Any: both are optional).
 Source = Any
 
 
 def _as_arrow(data: Any) -> pa.Table | None:
+    if isinstance(data, (str, os.PathLike)):
+        return None  # a path: pyarrow is not needed (nor imported) to upload files
+    import pyarrow as pa
+
     if isinstance(data, pa.Table):
         return data
     module = type(data).__module__.split(".", 1)[0]
@@ -77,6 +81,8 @@ class DatasetsAPI:
         table = _as_arrow(source)
         with tempfile.TemporaryDirectory(prefix="modelyard-") as tmp:
             if table is not None:
+                import pyarrow.parquet as pq
+
                 path = Path(tmp) / "data.parquet"
                 pq.write_table(table, path)
                 entries = [("data.parquet", path)]

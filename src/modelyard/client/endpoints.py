@@ -30,9 +30,6 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from modelyard.client.transport import EmbeddedTransport, RemoteTransport, Transport
-from modelyard.core.ids import new_id
-from modelyard.endpoints.invoke import INVOKE
-from modelyard.endpoints.plane import plane_for
 from modelyard.endpoints.schemas import (
     Autoscaling,
     Capture,
@@ -289,6 +286,11 @@ class EndpointsAPI:
         self, name: str, data: bytes, content_type: str, accept: str | None
     ) -> Invocation:
         assert isinstance(self._t, EmbeddedTransport)
+        # The in-process data plane: imported only by an embedded client that invokes.
+        from modelyard.core.ids import new_id
+        from modelyard.endpoints.invoke import INVOKE
+        from modelyard.endpoints.plane import plane_for
+
         self._ensure_controller()
         runtime = self._t.runtime
         request_id = new_id("req")

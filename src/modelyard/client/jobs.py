@@ -27,7 +27,6 @@ from modelyard.core.paths import safe_relpath
 from modelyard.data.schemas import DatasetFile, DatasetVersion
 from modelyard.errors import InvalidInput
 from modelyard.jobs.archive import SOURCE_EXCLUDES, walk, write_tar_gz
-from modelyard.jobs.controller import change_generation, wait_for_change
 from modelyard.jobs.schemas import (
     ChannelInput,
     GetJob,
@@ -68,7 +67,11 @@ class JobsAPI:
 
     def _mark(self) -> int | None:
         """Embedded: the in-process job change counter, read before reading a job."""
-        return change_generation() if isinstance(self._t, EmbeddedTransport) else None
+        if not isinstance(self._t, EmbeddedTransport):
+            return None
+        from modelyard.jobs.controller import change_generation
+
+        return change_generation()
 
     @staticmethod
     def _pause(mark: int | None, seconds: float) -> None:
@@ -78,6 +81,8 @@ class JobsAPI:
         if mark is None:
             time.sleep(seconds)
         else:
+            from modelyard.jobs.controller import wait_for_change
+
             wait_for_change(mark, seconds)
 
     # -- building a submission ----------------------------------------------------------------

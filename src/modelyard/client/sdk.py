@@ -3,43 +3,98 @@
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import ValidationError
 
-from modelyard.client.artifacts import ArtifactsAPI
-from modelyard.client.datasets import DatasetsAPI
-from modelyard.client.endpoints import EndpointsAPI
-from modelyard.client.jobs import JobsAPI
-from modelyard.client.registry import ModelsAPI
-from modelyard.client.security import AuditAPI, TokensAPI, UsersAPI
-from modelyard.client.tracking import TrackingAPI
-from modelyard.client.transforms import TransformsAPI
 from modelyard.client.transport import EmbeddedTransport, RemoteTransport, Transport
-from modelyard.config import Settings
 from modelyard.errors import invalid_input_from
-from modelyard.lineage.schemas import GetLineage, LineageGraph
-from modelyard.runtime import Runtime
-from modelyard.security.service import local_principal
+
+if TYPE_CHECKING:
+    from modelyard.client.artifacts import ArtifactsAPI
+    from modelyard.client.datasets import DatasetsAPI
+    from modelyard.client.endpoints import EndpointsAPI
+    from modelyard.client.jobs import JobsAPI
+    from modelyard.client.registry import ModelsAPI
+    from modelyard.client.security import AuditAPI, TokensAPI, UsersAPI
+    from modelyard.client.tracking import TrackingAPI
+    from modelyard.client.transforms import TransformsAPI
+    from modelyard.lineage.schemas import LineageGraph
 
 
 class Client:
-    """One connection to modelyard, embedded or remote; the same API either way."""
+    """One connection to modelyard, embedded or remote; the same API either way.
+
+    Each API (``client.jobs``, ``client.models``…) is built, and its module imported, on
+    first use: a command that lists models through a server loads neither the data
+    engines (pyarrow, DuckDB) nor the stores.
+    """
 
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.artifacts = ArtifactsAPI(transport)
-        self.datasets = DatasetsAPI(transport, self.artifacts)
-        self.jobs = JobsAPI(transport, self.artifacts)
-        self.users = UsersAPI(transport)
-        self.tokens = TokensAPI(transport)
-        self.audit = AuditAPI(transport)
-        self.tracking = TrackingAPI(transport, self.artifacts)
-        self.models = ModelsAPI(transport, self.artifacts)
-        self.endpoints = EndpointsAPI(transport)
-        self.transforms = TransformsAPI(transport, self.jobs)
+
+    @cached_property
+    def artifacts(self) -> ArtifactsAPI:
+        from modelyard.client.artifacts import ArtifactsAPI
+
+        return ArtifactsAPI(self.transport)
+
+    @cached_property
+    def datasets(self) -> DatasetsAPI:
+        from modelyard.client.datasets import DatasetsAPI
+
+        return DatasetsAPI(self.transport, self.artifacts)
+
+    @cached_property
+    def jobs(self) -> JobsAPI:
+        from modelyard.client.jobs import JobsAPI
+
+        return JobsAPI(self.transport, self.artifacts)
+
+    @cached_property
+    def users(self) -> UsersAPI:
+        from modelyard.client.security import UsersAPI
+
+        return UsersAPI(self.transport)
+
+    @cached_property
+    def tokens(self) -> TokensAPI:
+        from modelyard.client.security import TokensAPI
+
+        return TokensAPI(self.transport)
+
+    @cached_property
+    def audit(self) -> AuditAPI:
+        from modelyard.client.security import AuditAPI
+
+        return AuditAPI(self.transport)
+
+    @cached_property
+    def tracking(self) -> TrackingAPI:
+        from modelyard.client.tracking import TrackingAPI
+
+        return TrackingAPI(self.transport, self.artifacts)
+
+    @cached_property
+    def models(self) -> ModelsAPI:
+        from modelyard.client.registry import ModelsAPI
+
+        return ModelsAPI(self.transport, self.artifacts)
+
+    @cached_property
+    def endpoints(self) -> EndpointsAPI:
+        from modelyard.client.endpoints import EndpointsAPI
+
+        return EndpointsAPI(self.transport)
+
+    @cached_property
+    def transforms(self) -> TransformsAPI:
+        from modelyard.client.transforms import TransformsAPI
+
+        return TransformsAPI(self.transport, self.jobs)
 
     @property
     def is_remote(self) -> bool:
@@ -58,6 +113,8 @@ class Client:
         Node types: ``dataset_version``, ``job``, ``run``, ``artifact`` (a digest),
         ``model_version``, ``endpoint``.
         """
+        from modelyard.lineage.schemas import GetLineage
+
         try:
             req = GetLineage(
                 node_type=node_type,
@@ -105,6 +162,10 @@ def connect(
     token = token or os.environ.get("MODELYARD_TOKEN") or None
     if url:
         return Client(RemoteTransport(url, token))
+    from modelyard.config import Settings
+    from modelyard.runtime import Runtime
+    from modelyard.security.service import local_principal
+
     settings = Settings.from_env(
         home=Path(home) if home is not None else None, db_url=db, artifacts_url=artifacts
     )

@@ -17,8 +17,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from modelyard.client import wire
 from modelyard.core.operations import Operation, Principal, ProgressFn, StreamResult, _no_progress
-from modelyard.domains import operations
 from modelyard.errors import (
     ArtifactCorrupted,
     ModelyardError,
@@ -36,6 +36,8 @@ class Transport(abc.ABC):
     """Calls operations by name."""
 
     def operation(self, name: str) -> Operation[Any, Any]:
+        from modelyard.domains import operations
+
         return operations()[name]
 
     @abc.abstractmethod
@@ -120,6 +122,11 @@ class RemoteTransport(Transport):
         self.http = httpx.Client(
             base_url=self.url, headers=headers, timeout=timeout, transport=transport
         )
+
+    def operation(self, name: str) -> Operation[Any, Any]:
+        # From the index of the declarations, so that calling a server does not import
+        # the server's side (its stores and data engines); see modelyard.client.wire.
+        return wire.operation(name)
 
     def _raise_for(self, response: httpx.Response) -> None:
         if response.status_code < 400:

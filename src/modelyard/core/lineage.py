@@ -22,8 +22,8 @@ from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint, or_
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from modelyard.core.db import Base, JSONType, UTCDateTime, utcnow
+from modelyard.types import NODE_TYPES
 
-NODE_TYPES = ("dataset_version", "job", "run", "artifact", "model_version", "endpoint")
 Direction = Literal["upstream", "downstream"]
 
 

@@ -26,13 +26,17 @@ import typing
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
-from modelyard.config import Settings
-from modelyard.core.artifacts import ArtifactStore
+if TYPE_CHECKING:
+    # Only annotations of Context: the remote client imports this module for Operation and
+    # StreamResult, and must not load SQLAlchemy or fsspec to do so.
+    from sqlalchemy.orm import Session
+
+    from modelyard.config import Settings
+    from modelyard.core.artifacts import ArtifactStore
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out")

@@ -19,16 +19,22 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import duckdb
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict
 
 from modelyard.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+    import pyarrow.fs as pafs
+
+# pyarrow and DuckDB are imported by the functions that use them, not here: the schemas
+# of every domain import this module (for ColumnSchema and the format names), and a CLI
+# command or a remote client that only lists things must not pay ~0.5 s and ~100 MB for
+# the data engines it never calls.
 
 Format = Literal["parquet", "csv", "jsonl"]
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -104,6 +110,8 @@ def detect_format(path_or_name: str, head: bytes) -> Format:
 
 def arrow_filesystem(filesystem: Any) -> pafs.FileSystem:
     """The pyarrow filesystem for ``DataSource.filesystem`` (fsspec ones are wrapped)."""
+    import pyarrow.fs as pafs
+
     if filesystem is None:
         return pafs.LocalFileSystem()
     if isinstance(filesystem, pafs.FileSystem):
@@ -128,6 +136,9 @@ def _check_source(src: DataSource) -> list[str]:
 
 
 def _file_format(fmt: Format) -> pads.FileFormat:
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as pads
+
     if fmt == "parquet":
         return pads.ParquetFileFormat()
     if fmt == "csv":
@@ -138,6 +149,8 @@ def _file_format(fmt: Format) -> pads.FileFormat:
 
 
 def _inspect(fmt: Format, path: str, fs: pafs.FileSystem) -> pa.Schema:
+    import pyarrow as pa
+
     try:
         return _file_format(fmt).inspect(path, filesystem=fs)
     except FileNotFoundError as exc:
@@ -147,6 +160,8 @@ def _inspect(fmt: Format, path: str, fs: pafs.FileSystem) -> pa.Schema:
 
 
 def _unify(fmt: Format, paths: list[str], schemas: list[pa.Schema]) -> pa.Schema:
+    import pyarrow as pa
+
     first = schemas[0]
     names = first.names
     if len(set(names)) != len(names):
@@ -179,6 +194,9 @@ class _Opened:
 
 
 def _open(src: DataSource, schema_override: pa.Schema | None = None) -> _Opened:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
     paths = _check_source(src)
     fs = arrow_filesystem(src.filesystem)
     schemas = [_inspect(src.format, p, fs) for p in paths]
@@ -213,6 +231,8 @@ def infer_schema(src: DataSource) -> list[ColumnSchema]:
 
 def count_rows(src: DataSource) -> int:
     """Number of rows in all files together (Parquet: from footers, CSV/JSON: a scan)."""
+    import pyarrow as pa
+
     dataset = open_dataset(src)
     try:
         return int(dataset.count_rows())
@@ -222,6 +242,8 @@ def count_rows(src: DataSource) -> int:
 
 def column_kind(arrow_type: pa.DataType) -> ColumnKind:
     """Classify an Arrow type (see :data:`ColumnKind`); dictionaries take their value type."""
+    import pyarrow as pa
+
     t = arrow_type
     if pa.types.is_dictionary(t):
         t = t.value_type
@@ -297,6 +319,8 @@ class DuckSession:
         that does not parse as its column's inferred type) or the caller's SQL, so the
         error is the client's: ``context`` says what was being computed.
         """
+        import duckdb
+
         try:
             return self.con.execute(sql, list(params) if params else None).fetchall()
         except duckdb.Error as exc:
@@ -313,6 +337,8 @@ def _duckdb_safe_schema(schema: pa.Schema) -> pa.Schema | None:
 
     DuckDB cannot scan float16; pyarrow casts it to float32 while reading.
     """
+    import pyarrow as pa
+
     fields = [f.with_type(pa.float32()) if pa.types.is_float16(f.type) else f for f in schema]
     if all(a.type == b.type for a, b in zip(fields, schema, strict=True)):
         return None
@@ -345,6 +371,9 @@ def duckdb_session(
     instead (several times faster, and it uses footer statistics). That reader needs the
     files in ``allowed_paths``, which would also let SQL *write* them, hence the promise.
     """
+    import duckdb
+    import pyarrow.fs as pafs
+
     opened = _open(src)
     schema: pa.Schema = opened.dataset.schema
     names_lower = [n.lower() for n in schema.names]
@@ -403,6 +432,8 @@ def check_sql_expression(expr: str, *, context: str) -> None:
     clauses). String literals are tokenised, so ``';'`` inside quotes is fine. What the
     expression can *do* is limited by the session sandbox, not by this check.
     """
+    import duckdb
+
     if not expr.strip():
         raise InvalidInput(f"{context}: the SQL expression is empty")
     try:

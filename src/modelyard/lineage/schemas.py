@@ -7,10 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from modelyard.core.lineage import NODE_TYPES
-
-NodeType = Literal["dataset_version", "job", "run", "artifact", "model_version", "endpoint"]
-assert set(NODE_TYPES) == set(NodeType.__args__)  # type: ignore[attr-defined]
+from modelyard.types import NodeType
 
 
 class GetLineage(BaseModel):
