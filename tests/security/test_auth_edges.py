@@ -74,8 +74,10 @@ def test_refused_authentication_is_audited(
     assert bad.status_code == 401
     mlflow = http.post(f"{MLFLOW}/experiments/create", json={"name": "x"})
     assert mlflow.status_code == 401
+    assert http.post("/endpoints/no-such/invocations", content=b"[[1]]").status_code == 401
     assert sorted(_refusals(admin)) == [
         ("anonymous", "datasets.list_datasets", "unauthenticated"),
+        ("anonymous", "endpoints.invoke", "unauthenticated"),
         ("anonymous", "mlflow POST /api/2.0/mlflow/experiments/create", "unauthenticated"),
         ("anonymous", "tracking.create_experiment", "unauthenticated"),
     ]

@@ -31,14 +31,22 @@ def invocations_router(runtime: Runtime) -> APIRouter:
 
     async def forward(request: Request, path: str) -> Response:
         name = request.path_params["name"]
-        if not _NAME.fullmatch(name):
-            raise NotFound(f"no endpoint named {name!r}")
         origin = request.client.host if request.client else "unknown"
         request_id = request.state.request_id
-        principal = await run_in_threadpool(runtime.principal, bearer_token(request))
+        principal = await run_in_threadpool(
+            partial(
+                runtime.authenticate,
+                bearer_token(request),
+                origin=origin,
+                request_id=request_id,
+                operation=INVOKE.name,
+            )
+        )
         await run_in_threadpool(
             partial(runtime.authorize, INVOKE, principal, origin=origin, request_id=request_id)
         )
+        if not _NAME.fullmatch(name):
+            raise NotFound(f"no endpoint named {name!r}")
         body = await request.body()
         answer = await plane_for(runtime).router.invoke(
             name,
