@@ -215,3 +215,39 @@ def test_sdk_does_not_resend_a_write_without_a_key(server: LiveServer) -> None:
         sdk.tracking.create_experiment("once")
     assert hook.sent == ["/api/v1/experiments"]
     assert sdk.tracking.get_experiment("once").name == "once"  # it was created, once
+
+
+class FailFirst(httpx.BaseTransport):
+    """Raises ``error`` for the first request to a path ending in ``suffix`` without
+    sending it; forwards everything else."""
+
+    def __init__(self, suffix: str, error: type[httpx.TransportError]) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.suffix, self.error = suffix, error
+        self.sent: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        first = request.url.path.endswith(self.suffix) and not any(
+            p.endswith(self.suffix) for p in self.sent
+        )
+        self.sent.append(request.url.path)
+        if first:
+            raise self.error("simulated", request=request)
+        return self.inner.handle_request(request)
+
+
+def test_sdk_resends_any_write_that_never_left_but_not_a_timed_out_one(
+    server: LiveServer,
+) -> None:
+    # The connection could not be opened: nothing reached the server, so even a write
+    # without a key is sent again.
+    hook = FailFirst("/experiments", httpx.ConnectError)
+    assert _remote(server, hook).tracking.create_experiment("e").name == "e"
+    assert hook.sent.count("/api/v1/experiments") == 2
+    # A keyed batch that timed out waiting for its answer is not: the caller hears at once.
+    timeout = FailFirst("/batch", httpx.ReadTimeout)
+    sdk = _remote(server, timeout)
+    run = sdk.tracking.create_run("e")
+    with pytest.raises(ServiceUnavailable):
+        sdk.tracking.log_batch(run.id, metrics=[{"key": "loss", "value": 1.0}])
+    assert len([p for p in timeout.sent if p.endswith("/batch")]) == 1

@@ -98,9 +98,9 @@ class RemoteTransport(Transport):
     A request that is safe to repeat (a read, or a write with an idempotency key, which
     the server runs once) is sent again, up to ``retries`` times with exponential backoff
     from ``backoff_s``, when the connection fails or breaks before the answer arrives or
-    the answer is a 502/503/504. Any request is sent again when the connection could not
-    be opened at all (nothing reached the server). ``transport`` is httpx's (a proxy, or
-    a test's); the default connects directly.
+    the answer is a 502/503/504 (not when it timed out). Any request but an upload is sent
+    again when the connection could not be opened at all (nothing reached the server).
+    ``transport`` is httpx's (a proxy, or a test's); the default connects directly.
     """
 
     def __init__(
@@ -198,15 +198,17 @@ class RemoteTransport(Transport):
         repeatable = not op.stream_in and (
             op.method == "GET" or getattr(req, "idempotency_key", None) is not None
         )
+        # A read timeout is not retried: the server may still be working on the request,
+        # and a caller who waited ``timeout`` should hear so now, not after several more.
         attempt = 0
         while True:
             last = attempt >= self.retries
             try:
                 response = self.http.request(op.method, url, **kwargs)
-            except httpx.ConnectError:
+            except (httpx.ConnectError, httpx.ConnectTimeout):  # nothing reached the server
                 if last or op.stream_in:
                     raise
-            except httpx.TransportError:
+            except (httpx.NetworkError, httpx.RemoteProtocolError):  # cut off on the way
                 if last or not repeatable:
                     raise
             else:
