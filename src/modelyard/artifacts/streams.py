@@ -21,7 +21,7 @@ def object_stream(store: ArtifactStore, digest: str, *, filename: str) -> Stream
     :class:`~modelyard.errors.ArtifactCorrupted` here, so the caller answers with an error
     instead of a body. The size comes from the object's verified content or manifest.
     """
-    source = store.open_verified(digest)
+    source = store.open_verified(digest, 1 << 20)  # sent as 1 MiB pieces
     return StreamResult(
         chunks=source.chunks,
         size=source.size,

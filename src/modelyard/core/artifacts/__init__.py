@@ -10,13 +10,13 @@ digest is exact and a damaged object is never served. Layout, for every backend:
     <root>/tmp/                                               local backend: writes in progress
 
 Backends are chosen by URL scheme through :data:`_BACKENDS` (``file`` and ``s3``; a plain
-path means ``file``), one module each (:mod:`.local`, :mod:`.s3`); what they share, and
-the rules for reading (nothing unverified is ever returned, see :mod:`.base`), is in
-:mod:`.base`. Both hash while copying in 4 MiB chunks, so memory stays flat for multi-GB
-objects, and both publish an object only once it is complete: the local backend writes a
-temp file, fsyncs it and renames it into place; the S3 backend spools to a local temp
-file and then uploads to the final key (an S3 PUT, and a completed multipart upload, is
-atomic).
+path means ``file``), one module each (:mod:`.local`, :mod:`.s3`); what they share is
+in :mod:`.base` (the interface and the reading rules: nothing unverified is ever
+returned) and :mod:`.hashing` (hashing while copying, chunk manifests). Both hash while
+copying in 4 MiB chunks, so memory stays flat for multi-GB objects, and both publish an
+object only once it is complete: the local backend writes a temp file, fsyncs it and
+renames it into place; the S3 backend spools to a local temp file and then uploads to
+the final key (an S3 PUT, and a completed multipart upload, is atomic).
 """
 
 from __future__ import annotations
@@ -24,16 +24,13 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from modelyard.core.artifacts.base import (
-    MANIFEST_CHUNK,
-    WHOLE_LIMIT,
     ArtifactStore,
     Damage,
-    ObjectInfo,
-    ReadableStream,
     ScrubReport,
     VerifiedObject,
     validate_digest,
 )
+from modelyard.core.artifacts.hashing import MANIFEST_CHUNK, WHOLE_LIMIT, ObjectInfo, ReadableStream
 from modelyard.core.artifacts.local import LocalArtifactStore
 from modelyard.core.artifacts.s3 import S3ArtifactStore
 from modelyard.errors import ConfigurationError

@@ -22,54 +22,37 @@ import contextlib
 import fcntl
 import hashlib
 import io
-import itertools
 import logging
-import math
 import os
-import re
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Protocol, Self
+from typing import BinaryIO, ClassVar, Self
 
-import orjson
 from fsspec import AbstractFileSystem
 
+from modelyard.core.artifacts.hashing import (
+    COPY_CHUNK,
+    MANIFEST_CHUNK,
+    WHOLE_LIMIT,
+    ChunkDigests,
+    Manifest,
+    ObjectInfo,
+    ReadableStream,
+    is_digest,
+    write_all,
+)
 from modelyard.errors import ArtifactCorrupted, InvalidInput, NotFound
 
 log = logging.getLogger("modelyard.artifacts")
 
-# Copy/hash granularity for writes and internal reads. Measured on a 2-vCPU VM: 1 MiB and
-# 4 MiB give the same throughput; larger buys nothing and costs memory per concurrent put.
-COPY_CHUNK = 4 << 20
-#: Objects up to this size are read and hashed whole before any byte is returned.
-WHOLE_LIMIT = 8 << 20
-#: Larger objects are verified in pieces of this size, against their chunk manifest.
-MANIFEST_CHUNK = 8 << 20
 #: Temp files of interrupted puts older than this are removed when a store opens.
 STALE_TEMP_AGE_S = 3600.0
-# Chunks at least this big are hashed on a pool thread (see _copy_hashing).
-_PIPELINE_MIN = 256 << 10
-# How much written data the local backend lets accumulate before starting its writeback.
-_FLUSH_BEHIND = 32 << 20
-_HASH_POOL: ThreadPoolExecutor | None = None
-_HASH_POOL_LOCK = threading.Lock()
-_DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 OBJECTS = "objects/sha256"
 MANIFESTS = "manifests/sha256"
 QUARANTINE = "quarantine/sha256"
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    """A stored object: ``digest`` is the lowercase hex SHA-256 (64 chars, no prefix)."""
-
-    digest: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -93,12 +76,12 @@ class ScrubReport:
 
 @dataclass
 class VerifiedObject:
-    """An object opened for reading: its size and its bytes, each block verified.
+    """An object opened for reading: its size and its bytes, each piece verified.
 
-    ``chunks`` yields blocks of at most :data:`MANIFEST_CHUNK` bytes, each checked before
-    it is yielded; if a later block is damaged the iterator raises
-    :class:`ArtifactCorrupted` instead of yielding it. ``size`` is the verified size (a
-    small object) or the one recorded in its manifest.
+    ``chunks`` yields the pieces read (at most the ``piece_size`` asked for); a piece is
+    yielded only once the manifest chunk holding it checked out, so if a later chunk is
+    damaged the iterator raises :class:`ArtifactCorrupted` instead of yielding it.
+    ``size`` is the verified size (a small object) or the one recorded in its manifest.
     """
 
     digest: str
@@ -109,16 +92,6 @@ class VerifiedObject:
         close = getattr(self.chunks, "close", None)
         if close is not None:
             close()
-
-
-class ReadableStream(Protocol):
-    """What :meth:`ArtifactStore.put_stream` reads: anything with a binary ``read``.
-
-    Files opened ``"rb"``, ``BytesIO``, ``io.RawIOBase`` subclasses and request bodies all
-    qualify. A ``readinto`` method, where present, is used instead to avoid a copy.
-    """
-
-    def read(self, size: int = -1, /) -> bytes | None: ...
 
 
 def show(value: object) -> str:
@@ -134,17 +107,12 @@ def validate_digest(digest: str) -> str:
     ``sha256:`` prefix, the wrong length, or anything path-like (``../x``), so a digest can
     be used to build a path or an object key without further checks.
     """
-    if not isinstance(digest, str) or not _DIGEST_RE.fullmatch(digest):
+    if not isinstance(digest, str) or not is_digest(digest):
         raise InvalidInput(
             f"invalid digest {show(digest)}: expected a SHA-256 as 64 lowercase hex "
             "characters, without a 'sha256:' prefix"
         )
     return digest
-
-
-def is_digest(name: str) -> bool:
-    """Whether ``name`` is a valid digest (for names found while listing a store)."""
-    return bool(_DIGEST_RE.fullmatch(name))
 
 
 def object_relpath(digest: str) -> str:
@@ -162,198 +130,6 @@ def quarantine_reldir(digest: str) -> str:
 def quarantine_name() -> str:
     """A new name for one quarantined copy: when it was moved aside, plus a random tag."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(4)
-
-
-def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def read_exactly(reader: BinaryIO, n: int) -> bytes:
-    """Up to ``n`` bytes from ``reader``, fewer only at EOF (raw reads may come up short)."""
-    parts: list[bytes] = []
-    left = n
-    while left > 0:
-        part = reader.read(left)
-        if not part:
-            break
-        parts.append(part)
-        left -= len(part)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-def _hash_pool() -> ThreadPoolExecutor:
-    """Threads that hash while the caller writes (hashlib releases the GIL on big chunks)."""
-    global _HASH_POOL
-    if _HASH_POOL is None:
-        with _HASH_POOL_LOCK:
-            if _HASH_POOL is None:
-                workers = min(4, os.cpu_count() or 1)
-                _HASH_POOL = ThreadPoolExecutor(workers, thread_name_prefix="modelyard-hash")
-    return _HASH_POOL
-
-
-def _read_chunk(stream: ReadableStream, buf: bytearray | None) -> bytes | bytearray | memoryview:
-    """The next chunk of ``stream`` (empty at EOF), into ``buf`` when it has ``readinto``."""
-    if buf is not None:
-        n = getattr(stream, "readinto")(buf)  # noqa: B009 - not part of ReadableStream
-        if n is None:
-            raise InvalidInput("the stream is non-blocking and had no data ready")
-        return memoryview(buf)[:n]
-    data: object = stream.read(COPY_CHUNK)
-    if data is None:
-        raise InvalidInput("the stream is non-blocking and had no data ready")
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise InvalidInput(
-            f"the stream returned {type(data).__name__}, not bytes; open it in binary mode"
-        )
-    return data
-
-
-class ChunkDigests:
-    """SHA-256 of each ``chunk_size`` piece of a byte stream fed in pieces of any size."""
-
-    def __init__(self, chunk_size: int = MANIFEST_CHUNK) -> None:
-        self.chunk_size = chunk_size
-        self.digests: list[str] = []
-        self._hasher = hashlib.sha256()
-        self._filled = 0
-
-    def update(self, data: bytes | bytearray | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            take = min(len(view), self.chunk_size - self._filled)
-            self._hasher.update(view[:take])
-            self._filled += take
-            view = view[take:]
-            if self._filled == self.chunk_size:
-                self.digests.append(self._hasher.hexdigest())
-                self._hasher = hashlib.sha256()
-                self._filled = 0
-
-    def finish(self) -> tuple[str, ...]:
-        if self._filled:
-            self.digests.append(self._hasher.hexdigest())
-            self._filled = 0
-        return tuple(self.digests)
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The chunk digests of one large object, and its size: what reads verify against.
-
-    Encoded as JSON with a ``check`` field (the SHA-256 of the rest), so a damaged manifest
-    is recognised and rebuilt instead of condemning an intact object.
-    """
-
-    digest: str
-    size: int
-    chunk_size: int
-    chunks: tuple[str, ...]
-
-    def _body(self) -> dict[str, Any]:
-        return {
-            "digest": self.digest,
-            "size": self.size,
-            "chunk_size": self.chunk_size,
-            "chunks": list(self.chunks),
-        }
-
-    def encode(self) -> bytes:
-        body = self._body()
-        check = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        return orjson.dumps({**body, "check": check}, option=orjson.OPT_SORT_KEYS)
-
-    @classmethod
-    def decode(cls, data: bytes, digest: str) -> Manifest | None:
-        """The manifest in ``data`` if it is intact and describes ``digest``, else ``None``."""
-        try:
-            raw = orjson.loads(data)
-            manifest = cls(
-                digest=raw["digest"],
-                size=raw["size"],
-                chunk_size=raw["chunk_size"],
-                chunks=tuple(raw["chunks"]),
-            )
-            check = raw["check"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            return None
-        if (
-            manifest.digest != digest
-            or not isinstance(manifest.size, int)
-            or not isinstance(manifest.chunk_size, int)
-            or manifest.chunk_size < 1
-            or len(manifest.chunks) != math.ceil(manifest.size / manifest.chunk_size)
-            or not all(isinstance(c, str) and _DIGEST_RE.fullmatch(c) for c in manifest.chunks)
-        ):
-            return None
-        body = orjson.dumps(manifest._body(), option=orjson.OPT_SORT_KEYS)
-        return manifest if hashlib.sha256(body).hexdigest() == check else None
-
-
-@dataclass(frozen=True)
-class Hashed:
-    """What :func:`copy_hashing` learned about the bytes it copied."""
-
-    info: ObjectInfo
-    chunks: tuple[str, ...]
-
-    def manifest(self) -> Manifest | None:
-        """The object's manifest, or ``None`` for one small enough to be verified whole."""
-        if self.info.size <= WHOLE_LIMIT:
-            return None
-        return Manifest(self.info.digest, self.info.size, MANIFEST_CHUNK, self.chunks)
-
-
-def copy_hashing(stream: ReadableStream, fd: int, *, flush_behind: bool) -> Hashed:
-    """Copy ``stream`` to ``fd`` until EOF, hashing on the way; memory is two chunks.
-
-    Chunk k is hashed (whole-object digest and manifest chunk digests, on two pool threads)
-    while it is written here and chunk k+1 is read, so a put costs about max(hash, write)
-    rather than their sum. Waiting for chunk k's hashes before submitting k+1 keeps the
-    updates in order and frees buffer k for reuse. With ``flush_behind``, written ranges are
-    handed to the kernel every 32 MiB (``POSIX_FADV_DONTNEED``: start writeback now, drop
-    the pages once clean) so the final fsync has little left to do.
-
-    Uses ``readinto`` into two reused buffers when the stream has it, else ``read``.
-    Raises :class:`InvalidInput` for a text stream or a non-blocking stream with no data
-    ready (both would otherwise store wrong bytes); the stream's own errors propagate.
-    """
-    hasher = hashlib.sha256()
-    chunker = ChunkDigests()
-    size = 0
-    flushed = 0
-    buffers: list[bytearray | None] = [None, None]
-    if hasattr(stream, "readinto"):
-        buffers = [bytearray(COPY_CHUNK), bytearray(COPY_CHUNK)]
-    advise = flush_behind and hasattr(os, "posix_fadvise")
-    pending: list[Future[None]] = []
-    try:
-        for turn in itertools.count():
-            chunk = _read_chunk(stream, buffers[turn % 2])
-            for future in pending:
-                future.result()
-            pending = []
-            if not chunk:
-                break
-            if len(chunk) >= _PIPELINE_MIN:
-                pool = _hash_pool()
-                pending = [pool.submit(hasher.update, chunk), pool.submit(chunker.update, chunk)]
-            else:
-                hasher.update(chunk)  # a thread hand-off costs more than hashing this
-                chunker.update(chunk)
-            write_all(fd, chunk)
-            size += len(chunk)
-            if advise and size - flushed >= _FLUSH_BEHIND:
-                os.posix_fadvise(fd, flushed, size - flushed, os.POSIX_FADV_DONTNEED)
-                flushed = size
-    finally:
-        # Never return (or raise) while a pool thread still reads one of our buffers.
-        if pending:
-            wait(pending)
-    return Hashed(ObjectInfo(hasher.hexdigest(), size), chunker.finish())
 
 
 def fsync_dir(path: Path) -> None:
@@ -586,7 +362,7 @@ class ArtifactStore(abc.ABC):
             log.warning("the manifest of artifact %s is damaged; it will be rebuilt", digest)
         return manifest
 
-    def open_verified(self, digest: str) -> VerifiedObject:
+    def open_verified(self, digest: str, piece_size: int = MANIFEST_CHUNK) -> VerifiedObject:
         """Open an object for reading; nothing it yields has not been verified.
 
         :class:`NotFound`, :class:`InvalidInput` and :class:`ArtifactCorrupted` for damage
@@ -594,9 +370,11 @@ class ArtifactStore(abc.ABC):
         :data:`WHOLE_LIMIT`, or a size that disagrees with the manifest) are raised by this
         call itself, before any byte is returned, so an HTTP handler can still answer with
         an error. Damage further into a large object makes the iterator raise
-        :class:`ArtifactCorrupted` in place of the damaged block.
+        :class:`ArtifactCorrupted` in place of the damaged chunk. The iterator yields the
+        pieces it read, each at most ``piece_size`` bytes (and at most 8 MiB are held).
         """
         digest = validate_digest(digest)
+        piece_size = max(1, min(piece_size, MANIFEST_CHUNK))
         reader, stored = self._open_object(digest, MANIFEST_CHUNK)
         try:
             manifest = self._manifest(digest)
@@ -605,40 +383,41 @@ class ArtifactStore(abc.ABC):
                 reader.close()
                 reader, stored = self._open_object(digest, MANIFEST_CHUNK)
             if manifest is None:
-                data = read_exactly(reader, WHOLE_LIMIT + 1)
+                pieces, size, actual = _read_hashing(reader, WHOLE_LIMIT + 1, piece_size)
                 reader.close()
-                actual = hashlib.sha256(data).hexdigest()
                 if actual != digest:
-                    raise self._damaged(digest, f"its {len(data)} bytes hash to {actual}")
-                return VerifiedObject(digest, len(data), iter((data,) if data else ()))
+                    raise self._damaged(digest, f"its {size} bytes hash to {actual}")
+                return VerifiedObject(digest, size, iter(pieces))
             if stored != manifest.size:
                 raise self._damaged(
                     digest, f"it is {stored} bytes long but was written with {manifest.size}"
                 )
-            blocks = self._checked_blocks(digest, reader, manifest)
-            first = next(blocks, None)  # chunk 0 is checked now, before any response starts
+            pieces_of_chunks = self._checked_chunks(digest, reader, manifest, piece_size)
+            first = next(pieces_of_chunks, None)  # chunk 0 is checked before any response
         except BaseException:
             reader.close()
             raise
-        chunks = blocks if first is None else _prepend(first, blocks)
+        chunks = _flatten(first, pieces_of_chunks)
         return VerifiedObject(digest, manifest.size, chunks)
 
-    def _checked_blocks(self, digest: str, reader: BinaryIO, manifest: Manifest) -> Iterator[bytes]:
+    def _checked_chunks(
+        self, digest: str, reader: BinaryIO, manifest: Manifest, piece_size: int
+    ) -> Iterator[list[bytes]]:
+        """The pieces of each manifest chunk, yielded only once the chunk checked out."""
         with reader:
             for index, expected in enumerate(manifest.chunks):
                 start = index * manifest.chunk_size
                 length = min(manifest.chunk_size, manifest.size - start)
-                block = read_exactly(reader, length)
-                if len(block) != length:
+                pieces, size, actual = _read_hashing(reader, length, piece_size)
+                if size != length:
                     raise self._damaged(
-                        digest,
-                        f"truncated: {start + len(block)} of {manifest.size} bytes could be read",
+                        digest, f"truncated: {start + size} of {manifest.size} bytes could be read"
                     )
-                if hashlib.sha256(block).hexdigest() != expected:
+                if actual != expected:
                     raise self._damaged(
                         digest, f"bytes {start}-{start + length - 1} do not match its manifest"
                     )
-                yield block
+                yield pieces
 
     def _build_manifest(self, digest: str, reader: BinaryIO) -> Manifest:
         """Hash a large object without a manifest whole; store and return its manifest."""
@@ -665,7 +444,9 @@ class ArtifactStore(abc.ABC):
         """
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise InvalidInput(f"chunk_size must be a positive integer, not {chunk_size!r}")
-        return _rechunk(self.open_verified(digest).chunks, chunk_size)
+        # Pieces read at 256 KiB or more (fewer reads), split only for smaller chunk sizes.
+        source = self.open_verified(digest, max(chunk_size, 256 << 10))
+        return _rechunk(source.chunks, chunk_size)
 
     def get_to_path(self, digest: str, dest: str | os.PathLike[str]) -> ObjectInfo:
         """Write the object to ``dest``, creating parent directories; verified first.
@@ -680,7 +461,7 @@ class ArtifactStore(abc.ABC):
         target = Path(dest)
         if target.is_dir():
             raise InvalidInput(f"destination {str(target)!r} is a directory, not a file path")
-        source = self.open_verified(digest)
+        source = self.open_verified(digest, COPY_CHUNK)
         # Opened before anything is created (NotFound leaves no trace).
         try:
             parent = target.parent
@@ -706,7 +487,7 @@ class ArtifactStore(abc.ABC):
 
     def read_bytes(self, digest: str) -> bytes:
         """The whole object, verified. Holds it in memory: for small objects only."""
-        return b"".join(self.open_verified(digest).chunks)
+        return b"".join(self.open_verified(digest, COPY_CHUNK).chunks)
 
     def verify(self, digest: str) -> ObjectInfo:
         """Read the whole object and check it (quarantining it if it is damaged).
@@ -715,7 +496,7 @@ class ArtifactStore(abc.ABC):
         :class:`NotFound` if absent.
         """
         size = 0
-        for chunk in self.open_verified(digest).chunks:
+        for chunk in self.open_verified(digest, COPY_CHUNK).chunks:
             size += len(chunk)
         return ObjectInfo(digest, size)
 
@@ -788,10 +569,29 @@ class ArtifactStore(abc.ABC):
         return f"{type(self).__name__}({self.url!r})"
 
 
-def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+def _read_hashing(reader: BinaryIO, limit: int, piece_size: int) -> tuple[list[bytes], int, str]:
+    """Up to ``limit`` bytes of ``reader`` as pieces of at most ``piece_size``, their total
+    length and their SHA-256 (hex)."""
+    hasher = hashlib.sha256()
+    pieces: list[bytes] = []
+    size = 0
+    while size < limit:
+        piece = reader.read(min(piece_size, limit - size))
+        if not piece:
+            break
+        hasher.update(piece)
+        pieces.append(piece)
+        size += len(piece)
+    return pieces, size, hasher.hexdigest()
+
+
+def _flatten(first: list[bytes] | None, rest: Iterator[list[bytes]]) -> Iterator[bytes]:
     try:
-        yield first
-        yield from rest
+        if first is None:
+            return
+        yield from first
+        for pieces in rest:
+            yield from pieces
     finally:
         close = getattr(rest, "close", None)
         if close is not None:

@@ -14,20 +14,22 @@ from modelyard.core.artifacts.base import (
     OBJECTS,
     STALE_TEMP_AGE_S,
     ArtifactStore,
-    Manifest,
-    ObjectInfo,
-    ReadableStream,
-    copy_hashing,
     create_exclusive,
     ensure_dir,
     fsync_dir,
-    is_digest,
     manifest_relpath,
     object_relpath,
     quarantine_name,
     quarantine_reldir,
     remove_stale_temp_files,
     validate_digest,
+)
+from modelyard.core.artifacts.hashing import (
+    Manifest,
+    ObjectInfo,
+    ReadableStream,
+    copy_hashing,
+    is_digest,
     write_all,
 )
 from modelyard.errors import ArtifactCorrupted, ConfigurationError, NotFound

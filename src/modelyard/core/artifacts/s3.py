@@ -17,18 +17,20 @@ from modelyard.core.artifacts.base import (
     OBJECTS,
     STALE_TEMP_AGE_S,
     ArtifactStore,
-    Manifest,
-    ObjectInfo,
-    ReadableStream,
-    copy_hashing,
     create_exclusive,
-    is_digest,
     manifest_relpath,
     object_relpath,
     quarantine_name,
     quarantine_reldir,
     remove_stale_temp_files,
     validate_digest,
+)
+from modelyard.core.artifacts.hashing import (
+    Manifest,
+    ObjectInfo,
+    ReadableStream,
+    copy_hashing,
+    is_digest,
 )
 from modelyard.errors import ConfigurationError
 
