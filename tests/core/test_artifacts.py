@@ -611,6 +611,26 @@ def test_list_objects_pages_in_digest_order(store: ArtifactStore) -> None:
     assert store.list_objects(after=infos[-1].digest) == []
 
 
+@pytest.mark.s3
+def test_stale_s3_spool_files_are_removed_when_a_store_opens(
+    s3_store_url: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    old = time.time() - 2 * 3600
+    for name in ("modelyard-s3-spool-killed", "other-program-file"):
+        (spool / name).write_bytes(b"x")
+        os.utime(spool / name, (old, old))
+    (spool / "modelyard-s3-spool-recent").write_bytes(b"y")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tempfile, "tempdir", str(spool))
+        open_store(s3_store_url)
+    assert sorted(p.name for p in spool.iterdir()) == [
+        "modelyard-s3-spool-recent",
+        "other-program-file",
+    ]
+
+
 def test_stale_temp_files_of_killed_puts_are_removed_when_a_store_opens(tmp_path: Path) -> None:
     root = tmp_path / "store"
     LocalArtifactStore(root)

@@ -165,7 +165,9 @@ def create_exclusive(directory: Path, prefix: str) -> tuple[int, Path]:
     path = directory / f"{prefix}{secrets.token_hex(16)}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(path, flags, 0o666)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    # On a file system without flock the age check alone protects the file.
+    with contextlib.suppress(OSError):
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return fd, path
 
 
@@ -194,8 +196,10 @@ def remove_stale_temp_files(directory: Path, prefix: str, max_age_s: float) -> i
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
+            except BlockingIOError:
                 continue  # a live write holds it
+            except OSError:
+                pass  # no flock on this file system: the age alone decides
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
                 removed += 1
