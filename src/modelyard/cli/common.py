@@ -26,11 +26,13 @@ err_console = Console(stderr=True)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_state: dict[str, Any] = {"url": None, "token": None, "home": None, "json": False}
+_state: dict[str, Any] = {"url": None, "token": None, "home": None, "json": False, "wide": False}
 
 
-def configure(url: str | None, token: str | None, home: str | None, as_json: bool) -> None:
-    _state.update(url=url, token=token, home=home, json=as_json)
+def configure(
+    url: str | None, token: str | None, home: str | None, as_json: bool, wide: bool = False
+) -> None:
+    _state.update(url=url, token=token, home=home, json=as_json, wide=wide)
 
 
 def client() -> Client:
@@ -53,6 +55,9 @@ def emit(model: BaseModel | dict[str, Any], render: Callable[[], None] | None = 
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a table: fitted to the terminal, or at its full width (no cell cut or wrapped)
+    when stdout is not a terminal (a pipe, a file) or with ``--wide``."""
+    from rich.measure import Measurement
     from rich.table import Table
 
     t = Table(title=title)
@@ -60,7 +65,12 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
         t.add_column(c)
     for row in rows:
         t.add_row(*["" if v is None else str(v) for v in row])
-    console.print(t)
+    if console.is_terminal and not _state["wide"]:
+        console.print(t)
+        return
+    # Console.print never renders wider than the console, so use one as wide as the table.
+    needed = Measurement.get(console, console.options.update_width(1_000_000), t).maximum
+    Console(file=console.file, width=max(needed, console.width)).print(t)
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:

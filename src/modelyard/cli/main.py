@@ -23,6 +23,9 @@ app = typer.Typer(
     help="modelyard: a self-hosted machine-learning platform.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Click's help layout (inherited by every group): typer's rich layout prints a type
+    # column that shows every flag as `--json <bool>`, as if it took a value.
+    rich_markup_mode=None,
 )
 db_app = typer.Typer(help="The metadata store's schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -48,8 +51,11 @@ def main(
     token: str | None = typer.Option(None, envvar="MODELYARD_TOKEN", help="API token."),
     home: str | None = typer.Option(None, envvar="MODELYARD_HOME", help="Embedded state folder."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    wide: bool = typer.Option(
+        False, "--wide", help="Tables at full width in a terminal too (always when piped)."
+    ),
 ) -> None:
-    configure(url, token, home, json_out)
+    configure(url, token, home, json_out, wide)
 
 
 def is_loopback(host: str) -> bool:

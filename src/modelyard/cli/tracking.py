@@ -1,4 +1,4 @@
-"""``modelyard experiments list`` and ``modelyard runs list|show``."""
+"""``modelyard experiments list`` and ``modelyard runs list|describe|compare|artifacts``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 from modelyard.cli.common import client, console, emit, handle_errors, table
 
 if TYPE_CHECKING:
-    from modelyard.tracking.schemas import Run
+    from modelyard.tracking.schemas import Comparison, Run
 
 experiments_app = typer.Typer(help="Experiments: groups of tracked runs.", no_args_is_help=True)
 runs_app = typer.Typer(help="Tracked runs: params, metrics, tags.", no_args_is_help=True)
@@ -106,13 +106,49 @@ def _show_run(r: Run) -> None:
     )
 
 
-@runs_app.command("show")
+@runs_app.command("describe")
 @handle_errors
-def show_run(run_id: str) -> None:
-    """Describe a run."""
+def describe_run(run_id: str) -> None:
+    """A run: its params, tags, metrics (latest, min, max), inputs and code."""
     with client() as c:
         run = c.tracking.get_run(run_id)
     emit(run, lambda: _show_run(run))
+
+
+# The name this command had before `describe` (every other group says describe).
+runs_app.command("show", hidden=True)(describe_run)
+
+
+def _show_comparison(result: Comparison) -> None:
+    ids = [r.id for r in result.runs]
+    params = [
+        (
+            ("* " if k in result.differing_params else "  ") + k,
+            *(r.params.get(k) for r in result.runs),
+        )
+        for k in result.param_keys
+    ]
+    table("params (* differ)", ["param", *ids], params)
+    keys = sorted({k for r in result.runs for k in r.metrics})
+    metrics = [
+        (k, *(_fmt(r.metrics[k].latest) if k in r.metrics else "" for r in result.runs))
+        for k in keys
+    ]
+    table("metrics (latest)", ["metric", *ids], metrics)
+
+
+@runs_app.command("compare")
+@handle_errors
+def compare_runs(
+    run_ids: list[str] = typer.Argument(..., help="The runs to compare (two or more)."),
+    metric: list[str] = typer.Option(
+        [], "--metric", "-m", help="Only this metric's history in --json (repeatable)."
+    ),
+) -> None:
+    """Runs side by side: params (marking those that differ) and latest metrics."""
+    with client() as c:
+        result = c.tracking.compare(run_ids, metric or None)
+    emit(result, lambda: _show_comparison(result))
 
 
 @runs_app.command("artifacts")
