@@ -33,6 +33,15 @@ class Settings(BaseModel):
     )
     cors_origins: list[str] = Field(default_factory=list, description="Empty: CORS closed.")
     max_upload_bytes: int = 64 * 1024**3
+    replica_orphan_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "How long an endpoint replica keeps running after the control plane that owns "
+            "it died without stopping it (MODELYARD_REPLICA_ORPHAN_GRACE_S): a restart "
+            "within it re-attaches the replica; past it the replica stops itself."
+        ),
+    )
     trusted_types: list[str] = Field(
         default_factory=list,
         description=(
@@ -56,6 +65,8 @@ class Settings(BaseModel):
                 t.strip() for t in (_env("MODELYARD_TRUSTED_TYPES") or "").split(",") if t.strip()
             ],
         }
+        if (grace := _env("MODELYARD_REPLICA_ORPHAN_GRACE_S")) is not None:
+            values["replica_orphan_grace_s"] = float(grace)
         if (port := _env("MODELYARD_PORT")) is not None:
             values["port"] = int(port)
         if (host := _env("MODELYARD_HOST")) is not None:

@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
-from epkit import ROWS, failing_version, sklearn_version, stop_all_replicas, unloadable_version
+from epkit import (
+    ROWS,
+    UpServer,
+    failing_version,
+    sklearn_version,
+    stop_all_replicas,
+    unloadable_version,
+)
 
 from conftest import Plane
 from modelyard.client.sdk import Client, connect
@@ -267,12 +275,11 @@ def test_a_crashed_replica_is_restarted(plane: Plane) -> None:
     assert "replica_restarted" in [e.kind for e in c.endpoints.events("crash").events]
 
 
-def test_endpoints_come_back_as_they_were_after_a_control_plane_restart(tmp_path: Path) -> None:
+def test_endpoints_come_back_as_they_were_after_a_control_plane_crash(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     try:
-        first = Runtime(settings)
-        first.start_background()
-        c = connect(home=tmp_path / "home")
+        first = UpServer(tmp_path / "home", tmp_path / "up.log")
+        c = connect(first.url)
         v = sklearn_version(c, tmp_path)
         c.endpoints.create("durable", [{"model": "churn", "version": v, "replicas": 2}])
         ep = c.endpoints.wait("durable")
@@ -280,7 +287,7 @@ def test_endpoints_come_back_as_they_were_after_a_control_plane_restart(tmp_path
         ep = c.endpoints.describe("durable")
         c.close()
         kept, killed = ep.replicas
-        first.close()  # the control plane stops; its replicas keep running
+        first.stop(signal.SIGKILL)  # the control plane dies; its replicas keep running
         assert kept.pid is not None and killed.pid is not None
         os.kill(killed.pid, signal.SIGKILL)  # and one dies while nobody watches
 
@@ -417,6 +424,12 @@ def test_a_rollout_in_progress_resumes_after_a_control_plane_restart(tmp_path: P
             c2 = Client(EmbeddedTransport(second, local_principal()))
             rollout = c2.endpoints.wait_rollout("resume", timeout=120)
             assert rollout.state == "Completed" and rollout.step == 1
+            # The first control plane stopped its replicas; this one started them again.
+            wait_for(
+                lambda: [r.state for r in c2.endpoints.describe("resume").replicas] == ["Ready"],
+                60,
+                "the replica to start again",
+            )
             ep = c2.endpoints.describe("resume")
             assert [(v.version, ep.traffic[v.id]) for v in ep.variants] == [(v2, 1.0)]
             shifts = [
@@ -424,6 +437,39 @@ def test_a_rollout_in_progress_resumes_after_a_control_plane_restart(tmp_path: P
             ]
             assert len(shifts) == 2
             assert c2.endpoints.invoke("resume", BODY).model_version == f"churn:{v2}"
+        finally:
+            second.close()
+    finally:
+        stop_all_replicas(tmp_path / "home")
+
+
+def test_a_stopped_control_plane_stops_its_replicas_and_the_next_one_starts_them(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path)
+    try:
+        first = Runtime(settings)
+        c = Client(EmbeddedTransport(first, local_principal()))
+        v = sklearn_version(c, tmp_path)
+        c.endpoints.create("stops", [{"model": "churn", "version": v}])
+        before = c.endpoints.wait("stops").replicas[0]
+        assert before.pid is not None and psutil.pid_exists(before.pid)
+        first.close()
+        assert not psutil.pid_exists(before.pid)  # gone when close() returns
+        second = Runtime(settings)
+        try:
+            c2 = Client(EmbeddedTransport(second, local_principal()))
+            second.start_background()
+
+            def ready() -> bool:
+                r = c2.endpoints.describe("stops").replicas[0]
+                return r.state == "Ready" and r.pid != before.pid
+
+            wait_for(ready, 60, "the replica to start again")
+            after = c2.endpoints.describe("stops").replicas[0]
+            assert (after.id, after.restarts) == (before.id, 0)
+            assert after.message == "stopped with the control plane"
+            assert c2.endpoints.invoke("stops", BODY).status == 200
         finally:
             second.close()
     finally:

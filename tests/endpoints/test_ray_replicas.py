@@ -39,6 +39,7 @@ from modelyard.cli.main import app
 from modelyard.client.sdk import connect
 from modelyard.endpoints.plane import plane_for
 from modelyard.endpoints.ray_replicas import RayReplicas
+from modelyard.endpoints.replica_auth import SECRET_HEADER
 from modelyard.endpoints.schemas import Placement
 from modelyard.jobs.backends import ray as ray_backend_module
 from modelyard.jobs.backends.ray import RayBackend
@@ -310,14 +311,15 @@ def test_a_variants_replicas_spread_over_the_nodes(
         urls = sorted(url for route in table.routes.values() for _, url in route.replicas)
         assert {httpx.URL(u).host for u in urls} == {r.host for r in ep.replicas}
         assert len(urls) == 2 and "127.0.0.2" in {httpx.URL(u).host for u in urls}
-        for url in urls:
-            answer = httpx.post(
-                f"{url}/invocations",
-                content=BODY,
-                headers={"content-type": "application/json"},
-                timeout=30,
-            )
-            assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
+        for route in table.routes.values():
+            for rid, url in route.replicas:
+                headers = {"content-type": "application/json"}
+                # only with its secret: a replica answers nobody but the router
+                refused = httpx.post(f"{url}/invocations", content=BODY, headers=headers)
+                assert refused.status_code == 403
+                headers[SECRET_HEADER] = table.secrets[rid]
+                answer = httpx.post(f"{url}/invocations", content=BODY, headers=headers, timeout=30)
+                assert answer.status_code == 200 and len(answer.json()["predictions"]) == 2
         assert len(c.endpoints.predict("spread", ROWS)["predictions"]) == 2
         c.endpoints.delete("spread", wait=True, timeout=60)
         assert _actors(prefix) == set()

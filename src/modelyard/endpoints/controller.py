@@ -31,7 +31,9 @@ Nothing lives only in memory. After a restart the controller finds each replica 
 by its supervisor's pid and start time, or a Ray replica by its actor's name (re-attaching
 it, or restarting it if it died),
 and resumes a rollout at its current step with a fresh bake (the router's counters
-start again at zero). One controller runs per ``MODELYARD_HOME`` (a file lock).
+start again at zero). One controller runs per ``MODELYARD_HOME`` (a file lock); it names
+itself in ``controller.json`` beside the lock, the file its replicas watch. A controller
+that stops stops its local replicas (:meth:`EndpointController._stop_local_replicas`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
+import psutil
 from sqlalchemy import delete, event, func, select
 from sqlalchemy.orm import Session
 
@@ -61,6 +64,7 @@ from modelyard.endpoints.invoke import INVOKE
 from modelyard.endpoints.plane import close_plane, plane_for
 from modelyard.endpoints.processes import STOP_GRACE_S, ModelCache, Replicas, root
 from modelyard.endpoints.ray_replicas import RayReplicas
+from modelyard.endpoints.replica_auth import ReplicaKeys
 from modelyard.endpoints.router import (
     Counters,
     held,
@@ -78,10 +82,12 @@ from modelyard.endpoints.store import (
     ReplicaRow,
     RolloutRow,
 )
+from modelyard.jobs.supervisor import write_json_atomic
 
 log = logging.getLogger("modelyard.endpoints")
 
 MAX_FAILURES = 3
+OWNER_FILE = "controller.json"
 ACTOR = "endpoints-controller"
 LIVE = ("Pending", "Starting", "Ready", "Failed")
 
@@ -145,6 +151,8 @@ class EndpointController:
         self.settings = runtime.settings
         self.plane = plane_for(runtime)
         self.processes = Replicas(self.settings.home)
+        self.keys = ReplicaKeys(self.settings.home)
+        self.owner_file = root(self.settings.home) / OWNER_FILE
         self._ray: dict[str, RayReplicas] = {}
         self.cache = ModelCache(self.settings.home, runtime.artifacts)
         self.direct = DirectServers(self.plane.router, _authorizer(runtime))
@@ -172,6 +180,11 @@ class EndpointController:
             handle.close()
             return False
         self._lock_file = handle
+        # Replicas watch this file: they stop themselves once the process named in it has
+        # been gone for settings.replica_orphan_grace_s (a controller killed with -9);
+        # a controller started in time takes them over by rewriting it.
+        me = psutil.Process()
+        write_json_atomic(self.owner_file, {"pid": me.pid, "started": me.create_time()})
         return True
 
     def start(self) -> bool:
@@ -189,7 +202,9 @@ class EndpointController:
         return True
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the loop; replicas keep running (the next controller re-attaches them)."""
+        """Stop the loop and this home's local replica processes (see
+        :meth:`_stop_local_replicas`); Ray replicas keep running and the next controller
+        re-attaches them."""
         _controllers.discard(self)
         self._stopping.set()
         self._wake.set()
@@ -200,6 +215,10 @@ class EndpointController:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         if self._lock_file is not None:
+            try:
+                self._stop_local_replicas()
+            except Exception:
+                log.exception("stopping the replicas of %s", self.settings.home)
             self._lock_file.close()
             self._lock_file = None
         self.direct.close()
@@ -208,6 +227,35 @@ class EndpointController:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _stop_local_replicas(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop every local replica process of this home: gracefully (in-flight requests
+        finish), killed after ``grace_s``. Their ``Starting``/``Ready`` rows go back to
+        ``Pending``, so the next controller starts them again (not counted as restarts)."""
+        with self.db.transaction(write=False) as session:
+            rows = [
+                r
+                for r in session.scalars(select(ReplicaRow))
+                if r.placement == "local" and r.supervisor_pid is not None
+            ]
+
+        def running() -> list[ReplicaRow]:
+            return [r for r in rows if self.processes.alive(r.supervisor_pid, r.supervisor_started)]
+
+        for r in running():
+            self.processes.stop(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+        deadline = time.monotonic() + grace_s
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for r in running():
+            self.processes.kill(r.id, r.attempt, r.supervisor_pid, r.supervisor_started)
+        with self.db.transaction() as session:
+            for r in rows:
+                row = session.get(ReplicaRow, r.id)
+                if row is not None and row.state in ("Starting", "Ready"):
+                    row.state, row.message = "Pending", "stopped with the control plane"
+                    row.pid = row.port = None
+                    row.state_since = row.updated_at = utcnow()
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -420,7 +468,7 @@ class EndpointController:
         if r.state == "Starting":
             if not alive:
                 return self._failed_start(ep, r, self._exit_message(r))
-            probe, why = self.processes.probe(r.port, r.host)
+            probe, why = self.processes.probe(r.port, r.host, self.keys.secret(r.id, r.attempt))
             if probe == "failed":
                 self._kill(r)
                 return self._failed_start(ep, r, why)
@@ -517,7 +565,14 @@ class EndpointController:
         try:
             model_dir = self.cache.path(variant["artifact_digest"], variant["artifact_filename"])
             launched = self.processes.launch(
-                r.id, attempt, model_dir, variant["model"], int(variant["version"])
+                r.id,
+                attempt,
+                model_dir,
+                variant["model"],
+                int(variant["version"]),
+                secret=self.keys.secret(r.id, attempt),
+                owner_file=self.owner_file,
+                orphan_grace_s=self.settings.replica_orphan_grace_s,
             )
         except Exception as exc:
             log.exception("launching replica %s", r.id)

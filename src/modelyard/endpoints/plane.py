@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import threading
 import weakref
+from pathlib import Path
 from typing import Any, Protocol
 
+from modelyard.config import Settings
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.db import Database
 from modelyard.endpoints.capture import Capturer
+from modelyard.endpoints.replica_auth import ReplicaKeys
 from modelyard.endpoints.router import Router
 
 
 class HasStores(Protocol):
     db: Database
     artifacts: ArtifactStore
+    settings: Settings
 
 
 class DataPlane:
-    def __init__(self, db: Database, artifacts: ArtifactStore) -> None:
+    def __init__(self, db: Database, artifacts: ArtifactStore, home: Path) -> None:
         self.capturer = Capturer(db, artifacts)
-        self.router = Router(db, self.capturer)
+        self.router = Router(db, self.capturer, keys=ReplicaKeys(home))
 
     def close(self) -> None:
         self.router.close()
@@ -41,7 +45,7 @@ def plane_for(runtime: HasStores) -> DataPlane:
     with _lock:
         plane = _planes.get(runtime)
         if plane is None:
-            plane = DataPlane(runtime.db, runtime.artifacts)
+            plane = DataPlane(runtime.db, runtime.artifacts, runtime.settings.home)
             _planes[runtime] = plane
         return plane
 

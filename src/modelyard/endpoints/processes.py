@@ -1,10 +1,13 @@
 """Replica processes: a model server (``python -m modelyard.serving``) per replica.
 
 Each replica attempt runs under the jobs supervisor (``modelyard.jobs.supervisor``) in a
-new session, so it outlives the control plane: after a restart the controller finds it
-again by the supervisor's pid and start time (stored in ``endpoint_replicas``) and the
+new session, so it outlives a control-plane crash: after a restart the controller finds
+it again by the supervisor's pid and start time (stored in ``endpoint_replicas``) and the
 files the supervisor writes (``supervisor.json``: the model server's pid;
-``status.json``: how it ended). Nothing here keeps state only in memory.
+``status.json``: how it ended). Nothing here keeps state only in memory. The model
+server watches the controller's owner file and stops itself once its control plane has
+been gone for a grace period (``--owner-file``), and answers only requests carrying its
+secret (:mod:`modelyard.endpoints.replica_auth`), which it gets in its environment.
 
 Folders, under ``$MODELYARD_HOME/endpoints``::
 
@@ -39,6 +42,7 @@ from modelyard.core.paths import safe_component
 from modelyard.errors import InvalidInput
 from modelyard.jobs.archive import extract_tar_gz, list_tar_gz
 from modelyard.jobs.supervisor import LAUNCH, STATUS, STDERR, STOP, SUPERVISOR, write_json_atomic
+from modelyard.serving.settings import SECRET_ENV, SECRET_HEADER
 
 HOST = "127.0.0.1"
 # A replica runs until it is stopped; the supervisor wants a limit.
@@ -75,8 +79,24 @@ def server_environment() -> dict[str, str]:
     return env
 
 
-def server_command(model_dir: Path, model: str, version: int, host: str, port: int) -> list[str]:
-    """The model server's command line for one replica."""
+def server_command(
+    model_dir: Path,
+    model: str,
+    version: int,
+    host: str,
+    port: int,
+    *,
+    owner_file: Path | None = None,
+    orphan_grace_s: float = 30.0,
+) -> list[str]:
+    """The model server's command line for one replica (its secret goes in its
+    environment, ``SECRET_ENV``; with ``owner_file`` it stops itself once the process named
+    there has been gone for ``orphan_grace_s`` seconds)."""
+    owner = (
+        ["--owner-file", str(owner_file), "--orphan-grace-s", f"{orphan_grace_s:g}"]
+        if owner_file is not None
+        else []
+    )
     return [
         sys.executable,
         "-m",
@@ -93,6 +113,7 @@ def server_command(model_dir: Path, model: str, version: int, host: str, port: i
         str(port),
         "--log-level",
         "warning",
+        *owner,
     ]
 
 
@@ -166,15 +187,36 @@ class Replicas:
         return self.folder / replica_id / str(attempt)
 
     def launch(
-        self, replica_id: str, attempt: int, model_dir: Path, model: str, version: int
+        self,
+        replica_id: str,
+        attempt: int,
+        model_dir: Path,
+        model: str,
+        version: int,
+        *,
+        secret: str,
+        owner_file: Path | None = None,
+        orphan_grace_s: float = 30.0,
     ) -> Launched:
+        """Start the attempt under a supervisor. ``secret`` reaches the server through
+        ``launch.json``'s environment, in a folder only this user can read."""
         directory = self.attempt_dir(replica_id, attempt)
         if directory.exists():
             shutil.rmtree(directory)
-        directory.mkdir(parents=True)
+        directory.mkdir(parents=True, mode=0o700)
         port = free_port()
+        command = server_command(
+            model_dir,
+            model,
+            version,
+            HOST,
+            port,
+            owner_file=owner_file,
+            orphan_grace_s=orphan_grace_s,
+        )
         env = server_environment()
-        command = server_command(model_dir, model, version, HOST, port)
+        supervisor_env = dict(env)  # the supervisor itself does not need the secret
+        env[SECRET_ENV] = secret
         write_json_atomic(
             directory / LAUNCH,
             {
@@ -189,7 +231,7 @@ class Replicas:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "modelyard.jobs.supervisor", str(directory)],
                 cwd=directory,
-                env=env,
+                env=supervisor_env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -253,13 +295,13 @@ class Replicas:
             tail = fh.read().decode("utf-8", "replace").strip()
         return f"{how}: {tail[-400:]}" if tail else how
 
-    def probe(self, port: int | None, host: str = HOST) -> tuple[str, str]:
+    def probe(self, port: int | None, host: str, secret: str) -> tuple[str, str]:
         """``("ready", "")``, ``("loading", "")`` or ``("failed", why)`` from ``/ping``
-        (on ``host``: a Ray replica's node)."""
+        (on ``host``: a Ray replica's node), sent with the replica's ``secret``."""
         if port is None:
             return "loading", ""
         try:
-            response = self._http.get(f"http://{host}:{port}/ping")
+            response = self._http.get(f"http://{host}:{port}/ping", headers={SECRET_HEADER: secret})
         except httpx.HTTPError:
             return "loading", ""
         if response.status_code == 200:

@@ -32,6 +32,7 @@ from typing import Any
 from modelyard.core.artifacts import open_store
 from modelyard.endpoints.processes import ModelCache, server_command, server_environment
 from modelyard.jobs.backends.ray_worker import _supervisor_setup, node_address, work_root
+from modelyard.serving.settings import SECRET_ENV
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class ReplicaTask:
     artifact_filename: str
     store_url: str
     store_env: dict[str, str] = field(default_factory=dict)  # set before opening the store
+    # The attempt's secret (modelyard.endpoints.replica_auth): in the server's environment.
+    secret: str = ""
 
 
 def _free_port(ip: str) -> int:
@@ -91,6 +94,8 @@ class ReplicaWorker:
 
     def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
         env = server_environment()
+        if self.task.secret:
+            env[SECRET_ENV] = self.task.secret
         with open(self.directory / "stderr", "ab") as err:
             return subprocess.Popen(
                 command,

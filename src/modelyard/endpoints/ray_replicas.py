@@ -23,6 +23,7 @@ from typing import Any
 
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.endpoints.ray_replica import ReplicaTask
+from modelyard.endpoints.replica_auth import ReplicaKeys
 from modelyard.errors import ConfigurationError
 from modelyard.jobs.backends.ray import FORWARDED_ENV, RayBackend
 
@@ -38,6 +39,7 @@ class RayReplicas:
         self.url = url
         self.backend = RayBackend(url, artifacts, home)
         self.artifacts = artifacts
+        self.keys = ReplicaKeys(home)
         # How an attempt ended, as last polled (the controller asks right after).
         self._ended: dict[str, str] = {}
 
@@ -66,6 +68,7 @@ class RayReplicas:
             artifact_filename=variant["artifact_filename"],
             store_url=self.artifacts.url,
             store_env={k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)},
+            secret=self.keys.secret(replica_id, attempt),
         )
         info: dict[str, Any] = self._call(
             "replica_start",

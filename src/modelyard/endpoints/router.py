@@ -33,7 +33,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,6 +47,7 @@ from sqlalchemy import select
 from modelyard.core.db import Database
 from modelyard.core.ids import new_id
 from modelyard.endpoints.capture import Capturer, RawBody
+from modelyard.endpoints.replica_auth import SECRET_HEADER, ReplicaKeys
 from modelyard.endpoints.schemas import Capture
 from modelyard.endpoints.store import EndpointRow, ReplicaRow
 from modelyard.errors import NotFound, ServiceUnavailable
@@ -161,6 +162,9 @@ class Table:
     capture: Capture | None
     loaded: float
     cold_wait_s: float | None = None  # set when a traffic-taking variant scales to zero
+    # Each replica's secret by replica id (modelyard.endpoints.replica_auth), sent with
+    # every request to it; the router's clients never set that header themselves.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     def ready(self) -> bool:
         return any(r.replicas for r in self.routes.values() if not r.shadow)
@@ -220,6 +224,9 @@ class _Call:
             h["accept"] = self.accept
         if self.request_id:
             h["x-request-id"] = self.request_id
+        secret = self.table.secrets.get(self.rid)
+        if secret:
+            h[SECRET_HEADER] = secret
         return h
 
 
@@ -245,11 +252,13 @@ class Router:
         db: Database,
         capturer: Capturer | None = None,
         *,
+        keys: ReplicaKeys | None = None,
         ttl_s: float = 1.0,
         seed: int | None = None,
     ) -> None:
         self.db = db
         self.capturer = capturer
+        self.keys = keys
         self.ttl_s = ttl_s
         self.rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -317,8 +326,16 @@ class Router:
             and not v["shadow"]
             and traffic.get(v["id"], 0) > 0
         ]
+        keys = self.keys
+        secrets = {r.id: keys.secret(r.id, r.attempt) for r in replicas} if keys else {}
         table = Table(
-            name, routes, weights, capture, time.monotonic(), max(waits) if waits else None
+            name,
+            routes,
+            weights,
+            capture,
+            time.monotonic(),
+            max(waits) if waits else None,
+            secrets,
         )
         with self._lock:
             self._tables[name] = table

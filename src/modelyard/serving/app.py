@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hmac
 import logging
 import re
 import threading
@@ -46,17 +47,21 @@ from modelyard.serving.errors import (
     REJECTS_INPUT,
     InputRejected,
     MethodNotAllowed,
+    MisdirectedHost,
     ModelFailed,
     ModelNotReady,
+    NotTheRouter,
 )
 from modelyard.serving.handler import normalise_output
 from modelyard.serving.loading import servable_from_model
 from modelyard.serving.model import Array, Servable
-from modelyard.serving.settings import ServerSettings
+from modelyard.serving.settings import SECRET_HEADER, ServerSettings
 
 log = logging.getLogger("modelyard.serving")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
+_SECRET_HEADER = SECRET_HEADER.encode()
 _JSON = b"application/json"
 
 
@@ -165,6 +170,7 @@ class ModelServer:
         v2 = path.startswith("/v2")
         self._active += 1
         try:
+            self._admit(headers)
             status, body, content_type = await self._route(
                 method, path, headers, receive, request_id
             )
@@ -193,6 +199,24 @@ class ModelServer:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    def _admit(self, headers: dict[bytes, bytes]) -> None:
+        """Refuse a foreign ``Host`` (421) and, on a replica, a request without its secret
+        (403), before anything else is read."""
+        settings = self.settings
+        if settings.allowed_hosts:
+            raw = headers.get(b"host", b"").decode("latin-1")
+            match = _HOST.fullmatch(raw)
+            name = match.group(1).strip("[]").lower() if match else None
+            if name not in settings.allowed_hosts:
+                raise MisdirectedHost(f"Host {raw!r} is not served here")
+        if settings.secret is not None:
+            given = headers.get(_SECRET_HEADER, b"")
+            if not hmac.compare_digest(given, settings.secret.encode()):
+                raise NotTheRouter(
+                    "this model server is an endpoint replica: it answers only its "
+                    "endpoint's router (call the endpoint instead)"
+                )
 
     async def _route(
         self,

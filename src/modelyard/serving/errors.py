@@ -50,3 +50,17 @@ class ModelNotReady(ModelyardError):
 class MethodNotAllowed(ModelyardError):
     status = 405
     code = "method_not_allowed"
+
+
+class NotTheRouter(ModelyardError):
+    """A replica's request without its secret: only the endpoint's router may call it."""
+
+    status = 403
+    code = "forbidden"
+
+
+class MisdirectedHost(ModelyardError):
+    """A ``Host`` header naming a host this server does not answer for (DNS rebinding)."""
+
+    status = 421
+    code = "invalid_host"

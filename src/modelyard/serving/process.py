@@ -6,27 +6,45 @@ the ``MODELYARD_SERVING_SETTINGS`` environment variable; each worker builds its 
 that answers has its model (``/ping`` 200); if loading fails the worker still starts and
 answers ``/ping`` with 503 and the reason. SIGTERM or SIGINT stops the server gracefully
 (in-flight requests finish) with exit status 0.
+
+Bound to a loopback address (or given ``--allowed-host``), the server answers only
+``Host`` headers naming loopback or its bind address (421 otherwise). With a secret in
+``MODELYARD_REPLICA_SECRET`` (an endpoint replica) every request must carry it in
+``X-Modelyard-Replica-Secret`` (403 otherwise). ``--owner-file`` names a JSON file
+``{"pid", "started"}`` of the process that owns this server (the endpoints controller):
+once that process has been gone for ``--orphan-grace-s`` seconds, the server stops itself
+as on SIGTERM; a new owner that rewrites the file in time keeps it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import json
 import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import uvicorn
 
 from modelyard.serving.app import ModelServer
 from modelyard.serving.loading import handler_path, load_servable
 from modelyard.serving.prepare import needs_preparing, prepare
-from modelyard.serving.settings import DEFAULT_MAX_PAYLOAD_BYTES, ENV_VAR, ServerSettings
+from modelyard.serving.settings import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    ENV_VAR,
+    SECRET_ENV,
+    ServerSettings,
+)
 
 log = logging.getLogger("modelyard.serving")
 
@@ -78,6 +96,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx-rtol", type=float, default=1e-4)
     p.add_argument("--onnx-atol", type=float, default=1e-5)
     p.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="also answer this Host name (default: loopback and the bind address only, "
+        "when bound to loopback)",
+    )
+    p.add_argument(
+        "--owner-file",
+        type=Path,
+        help='JSON {"pid", "started"} of the owning process; stop once it is gone',
+    )
+    p.add_argument(
+        "--orphan-grace-s",
+        type=float,
+        default=30.0,
+        help="with --owner-file: how long the owner may be gone before this server stops",
+    )
     p.add_argument("--log-level", default="info")
     return p
 
@@ -96,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    # from the environment, and out of it before any model code runs
+    secret = os.environ.pop(SECRET_ENV, None) or None
     try:
         settings = ServerSettings(
             name=args.name,
@@ -109,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             onnx_atol=args.onnx_atol,
             onnx_sample=args.onnx_sample.resolve() if args.onnx_sample else None,
             handler=args.handler.resolve() if args.handler else None,
+            secret=secret,
+            allowed_hosts=allowed_hosts(args.host, args.allowed_host, always=secret is not None),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -126,7 +166,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def allowed_hosts(host: str, extra: Sequence[str], *, always: bool = False) -> tuple[str, ...]:
+    """The Host names a server bound to ``host`` answers: loopback, the bind address and
+    ``extra``; every name (none checked) when it is bound to a non-loopback address with
+    no ``extra`` and not ``always`` (a replica always checks)."""
+    names = {h.strip("[]").lower() for h in extra}
+    if not names and not always and not _loopback(host):
+        return ()
+    return tuple(sorted(names | {"127.0.0.1", "localhost", "::1", host.strip("[]").lower()}))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _owner_alive(owner_file: Path) -> bool:
+    try:
+        owner = json.loads(owner_file.read_text(encoding="utf-8"))
+        proc = psutil.Process(int(owner["pid"]))
+        alive = proc.status() != psutil.STATUS_ZOMBIE
+        return alive and abs(float(proc.create_time()) - float(owner["started"])) < 1.0
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
+
+
+def _watch_owner(owner_file: Path, grace_s: float, poll_s: float = 1.0) -> None:
+    """Stop this server (SIGTERM to itself: a graceful stop) once the owner named in
+    ``owner_file`` has been gone for ``grace_s`` seconds."""
+    gone_since: float | None = None
+    while True:
+        time.sleep(poll_s)
+        if _owner_alive(owner_file):
+            gone_since = None
+            continue
+        now = time.monotonic()
+        gone_since = now if gone_since is None else gone_since
+        if now - gone_since >= grace_s:
+            log.warning("the owner in %s is gone for %g s: stopping", owner_file, grace_s)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
 def _serve(settings: ServerSettings, args: argparse.Namespace) -> None:
+    if args.owner_file is not None:
+        threading.Thread(
+            target=_watch_owner,
+            args=(args.owner_file, args.orphan_grace_s),
+            name="modelyard-owner-watch",
+            daemon=True,
+        ).start()
     os.environ[ENV_VAR] = settings.to_env()
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal against the
     # handlers it found at start; these make that re-raise a no-op, so the exit status is 0.

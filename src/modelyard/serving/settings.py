@@ -11,6 +11,10 @@ from typing import Any
 # SageMaker real-time endpoints cap a request at 6 MB; the same default keeps scripts portable.
 DEFAULT_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 ENV_VAR = "MODELYARD_SERVING_SETTINGS"
+# A replica's secret comes in this environment variable (never a flag: ``ps`` shows
+# flags); requests must then carry it in SECRET_HEADER (see modelyard.endpoints.replica_auth).
+SECRET_ENV = "MODELYARD_REPLICA_SECRET"
+SECRET_HEADER = "x-modelyard-replica-secret"
 _PATHS = ("model_dir", "onnx_sample", "handler", "onnx_dir")
 
 
@@ -39,6 +43,10 @@ class ServerSettings:
     # ONNX model) was prepared once for all workers (see ``modelyard.serving.prepare``).
     onnx_dir: Path | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # When set, every request must carry it in SECRET_HEADER (403 otherwise).
+    secret: str | None = None
+    # When not empty, the only Host names answered (421 otherwise); ports are not compared.
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -65,4 +73,5 @@ class ServerSettings:
         data = json.loads(raw)
         for key in _PATHS:
             data[key] = Path(data[key]) if data.get(key) else None
+        data["allowed_hosts"] = tuple(data.get("allowed_hosts") or ())
         return cls(**data)
