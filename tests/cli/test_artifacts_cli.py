@@ -96,6 +96,17 @@ def test_download_and_ls_of_run_artifacts(cli: tuple[list[str], Path], tmp_path:
     assert (tmp_path / "d" / "eval" / "report.txt").read_text() == "auc 0.9"
 
 
+def test_download_of_a_model_version(tmp_path: Path) -> None:
+    with my.connect() as c:
+        digest = c.artifacts.upload(b"model bytes").digest
+        c.models.register("churn", artifact=digest, filename="model.onnx", flavor="onnx")
+    code, out = invoke([], "artifacts", "download", "models:/churn/1", str(tmp_path / "m"))
+    assert code == 0, out
+    assert (tmp_path / "m" / "model.onnx").read_bytes() == b"model bytes"
+    code, out = invoke([], "artifacts", "download", "models:/churn/9", str(tmp_path / "n"))
+    assert code == 1 and "not_found" in out
+
+
 @pytest.mark.parametrize(
     "source", ["not-a-digest", "A" * 64, "runs:/run-x", "models:/only-name", "s3://b/k"]
 )
