@@ -232,3 +232,25 @@ def test_verify_is_refused_to_a_scientist(tmp_path: Path) -> None:
             ada.artifacts.verify()
         assert ada.artifacts.list().artifacts == []
     runtime.close()
+
+
+@pytest.mark.s3
+def test_on_s3_a_damaged_later_chunk_is_cut_and_reported_by_the_sdk(
+    tmp_path: Path, s3_store_url: str
+) -> None:
+    runtime = Runtime(make_settings(tmp_path, artifacts_url=s3_store_url))
+    data = payload(2 * MANIFEST_CHUNK + 1000, seed=7)
+    store = runtime.artifacts
+    digest = store.put_bytes(data).digest
+    location = store.object_location(digest)
+    store.filesystem.pipe_file(
+        location, flip(data, 2 * MANIFEST_CHUNK + 10), Metadata=store.filesystem.metadata(location)
+    )
+    with LiveServer(runtime) as live, connect(live.url) as client:
+        with pytest.raises(ArtifactCorrupted, match=digest):
+            client.artifacts.read_bytes(digest)
+        again = httpx.get(f"{live.url}/api/v1/artifacts/{digest}")
+        assert again.status_code == 500 and again.json()["code"] == "artifact_corrupted"
+        assert client.artifacts.upload(data).digest == digest  # repaired
+        assert client.artifacts.read_bytes(digest) == data
+    runtime.close()
