@@ -295,12 +295,36 @@ class EndpointsAPI:
         runtime = self._t.runtime
         request_id = new_id("req")
         runtime.authorize(INVOKE, self._t.principal, origin="embedded", request_id=request_id)
-        answer = plane_for(runtime).router.invoke_sync(
-            name, data, content_type=content_type, accept=accept, request_id=request_id
-        )
+        router = plane_for(runtime).router
+        try:
+            answer = router.invoke_sync(
+                name, data, content_type=content_type, accept=accept, request_id=request_id
+            )
+        except ServiceUnavailable:
+            if not self._await_starting_replica(name):
+                raise
+            router.invalidate(name)  # its cached table is the one without a ready replica
+            answer = router.invoke_sync(
+                name, data, content_type=content_type, accept=accept, request_id=request_id
+            )
         return Invocation(
             answer.status, {**answer.headers, "x-request-id": request_id}, answer.body
         )
+
+    def _await_starting_replica(self, name: str, timeout: float = 120.0) -> bool:
+        """Embedded, no replica ready: wait up to ``timeout`` for one that is starting
+        (this client's controller starts them again after the control plane that ran them
+        closed, e.g. the CLI process that created the endpoint). True once one is ready;
+        False when none is starting or the time is up (the router's 503 then stands)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = {r.state for r in self.describe(name).replicas}
+            if "Ready" in states:
+                return True
+            if not {"Pending", "Starting"} & states:
+                return False
+            time.sleep(0.1)
+        return False
 
     def predict(self, name: str, data: Any, *, body_format: str = "instances") -> Any:
         """Rows in (a list of rows, a NumPy array, a pandas DataFrame), predictions out.
