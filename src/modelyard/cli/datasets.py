@@ -62,8 +62,22 @@ def register(
     format: str | None = typer.Option(None, help="parquet, csv or jsonl (detected if omitted)."),
     description: str = typer.Option(""),
     profile: bool = typer.Option(True, help="Profile the data now."),
+    header: bool | None = typer.Option(
+        None,
+        "--header/--no-header",
+        help="CSV: the first row is (not) a header. Default: it is, unless it looks like data.",
+        show_default=False,
+    ),
+    columns: str | None = typer.Option(
+        None, help="CSV without a header: column names a,b,c (default _c0,_c1,...)."
+    ),
 ) -> None:
     """Register a new version of a dataset."""
+    names = None
+    if columns is not None:
+        names = [n.strip() for n in columns.split(",")]
+        if not all(names):
+            raise InvalidInput(f"--columns {columns!r} has an empty name; give NAME[,NAME...]")
     with client() as c:
         v = c.datasets.register(
             name,
@@ -71,6 +85,8 @@ def register(
             format=format,  # type: ignore[arg-type]  # validated by the operation
             description=description,
             profile=profile,
+            header=header,
+            columns=names,
         )
     emit(v, lambda: _show_version(v))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "3935735198064999a6b8cf5bf3802da09807ae9eca172f4f9457f485b819225b"
+SOURCE_DIGEST = "713151ef5aa76688bf080c2f1c44c505aa1e36c9792233542b1c8717790047fb"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (

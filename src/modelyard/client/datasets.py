@@ -70,13 +70,21 @@ class DatasetsAPI:
         format: Format | None = None,
         description: str = "",
         profile: bool = True,
+        header: bool | None = None,
+        columns: builtins.list[str] | None = None,
         show_progress: bool | None = None,
     ) -> DatasetVersion:
         """Register a new version of ``name`` from a file, a folder, or an in-memory table.
 
         Files are uploaded to the artifact store first (content-addressed, so unchanged
-        files are not stored twice); a pandas/polars DataFrame or Arrow table is written
-        as Parquet. The format is detected when not given.
+        files are not stored twice, and stored byte for byte: a job's channel gets them as
+        uploaded); a pandas/polars DataFrame or Arrow table is written as Parquet. The
+        format is detected when not given.
+
+        CSV: ``header=False`` says the files have no header row; their columns are named
+        ``columns``, or ``_c0, _c1, …``. Unset, the first row is the header unless it looks
+        like data (then :class:`~modelyard.errors.InvalidInput` names ``header=False``);
+        ``header=True`` takes it as the header regardless.
         """
         table = _as_arrow(source)
         with tempfile.TemporaryDirectory(prefix="modelyard-") as tmp:
@@ -117,6 +125,8 @@ class DatasetsAPI:
             format=format,
             description=description,
             profile=profile,
+            header=header,
+            columns=columns,
             idempotency_key=new_key(),  # the transport may resend it after a lost response
         )
         with task_progress(f"registering {name}", show_progress) as progress:
@@ -196,4 +206,6 @@ class DatasetsAPI:
         with tempfile.TemporaryDirectory(prefix="modelyard-") as tmp:
             self.download(name, tmp, v.version)
             files = [str(safe_join(Path(tmp), f.path)) for f in v.files]
-            return open_dataset(DataSource(files=files, format=v.format)).to_table()
+            names = None if v.header else tuple(c.name for c in v.columns)
+            source = DataSource(files=files, format=v.format, header=v.header, column_names=names)
+            return open_dataset(source).to_table()

@@ -71,11 +71,19 @@ class DataSource:
     ``files`` are object locations in ``filesystem`` (absolute or relative local paths
     when it is ``None``), all in ``format``. ``filesystem`` may be a
     :class:`pyarrow.fs.FileSystem` or any fsspec filesystem (``s3fs``…).
+
+    CSV only: ``header=False`` reads the first row as data; the columns are then named
+    ``column_names``, or ``_c0, _c1, …`` when that is ``None``.
     """
 
     files: list[str]
     format: Format
     filesystem: Any = None
+    header: bool = True
+    column_names: tuple[str, ...] | None = None
+
+
+HEADERLESS_PREFIX = "_c"
 
 
 class ColumnSchema(BaseModel):
@@ -135,24 +143,39 @@ def _check_source(src: DataSource) -> list[str]:
     return list(src.files)
 
 
-def _file_format(fmt: Format) -> pads.FileFormat:
+def _file_format(
+    fmt: Format, *, header: bool = True, column_names: Sequence[str] | None = None
+) -> pads.FileFormat:
     import pyarrow.csv as pacsv
     import pyarrow.dataset as pads
 
     if fmt == "parquet":
         return pads.ParquetFileFormat()
     if fmt == "csv":
+        if header:
+            read = pacsv.ReadOptions()
+        elif column_names is not None:
+            read = pacsv.ReadOptions(column_names=list(column_names))
+        else:
+            read = pacsv.ReadOptions(autogenerate_column_names=True)
         # An empty field is a missing value, as for pandas and most CSV producers; pyarrow
         # would otherwise read it as an empty string in text columns.
-        return pads.CsvFileFormat(convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+        return pads.CsvFileFormat(
+            read_options=read, convert_options=pacsv.ConvertOptions(strings_can_be_null=True)
+        )
     return pads.JsonFileFormat()
 
 
-def _inspect(fmt: Format, path: str, fs: pafs.FileSystem) -> pa.Schema:
+def _src_format(src: DataSource) -> pads.FileFormat:
+    return _file_format(src.format, header=src.header, column_names=src.column_names)
+
+
+def _inspect(src: DataSource, path: str, fs: pafs.FileSystem) -> pa.Schema:
     import pyarrow as pa
 
+    fmt = src.format
     try:
-        return _file_format(fmt).inspect(path, filesystem=fs)
+        return _src_format(src).inspect(path, filesystem=fs)
     except FileNotFoundError as exc:
         raise NotFound(f"dataset file {path!r} does not exist") from exc
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -193,18 +216,39 @@ class _Opened:
     uniform: bool  # every file has exactly the dataset's schema
 
 
+def _headerless_names(src: DataSource, path: str, fs: pafs.FileSystem) -> tuple[str, ...]:
+    """``_c0, _c1, …``: one per field of ``path``'s first row."""
+    width = len(_inspect(src, path, fs).names)  # pyarrow names them f0, f1, …
+    return tuple(f"{HEADERLESS_PREFIX}{i}" for i in range(width))
+
+
 def _open(src: DataSource, schema_override: pa.Schema | None = None) -> _Opened:
+    import dataclasses
+
     import pyarrow as pa
     import pyarrow.dataset as pads
 
     paths = _check_source(src)
     fs = arrow_filesystem(src.filesystem)
-    schemas = [_inspect(src.format, p, fs) for p in paths]
+    if src.format != "csv" and (not src.header or src.column_names is not None):
+        raise InvalidInput(
+            f"header and column names apply to CSV files only; this dataset is {src.format}"
+        )
+    if src.format == "csv" and not src.header:
+        generated = _headerless_names(dataclasses.replace(src, column_names=None), paths[0], fs)
+        if src.column_names is None:
+            src = dataclasses.replace(src, column_names=generated)
+        elif len(src.column_names) != len(generated):
+            raise InvalidInput(
+                f"{len(src.column_names)} column names given, but the rows of {paths[0]!r} "
+                f"have {len(generated)} fields"
+            )
+    schemas = [_inspect(src, p, fs) for p in paths]
     schema = _unify(src.format, paths, schemas)
     uniform = all(s.equals(schema, check_metadata=False) for s in schemas)
     try:
         dataset = pads.dataset(
-            paths, schema=schema_override or schema, format=_file_format(src.format), filesystem=fs
+            paths, schema=schema_override or schema, format=_src_format(src), filesystem=fs
         )
     except (pa.ArrowException, OSError) as exc:
         raise InvalidInput(f"could not open the {src.format} dataset: {exc}") from exc
@@ -221,6 +265,37 @@ def open_dataset(src: DataSource) -> pads.Dataset:
     a malformed row deep in a CSV file is reported by whatever scans it.
     """
     return _open(src).dataset
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def header_looks_like_data(src: DataSource) -> list[str] | None:
+    """The first CSV file's header when it is probably a row of data, else None.
+
+    Probably data: at least one name parses as a number and every such name heads a
+    numeric column (``5.1,3.5,1.4,0.2,setosa`` over rows of the same shape), or every
+    name parses as a number. A real header of a wide table (``country,2019,2020``) is
+    caught too; its owner says so with ``header=True``. Only for ``csv`` read with a
+    header; other sources give None.
+    """
+    if src.format != "csv" or not src.header or src.column_names is not None:
+        return None
+    path = _check_source(src)[0]
+    schema = _inspect(src, path, arrow_filesystem(src.filesystem))
+    numeric = [f for f in schema if _is_number(f.name)]
+    if not numeric:
+        return None
+    if len(numeric) == len(schema.names) or all(
+        column_kind(f.type) in NUMERIC_KINDS for f in numeric
+    ):
+        return list(schema.names)
+    return None
 
 
 def infer_schema(src: DataSource) -> list[ColumnSchema]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -16,6 +16,8 @@ from modelyard.data.quality import QualityReport, Rule
 from modelyard.errors import Conflict
 
 DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
+# A column name given for a headerless CSV: printable, no NUL or line break.
+ColumnName = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f]+$")]
 Format = Literal["parquet", "csv", "jsonl"]
 
 __all__ = ["ColumnSchema", "DatasetDiff", "DatasetProfile", "QualityReport", "Rule"]
@@ -38,6 +40,19 @@ class RegisterVersion(Idempotent):
     format: Format | None = Field(None, description="Detected from names/content if omitted.")
     description: str = Field("", max_length=10_000)
     profile: bool = Field(True, description="Compute the profile now (a full scan).")
+    header: bool | None = Field(
+        None,
+        description=(
+            "CSV: whether the first row is a header. Unset: it is, unless it looks like a row "
+            "of data (then the registration is refused, naming header=false)."
+        ),
+    )
+    columns: list[ColumnName] | None = Field(
+        None,
+        min_length=1,
+        max_length=10_000,
+        description="CSV without a header: the column names (default _c0, _c1, ...).",
+    )
 
 
 class DatasetVersion(BaseModel):
@@ -53,6 +68,9 @@ class DatasetVersion(BaseModel):
     description: str
     created_at: dt.datetime
     created_by: str
+    header: bool = Field(
+        True, description="False: CSV files without a header row, read with `columns`' names."
+    )
 
 
 class VersionSummary(BaseModel):

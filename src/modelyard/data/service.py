@@ -85,10 +85,18 @@ def _version_out(name: str, row: DatasetVersionRow) -> DatasetVersion:
         description=row.description,
         created_at=row.created_at,
         created_by=row.created_by,
+        header=row.header,
     )
 
 
-def _source(ctx: Context, fmt: str, files: list[StoredFile]) -> DataSource:
+def _source(
+    ctx: Context,
+    fmt: str,
+    files: list[StoredFile],
+    *,
+    header: bool = True,
+    column_names: list[str] | None = None,
+) -> DataSource:
     """A readable view of stored files; every object's digest is verified once, first."""
     locations = []
     local = True
@@ -100,7 +108,19 @@ def _source(ctx: Context, fmt: str, files: list[StoredFile]) -> DataSource:
             local = False
         locations.append(str(path) if path is not None else ctx.artifacts.object_location(f.digest))
     filesystem = None if local else ctx.artifacts.filesystem
-    return DataSource(files=locations, format=fmt, filesystem=filesystem)  # type: ignore[arg-type]
+    return DataSource(
+        files=locations,
+        format=fmt,  # type: ignore[arg-type]
+        filesystem=filesystem,
+        header=header,
+        column_names=None if column_names is None else tuple(column_names),
+    )
+
+
+def _version_source(ctx: Context, version: DatasetVersion) -> DataSource:
+    """The version's files, read as registered (a headerless CSV with its column names)."""
+    names = None if version.header else [c.name for c in version.columns]
+    return _source(ctx, version.format, version.files, header=version.header, column_names=names)
 
 
 def _progress(ctx: Context, task: str) -> profiling.ProgressCallback:
@@ -129,7 +149,25 @@ def register_version(ctx: Context, req: RegisterVersion) -> DatasetVersion:
     if fmt is None:
         head = b"".join(_head(ctx, files[0].digest))
         fmt = formats.detect_format(files[0].path, head)
-    source = _source(ctx, str(fmt), files)
+    if req.header and req.columns is not None:
+        raise InvalidInput(
+            "columns name the columns of a CSV without a header row; "
+            "with header=true the names come from the header"
+        )
+    header = req.header if req.header is not None else req.columns is None
+    source = _source(ctx, str(fmt), files, header=header, column_names=req.columns)
+    if req.header is None:
+        looks_like_data = formats.header_looks_like_data(source)
+        if looks_like_data is not None:
+            shown = ", ".join(looks_like_data[:8]) + (", …" if len(looks_like_data) > 8 else "")
+            raise InvalidInput(
+                f"the first row of {files[0].path!r} looks like data, not a header "
+                f"({shown}): a CSV without a header row is registered with --no-header "
+                "(SDK header=False; columns are then named _c0, _c1, … unless --columns "
+                "a,b,c names them); if that row is the header, say so with --header "
+                "(header=True)",
+                details={"first_row": looks_like_data},
+            )
     columns = formats.infer_schema(source)
     row_count = formats.count_rows(source)
     profile = (
@@ -172,6 +210,7 @@ def register_version(ctx: Context, req: RegisterVersion) -> DatasetVersion:
         description=req.description,
         created_at=now,
         created_by=ctx.principal.user,
+        header=header,
     )
     session.add(row)
     session.flush()
@@ -254,9 +293,7 @@ def profile_version(ctx: Context, req: GetVersion) -> DatasetProfile:
     """(Re)compute a version's profile and store it."""
     ctx.audit_target = f"dataset:{req.name}:v{req.version}"
     version = _load_version(ctx, req.name, req.version)
-    result = profiling.profile(
-        _source(ctx, version.format, version.files), progress=_progress(ctx, "profiling")
-    )
+    result = profiling.profile(_version_source(ctx, version), progress=_progress(ctx, "profiling"))
     row = ctx.session.get(DatasetVersionRow, version.id)
     if row is None:
         raise NotFound(f"dataset {req.name!r} version {req.version} was deleted meanwhile")
@@ -270,8 +307,8 @@ def diff_versions(ctx: Context, req: DiffVersions) -> DatasetDiff:
     base = _load_version(ctx, req.name, req.base)
     other = _load_version(ctx, req.name, req.other)
     return diffing.diff(
-        _source(ctx, base.format, base.files),
-        _source(ctx, other.format, other.files),
+        _version_source(ctx, base),
+        _version_source(ctx, other),
         profile_a=base.profile,
         profile_b=other.profile,
     )
@@ -294,7 +331,7 @@ def check_version(ctx: Context, req: CheckVersion) -> StoredReport:
     """Run data-quality rules against a version and store the report."""
     ctx.audit_target = f"dataset:{req.name}:v{req.version}"
     version = _load_version(ctx, req.name, req.version)
-    report = quality.run_checks(_source(ctx, version.format, version.files), req.rules)
+    report = quality.run_checks(_version_source(ctx, version), req.rules)
     row = QualityReportRow(
         id=new_id("dqr"),
         version_id=version.id,

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from modelyard.core.db import Base, JSONType, UTCDateTime, utcnow
@@ -42,6 +43,8 @@ class DatasetVersionRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(100))
+    # False: CSV files without a header row; ``columns`` holds the names they are read with.
+    header: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
 
 
 class QualityReportRow(Base):
