@@ -227,3 +227,33 @@ def test_live_server_refuses_userinfo_hosts(tmp_path: Path) -> None:
         assert httpx.get(server.url + "/healthz", headers={"host": host}).status_code == 400
         assert httpx.get(server.url + "/healthz").status_code == 200
     runtime.close()
+
+
+def test_refused_authentication_on_an_endpoints_own_port_is_audited(secured: Secured) -> None:
+    """The endpoint's own address (its direct server) refuses a missing or bad token with a
+    401 that is audited with the caller's address, as the control plane's route does."""
+    from modelyard.endpoints.controller import _authorizer
+    from modelyard.endpoints.direct import EndpointApp
+
+    class NoRouter:  # a refused caller must never reach the router
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError(f"router.{name} reached before authentication")
+
+    app = EndpointApp("ep", NoRouter(), _authorizer(secured.runtime))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5000))
+
+    async def call(headers: dict[str, str]) -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ep") as http:
+            return await http.post("/invocations", content=b"[[1]]", headers=headers)
+
+    import asyncio
+
+    assert asyncio.run(call({})).status_code == 401
+    assert asyncio.run(call(bearer("myt_tok-x_y"))).status_code == 401
+    events = [
+        e for e in secured.admin.audit.list(limit=1000).events if e.result == "unauthenticated"
+    ]
+    assert [(e.actor, e.operation, e.origin) for e in events] == [
+        ("anonymous", "endpoints.invoke", "10.1.2.3"),
+        ("anonymous", "endpoints.invoke", "10.1.2.3"),
+    ]

@@ -124,14 +124,16 @@ class _Baseline:
 
 
 def _authorizer(runtime: Any) -> Authorize | None:
-    """Check a bearer token against ``endpoints.invoke`` with the runtime's rules."""
-    resolve = getattr(runtime, "principal", None)
+    """Check a bearer token against ``endpoints.invoke`` with the runtime's rules; a
+    refused token is audited (rate-limited per client address) as on every other route."""
+    authenticate = getattr(runtime, "authenticate", None)
     authorize = getattr(runtime, "authorize", None)
-    if resolve is None or authorize is None:
+    if authenticate is None or authorize is None:
         return None
 
-    def check(token: str | None, request_id: str) -> None:
-        authorize(INVOKE, resolve(token), origin="endpoint", request_id=request_id)
+    def check(token: str | None, request_id: str, source: str) -> None:
+        principal = authenticate(token, origin=source, request_id=request_id, operation=INVOKE.name)
+        authorize(INVOKE, principal, origin="endpoint", request_id=request_id)
 
     return check
 

@@ -40,7 +40,7 @@ _INFER = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # (bearer token or None, request id) -> None; raises Unauthenticated/PermissionDenied.
-Authorize = Callable[[str | None, str], None]
+Authorize = Callable[[str | None, str, str], None]
 
 
 def _port_free(port: int) -> bool:
@@ -88,7 +88,9 @@ class EndpointApp:
                 auth = headers.get("authorization", "")
                 scheme, _, token = auth.partition(" ")
                 bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
-                await run_in_threadpool(self.authorize, bearer, request_id)
+                client = scope.get("client")
+                source = str(client[0]) if client else "unknown"
+                await run_in_threadpool(self.authorize, bearer, request_id, source)
             body = await self._body(receive)
             answer = await self.router.invoke(
                 self.name,
