@@ -73,6 +73,14 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     Console(file=console.file, width=max(needed, console.width)).print(t)
 
 
+def _print_error(code: str, message: str) -> None:
+    """One error line; the message is the server's or the user's text, never markup (a
+    message quoting ``[...]`` would otherwise be parsed by rich, or raise MarkupError)."""
+    from rich.markup import escape
+
+    err_console.print(f"[red]error[/red] ({escape(code)}): {escape(message)}", highlight=False)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a modelyard error into a one-line message and exit status 1."""
 
@@ -81,7 +89,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ModelyardError as exc:
-            err_console.print(f"[red]error[/red] ({exc.code}): {exc.message}", highlight=False)
+            _print_error(exc.code, exc.message)
             raise typer.Exit(1) from exc
         except Exception as exc:
             # pydantic is imported by whatever raised this, not by every command's --help.
@@ -90,7 +98,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             if not isinstance(exc, ValidationError):
                 raise
             message = invalid_input_from(exc).message
-            err_console.print(f"[red]error[/red] (invalid_input): {message}", highlight=False)
+            _print_error("invalid_input", message)
             raise typer.Exit(1) from exc
 
     return wrapper
