@@ -234,11 +234,11 @@ def verify_files(
     for rel, digest in descriptor.files.items():
         path = safe_join(folder, rel)
         if not path.is_file():
-            raise ArtifactCorrupted(f"{rel} is missing from the model folder {str(folder)!r}")
+            raise ArtifactCorrupted(f"{rel} is missing from the model folder")
         actual[rel] = sha256_file(path)
         if actual[rel] != digest:
             raise ArtifactCorrupted(
-                f"{rel} in {str(folder)!r} has SHA-256 {actual[rel]}, not the {digest} recorded "
+                f"{rel} in the model folder has SHA-256 {actual[rel]}, not the {digest} recorded "
                 f"in {MODEL_FILE}; the file was changed after the model was saved"
             )
     for rel, digest in (expected or {}).items():
