@@ -199,8 +199,8 @@ def test_a_holder_whose_lease_was_taken_stops_reconciling(db: Database) -> None:
     c.start()
     try:
         _hold(db, "otherhost:2:bbbb", utcnow() + dt.timedelta(hours=1))
-        with c._cond:
-            assert c._cond.wait_for(lambda: not c._active, WAIT)
+        with c._kit_cond:
+            assert c._kit_cond.wait_for(lambda: not c._kit_active, WAIT)
         c.enqueue("k")
         assert not c.wait_idle(0.3)
         assert c.calls["k"] == 0

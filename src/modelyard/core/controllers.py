@@ -173,22 +173,23 @@ class Controller:
         self.max_backoff_s = max_backoff_s
         self.lease = Lease(db, self.name, holder_id(), lease_s)
         self.outbox = OutboxConsumer(
-            db, f"controller:{self.name}", start_at="end", on_poke=self._tick_now
+            db, f"controller:{self.name}", start_at="end", on_poke=self._kit_tick_now
         )
         for event_type, keys_of in self.events.items():
-            self.outbox.on(event_type, self._event_handler(keys_of))
-        self._cond = threading.Condition()
-        self._queue: deque[str] = deque()
-        self._dirty: set[str] = set()  # queued and not yet taken by a worker
-        self._processing: set[str] = set()
-        self._delayed: list[tuple[float, int, str]] = []
-        self._delay_seq = 0
-        self._failures: dict[str, int] = {}
-        self._active = False
-        self._stopping = threading.Event()
-        self._tick = threading.Event()
-        self._resync_due = True
-        self._threads: list[threading.Thread] = []
+            self.outbox.on(event_type, self._kit_event_handler(keys_of))
+        # The kit's own state is named _kit_* so a subclass's attributes cannot clash with it.
+        self._kit_cond = threading.Condition()
+        self._kit_queue: deque[str] = deque()
+        self._kit_dirty: set[str] = set()  # queued and not yet taken by a worker
+        self._kit_processing: set[str] = set()
+        self._kit_delayed: list[tuple[float, int, str]] = []
+        self._kit_delay_seq = 0
+        self._kit_failures: dict[str, int] = {}
+        self._kit_active = False
+        self._kit_stopping = threading.Event()
+        self._kit_tick = threading.Event()
+        self._kit_resync_due = True
+        self._kit_threads: list[threading.Thread] = []
 
     # -- what a controller declares ---------------------------------------------------------
 
@@ -207,48 +208,48 @@ class Controller:
 
     @property
     def running(self) -> bool:
-        return bool(self._threads) and self._threads[0].is_alive()
+        return bool(self._kit_threads) and self._kit_threads[0].is_alive()
 
     @property
     def active(self) -> bool:
         """Whether this process holds the lease and reconciles."""
-        return self._active and self.running
+        return self._kit_active and self.running
 
     def start(self) -> bool:
         """Start the loop; whether it holds the lease now (else it stands by to take over)."""
         if self.running:
-            return self._active
-        self._stopping.clear()
-        self._set_active(self.lease.acquire())
-        if self._active:
+            return self._kit_active
+        self._kit_stopping.clear()
+        self._kit_set_active(self.lease.acquire())
+        if self._kit_active:
             self.outbox.prime()  # events from now on wake it; what came before: the resync
         else:
             log.info("controller %s runs elsewhere; standing by", self.name)
-        self._next_renew = time.monotonic() + self.lease.ttl_s / 3
-        self._threads = [
-            threading.Thread(target=self._manage, name=f"modelyard-{self.name}", daemon=True)
+        self._kit_next_renew = time.monotonic() + self.lease.ttl_s / 3
+        self._kit_threads = [
+            threading.Thread(target=self._kit_manage, name=f"modelyard-{self.name}", daemon=True)
         ]
-        self._threads += [
-            threading.Thread(target=self._work, name=f"modelyard-{self.name}-{i}", daemon=True)
+        self._kit_threads += [
+            threading.Thread(target=self._kit_work, name=f"modelyard-{self.name}-{i}", daemon=True)
             for i in range(self.workers)
         ]
         _running.add(self)
-        for thread in self._threads:
+        for thread in self._kit_threads:
             thread.start()
-        return self._active
+        return self._kit_active
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop; in-flight reconciles finish, the lease is released, :meth:`close` runs."""
         _running.discard(self)
-        self._stopping.set()
-        self._tick.set()
-        with self._cond:
-            self._cond.notify_all()
-        for thread in self._threads:
+        self._kit_stopping.set()
+        self._kit_tick.set()
+        with self._kit_cond:
+            self._kit_cond.notify_all()
+        for thread in self._kit_threads:
             thread.join(timeout)
-        self._threads = []
-        if self._active:
-            self._active = False
+        self._kit_threads = []
+        if self._kit_active:
+            self._kit_active = False
             try:
                 self.lease.release()
             except Exception:
@@ -259,26 +260,28 @@ class Controller:
 
     def enqueue(self, *keys: str) -> None:
         """Reconcile ``keys`` soon (once each, however often they are queued meanwhile)."""
-        with self._cond:
+        with self._kit_cond:
             for key in keys:
-                if key in self._dirty:
+                if key in self._kit_dirty:
                     continue
-                self._dirty.add(key)
-                if key not in self._processing:
-                    self._queue.append(key)
-            self._cond.notify_all()
+                self._kit_dirty.add(key)
+                if key not in self._kit_processing:
+                    self._kit_queue.append(key)
+            self._kit_cond.notify_all()
 
     def enqueue_after(self, key: str, delay_s: float) -> None:
         """Reconcile ``key`` again in ``delay_s`` seconds."""
-        with self._cond:
-            self._delay_seq += 1
-            heapq.heappush(self._delayed, (time.monotonic() + delay_s, self._delay_seq, key))
-        self._tick.set()
+        with self._kit_cond:
+            self._kit_delay_seq += 1
+            heapq.heappush(
+                self._kit_delayed, (time.monotonic() + delay_s, self._kit_delay_seq, key)
+            )
+        self._kit_tick.set()
 
     def resync(self) -> None:
         """Queue every key of :meth:`keys` soon."""
-        self._resync_due = True
-        self._tick.set()
+        self._kit_resync_due = True
+        self._kit_tick.set()
 
     def retry_delay(self, failures: int) -> float:
         """Seconds before the next try after ``failures`` failures in a row."""
@@ -287,18 +290,18 @@ class Controller:
     def wait_idle(self, timeout: float) -> bool:
         """Block until nothing is queued or being reconciled (delayed retries aside)."""
         deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._queue or self._processing or self._resync_due:
+        with self._kit_cond:
+            while self._kit_queue or self._kit_processing or self._kit_resync_due:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
-                self._cond.wait(min(left, 0.05))
+                self._kit_cond.wait(min(left, 0.05))
             return True
 
-    def _tick_now(self) -> None:
-        self._tick.set()
+    def _kit_tick_now(self) -> None:
+        self._kit_tick.set()
 
-    def _event_handler(self, keys_of: KeysOf) -> Callable[[Event], None]:
+    def _kit_event_handler(self, keys_of: KeysOf) -> Callable[[Event], None]:
         def handle(event: Event) -> None:
             keys = list(keys_of(event.payload))
             if keys:
@@ -306,56 +309,56 @@ class Controller:
 
         return handle
 
-    def _set_active(self, active: bool) -> None:
-        with self._cond:
-            self._active = active
+    def _kit_set_active(self, active: bool) -> None:
+        with self._kit_cond:
+            self._kit_active = active
             if active:
-                self._resync_due = True
-            self._cond.notify_all()
+                self._kit_resync_due = True
+            self._kit_cond.notify_all()
 
     # -- the manager thread: lease, resync, outbox, delayed keys -------------------------
 
-    def _manage(self) -> None:
+    def _kit_manage(self) -> None:
         next_resync = next_poll = time.monotonic()
-        while not self._stopping.is_set():
+        while not self._kit_stopping.is_set():
             now = time.monotonic()
-            if now >= self._next_renew or not self._active:
-                self._renew()
-            if self._active:
-                if self._resync_due or now >= next_resync:
-                    ok = self._run_resync()
+            if now >= self._kit_next_renew or not self._kit_active:
+                self._kit_renew()
+            if self._kit_active:
+                if self._kit_resync_due or now >= next_resync:
+                    ok = self._kit_run_resync()
                     next_resync = time.monotonic() + (self.resync_s if ok else self.backoff_s)
-                if now >= next_poll or self._tick.is_set():
-                    self._tick.clear()
+                if now >= next_poll or self._kit_tick.is_set():
+                    self._kit_tick.clear()
                     try:
                         self.outbox.poll_once()
                     except Exception:
                         log.exception("controller %s: reading the outbox failed", self.name)
                     next_poll = time.monotonic() + self.poll_s
-                self._release_delayed()
-            deadline = self._next_renew
-            if self._active:
+                self._kit_release_delayed()
+            deadline = self._kit_next_renew
+            if self._kit_active:
                 deadline = min(deadline, next_poll, next_resync)
-            with self._cond:
-                if self._delayed and self._active:
-                    deadline = min(deadline, self._delayed[0][0])
-            self._tick.wait(max(0.0, deadline - time.monotonic()))
+            with self._kit_cond:
+                if self._kit_delayed and self._kit_active:
+                    deadline = min(deadline, self._kit_delayed[0][0])
+            self._kit_tick.wait(max(0.0, deadline - time.monotonic()))
 
-    def _renew(self) -> None:
+    def _kit_renew(self) -> None:
         try:
             held = self.lease.acquire()
         except Exception:
             log.exception("controller %s: renewing its lease failed", self.name)
             held = False
-        if held != self._active:
+        if held != self._kit_active:
             if held:
                 log.info("controller %s: took over", self.name)
             else:
                 log.warning("controller %s: lost its lease; standing by", self.name)
-            self._set_active(held)
-        self._next_renew = time.monotonic() + self.lease.ttl_s / 3
+            self._kit_set_active(held)
+        self._kit_next_renew = time.monotonic() + self.lease.ttl_s / 3
 
-    def _run_resync(self) -> bool:
+    def _kit_run_resync(self) -> bool:
         """Queue every key; False if listing them failed (tried again after a backoff)."""
         try:
             keys = list(self.keys())
@@ -365,47 +368,47 @@ class Controller:
             log.exception("controller %s: listing its keys failed; retrying", self.name)
             return False
         finally:
-            with self._cond:
-                self._resync_due = False
-                self._cond.notify_all()
+            with self._kit_cond:
+                self._kit_resync_due = False
+                self._kit_cond.notify_all()
         return True
 
-    def _release_delayed(self) -> None:
+    def _kit_release_delayed(self) -> None:
         now = time.monotonic()
         due: list[str] = []
-        with self._cond:
-            while self._delayed and self._delayed[0][0] <= now:
-                due.append(heapq.heappop(self._delayed)[2])
+        with self._kit_cond:
+            while self._kit_delayed and self._kit_delayed[0][0] <= now:
+                due.append(heapq.heappop(self._kit_delayed)[2])
         if due:
             self.enqueue(*due)
 
     # -- the workers ----------------------------------------------------------------------
 
-    def _take(self) -> str | None:
-        with self._cond:
-            while not self._stopping.is_set() and not (self._active and self._queue):
-                self._cond.wait(1.0)
-            if self._stopping.is_set():
+    def _kit_take(self) -> str | None:
+        with self._kit_cond:
+            while not self._kit_stopping.is_set() and not (self._kit_active and self._kit_queue):
+                self._kit_cond.wait(1.0)
+            if self._kit_stopping.is_set():
                 return None
-            key = self._queue.popleft()
-            self._dirty.discard(key)
-            self._processing.add(key)
+            key = self._kit_queue.popleft()
+            self._kit_dirty.discard(key)
+            self._kit_processing.add(key)
             return key
 
-    def _done(self, key: str) -> None:
-        with self._cond:
-            self._processing.discard(key)
-            if key in self._dirty:
-                self._queue.append(key)
-            self._cond.notify_all()
+    def _kit_done(self, key: str) -> None:
+        with self._kit_cond:
+            self._kit_processing.discard(key)
+            if key in self._kit_dirty:
+                self._kit_queue.append(key)
+            self._kit_cond.notify_all()
 
-    def _work(self) -> None:
-        while (key := self._take()) is not None:
+    def _kit_work(self) -> None:
+        while (key := self._kit_take()) is not None:
             try:
                 again = self.reconcile(key)
             except Exception:
-                failures = self._failures.get(key, 0) + 1
-                self._failures[key] = failures
+                failures = self._kit_failures.get(key, 0) + 1
+                self._kit_failures[key] = failures
                 delay = self.retry_delay(failures)
                 log.exception(
                     "controller %s: reconciling %s failed (%d in a row); retrying in %.1f s",
@@ -416,8 +419,8 @@ class Controller:
                 )
                 self.enqueue_after(key, delay)
             else:
-                self._failures.pop(key, None)
+                self._kit_failures.pop(key, None)
                 if again is not None:
                     self.enqueue_after(key, again)
             finally:
-                self._done(key)
+                self._kit_done(key)

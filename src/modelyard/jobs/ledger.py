@@ -17,6 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from modelyard.core.db import Database, utcnow
+from modelyard.core.events import write_events
 from modelyard.core.ids import new_id
 from modelyard.jobs.backends.base import AttemptExit, BackendRef, Collected
 from modelyard.jobs.metrics import ExtractedMetric
@@ -50,7 +51,17 @@ class PendingJob:
 
 
 def end_job_run(session: Session, job: JobRow, usage: dict[str, Any] | None = None) -> None:
-    """End the job's tracked run with the job's final state, usage, model and outputs."""
+    """End the job's tracked run with the job's final state, usage, model and outputs.
+
+    Called at every move to a final state, in its transaction, so it also writes the
+    outbox event ``job.completed``, ``job.failed`` or ``job.stopped`` (payload: ``job``,
+    ``kind``, ``state``) that other domains react to (the transform finisher).
+    """
+    write_events(
+        session,
+        "modelyard.jobs",
+        [(f"job.{job.state.lower()}", {"job": job.id, "kind": job.kind, "state": job.state})],
+    )
     model = (job.model["digest"], int(job.model["size"])) if job.model else None
     outputs = [(o["path"], o["digest"], int(o["size"])) for o in job.outputs or []]
     recording.close_job_run(

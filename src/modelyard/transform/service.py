@@ -13,11 +13,11 @@ part files as a new version of the output dataset and records the lineage edge
 ``job -> dataset_version`` ("output"), in one transaction. It is idempotent (under a lock:
 SQLite's write lock, a PostgreSQL advisory lock on the job), and it is called from two
 places: the SDK and CLI right after the job ends (so the caller gets the version at
-once), and the :class:`Finisher`, a background service that finalizes every completed
-transform job that is not yet finalized (so a client that went away loses nothing: the
-job's outputs are stored artifacts, and the next pass — after a restart too — registers
-them). A transform is ``finalized`` once that edge exists, or the job ended without
-output.
+once), and the :class:`Finisher`, a controller woken through the outbox when a transform
+job completes (in any process on the database), that finalizes it (so a client that went
+away loses nothing: the job's outputs are stored artifacts, and the finisher — after a
+restart too, by its resync — registers them). A transform is ``finalized`` once that
+edge exists, or the job ended without output.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import zlib
 from typing import Any
 
@@ -33,7 +32,8 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from modelyard.core import lineage
-from modelyard.core.operations import Context, OperationSet, Principal
+from modelyard.core.controllers import Controller, system_principal
+from modelyard.core.operations import Context, OperationSet
 from modelyard.data import service as data_service
 from modelyard.data.schemas import DatasetFile, GetDataset, GetVersion
 from modelyard.data.schemas import RegisterVersion as RegisterDatasetVersion
@@ -52,7 +52,6 @@ from modelyard.jobs.schemas import (
 )
 from modelyard.registry import service as registry_service
 from modelyard.registry.schemas import GetVersion as GetModelVersion
-from modelyard.security.roles import ROLES
 from modelyard.transform.config import (
     DATA_CHANNEL,
     ERRORS_FILE,
@@ -434,80 +433,77 @@ def finalize(ctx: Context, req: GetTransform) -> Transform:
 
 # -- the background finisher ----------------------------------------------------------------
 
-SYSTEM = Principal(user="modelyard", role="admin", permissions=ROLES["admin"])
+# What the finisher may do, and nothing more: read the transform and its job, register the
+# output dataset version. It acts as ``system:transforms.finisher`` (role ``system``), so
+# the audit log shows the controller, not a user.
+FINISHER_PERMISSIONS = (
+    "transforms.read",
+    "transforms.write",
+    "jobs.read",
+    "datasets.read",
+    "datasets.write",
+)
+SYSTEM = system_principal("transforms.finisher", FINISHER_PERMISSIONS)
 
 
-class Finisher:
+def _completed_transform(payload: dict[str, Any]) -> list[str]:
+    return [str(payload["job"])] if payload.get("kind") == "transform" else []
+
+
+class Finisher(Controller):
     """Finalizes completed transform jobs whose output is not registered yet.
 
-    Every ``interval_s`` it pages through completed transform jobs, newest first, until a
-    page holds only jobs it has seen finalized; state is only the set of those (so after a
-    restart it looks at every completed transform once).
+    A controller on the kit (:mod:`modelyard.core.controllers`): its key is a job id; the
+    outbox event ``job.completed`` of a transform job (from any process on the database)
+    queues it, and a resync (at start, after taking over, every ``resync_s``) pages through
+    completed transform jobs, newest first, until a page holds only jobs it has seen
+    finalized. Its only state is the set of those (so after a restart it looks at every
+    completed transform once). A reconcile that fails unexpectedly is retried with backoff;
+    a client error (the output cannot be registered) is logged once and left: the outputs
+    stay stored and ``transforms.finalize`` can be called again.
     """
 
-    def __init__(self, runtime: Any, *, interval_s: float = 1.0) -> None:
+    name = "transforms.finisher"
+    events = {"job.completed": _completed_transform}
+
+    def __init__(self, runtime: Any, *, resync_s: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(runtime.db, workers=2, resync_s=resync_s, **kwargs)
         self.runtime = runtime
-        self.interval_s = interval_s
         self._done: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> bool:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._loop, name="modelyard-transforms", daemon=True
-            )
-            self._thread.start()
-        return True
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _call(self, name: str, req: Any) -> Any:
         op = self.runtime.operations[name]
-        return self.runtime.execute(op, req, SYSTEM, origin="transforms.finisher")
+        return self.runtime.execute(op, req, SYSTEM, origin="controller:transforms.finisher")
 
-    def run_once(self) -> int:
-        """One pass; the number of transforms it finalized."""
-        finalized = 0
+    def keys(self) -> list[str]:
+        found: list[str] = []
         offset = 0
-        while not self._stop.is_set():
+        while True:
             page = self._call(
                 "jobs.list_jobs", ListJobs(kind="transform", state="Completed", offset=offset)
             )
             fresh = [j.id for j in page.jobs if j.id not in self._done]
-            for job_id in fresh:
-                if self._call("transforms.describe", GetTransform(job_id=job_id)).finalized:
-                    self._done.add(job_id)
-                    continue
-                try:
-                    result = self._call("transforms.finalize", GetTransform(job_id=job_id))
-                except ModelyardError as exc:
-                    # A client error will not go away by itself: report it once; the
-                    # outputs stay stored and 'transforms.finalize' can be called again.
-                    log.warning("cannot register the output of transform %s: %s", job_id, exc)
-                    self._done.add(job_id)
-                    continue
-                if result.finalized:
-                    self._done.add(job_id)
-                    finalized += 1
+            found += fresh
             offset += len(page.jobs)
             if not fresh or offset >= page.total or not page.jobs:
-                break
-        return finalized
+                return found
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.run_once()
-            except ModelyardError as exc:
-                log.warning("finalizing batch transforms failed: %s", exc)
-            except Exception:  # keep the service alive; the next pass retries
-                log.exception("finalizing batch transforms failed")
+    def reconcile(self, key: str) -> float | None:
+        if key in self._done:
+            return None
+        if self._call("transforms.describe", GetTransform(job_id=key)).finalized:
+            self._done.add(key)
+            return None
+        try:
+            result = self._call("transforms.finalize", GetTransform(job_id=key))
+        except ModelyardError as exc:
+            # A client error will not go away by itself: report it once.
+            log.warning("cannot register the output of transform %s: %s", key, exc)
+            self._done.add(key)
+            return None
+        if result.finalized:
+            self._done.add(key)
+        return None
 
 
 def make_finisher(runtime: Any) -> Finisher:
