@@ -78,8 +78,8 @@ class StateMachine:
         allowed = self.transitions.get(current)
         if allowed is None:
             raise IllegalTransition(
-                f"{what} is in unknown {self.name} state {current!r}; "
-                f"the states are {', '.join(self.transitions)}"
+                f"{what} is in unknown state {current!r}; "
+                f"the {self.name} states are {', '.join(self.transitions)}"
             )
         if new not in allowed:
             options = ", ".join(sorted(allowed)) or "nothing (it is final)"

@@ -19,51 +19,49 @@ may end ``Failed`` or ``Stopped`` straight from ``Starting``.
 
 from __future__ import annotations
 
-from typing import Protocol
+from modelyard.core.states import HasState, IllegalTransition, StateMachine
 
-from modelyard.errors import Conflict
+JOB = StateMachine(
+    "job",
+    {
+        "Pending": {"Starting", "Stopped"},
+        "Starting": {"Running", "Pending", "Failed", "Stopped"},
+        "Running": {"Completed", "Failed", "Stopped", "Pending"},
+        "Completed": set(),
+        "Failed": set(),
+        "Stopped": set(),
+    },
+)
+ATTEMPT = StateMachine(
+    "attempt",
+    {
+        "Starting": {"Running", "Failed", "Stopped"},
+        "Running": {"Completed", "Failed", "Stopped"},
+        "Completed": set(),
+        "Failed": set(),
+        "Stopped": set(),
+    },
+)
+JOB_TRANSITIONS: dict[str, frozenset[str]] = JOB.transitions
+ATTEMPT_TRANSITIONS: dict[str, frozenset[str]] = ATTEMPT.transitions
 
-JOB_TRANSITIONS: dict[str, frozenset[str]] = {
-    "Pending": frozenset({"Starting", "Stopped"}),
-    "Starting": frozenset({"Running", "Pending", "Failed", "Stopped"}),
-    "Running": frozenset({"Completed", "Failed", "Stopped", "Pending"}),
-    "Completed": frozenset(),
-    "Failed": frozenset(),
-    "Stopped": frozenset(),
-}
-
-ATTEMPT_TRANSITIONS: dict[str, frozenset[str]] = {
-    "Starting": frozenset({"Running", "Failed", "Stopped"}),
-    "Running": frozenset({"Completed", "Failed", "Stopped"}),
-    "Completed": frozenset(),
-    "Failed": frozenset(),
-    "Stopped": frozenset(),
-}
-
-
-class IllegalTransition(Conflict):
-    """A state change the state machine does not allow (a bug, or a lost race)."""
-
-    code = "illegal_transition"
-
-
-class HasState(Protocol):
-    state: str
+__all__ = [
+    "ATTEMPT",
+    "ATTEMPT_TRANSITIONS",
+    "JOB",
+    "JOB_TRANSITIONS",
+    "IllegalTransition",
+    "advance",
+    "check",
+]
 
 
 def check(table: dict[str, frozenset[str]], what: str, current: str, new: str) -> None:
     """Raise :class:`IllegalTransition` unless ``current → new`` is allowed in ``table``."""
-    allowed = table.get(current)
-    if allowed is None:
-        raise IllegalTransition(f"{what} is in unknown state {current!r}")
-    if new not in allowed:
-        options = ", ".join(sorted(allowed)) or "nothing (it is final)"
-        raise IllegalTransition(
-            f"{what} cannot go from {current} to {new}; from {current} it may go to {options}"
-        )
+    machine = ATTEMPT if table is ATTEMPT_TRANSITIONS else JOB
+    machine.check(current, new, what=what)
 
 
 def advance(row: HasState, new: str, *, what: str, attempt: bool = False) -> None:
     """Move ``row`` to state ``new`` if the job (or attempt) state machine allows it."""
-    check(ATTEMPT_TRANSITIONS if attempt else JOB_TRANSITIONS, what, row.state, new)
-    row.state = new
+    (ATTEMPT if attempt else JOB).advance(row, new, what=what)
