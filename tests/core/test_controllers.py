@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -229,6 +230,21 @@ def test_stop_waits_for_the_reconcile_in_flight_then_closes(db: Database) -> Non
     assert c.closed == 1
     assert not c.running
     assert _lease(db) is None
+
+
+def test_a_database_that_fails_at_start_leaves_it_standing_by_until_it_works(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'not-migrated.db'}")  # no controller_leases yet
+    c = Recorder(db, lease_s=0.3)
+    c.listed = ["k"]
+    try:
+        assert c.start() is False  # no exception out of start()
+        upgrade(db.engine)
+        assert c.wait_calls("k", 1)  # the next renewal took the lease
+    finally:
+        c.stop()
+        db.dispose()
 
 
 def test_the_system_principal_holds_only_what_it_declares() -> None:

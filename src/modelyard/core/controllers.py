@@ -189,6 +189,7 @@ class Controller:
         self._kit_stopping = threading.Event()
         self._kit_tick = threading.Event()
         self._kit_resync_due = True
+        self._kit_next_renew = 0.0
         self._kit_threads: list[threading.Thread] = []
 
     # -- what a controller declares ---------------------------------------------------------
@@ -220,12 +221,14 @@ class Controller:
         if self.running:
             return self._kit_active
         self._kit_stopping.clear()
-        self._kit_set_active(self.lease.acquire())
+        self._kit_renew()  # a database error leaves it standing by, retrying
         if self._kit_active:
-            self.outbox.prime()  # events from now on wake it; what came before: the resync
+            try:
+                self.outbox.prime()  # events from now on wake it; before: the resync
+            except Exception:
+                log.exception("controller %s: reading its outbox cursor failed", self.name)
         else:
             log.info("controller %s runs elsewhere; standing by", self.name)
-        self._kit_next_renew = time.monotonic() + self.lease.ttl_s / 3
         self._kit_threads = [
             threading.Thread(target=self._kit_manage, name=f"modelyard-{self.name}", daemon=True)
         ]
