@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 
 from modelyard.client.sdk import Client
+from modelyard.endpoints.processes import started_by
 from modelyard.flavors import save_model
 from testkit import free_port
 
@@ -70,9 +71,12 @@ def stop_all_replicas(home: Path) -> None:
     for sup_file in root.glob("*/*/supervisor.json"):
         with contextlib.suppress(OSError, ValueError):
             data: dict[str, Any] = json.loads(sup_file.read_text())
+            written = sup_file.stat().st_mtime
             for key in ("pid", "child_pid"):
                 with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
-                    os.kill(int(data[key]), signal.SIGKILL)
+                    pid = int(data[key])
+                    if started_by(pid, written):  # never a process that reused the pid
+                        os.kill(pid, signal.SIGKILL)
 
 
 def unloadable_version(client: Client, folder: Path, name: str = "churn") -> int:

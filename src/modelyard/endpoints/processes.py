@@ -171,6 +171,17 @@ class ModelCache:
             return target
 
 
+def started_by(pid: int, moment: float) -> bool:
+    """Whether ``pid`` is a live process that already ran at ``moment`` (a wall-clock
+    time): a pid read from a file written at ``moment`` names that process, not one that
+    was given the number after it ended. One second of slack for the clock's resolution."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= moment + 1.0
+    except psutil.Error:
+        return False
+
+
 class Replicas:
     """Starts, finds, probes and stops replica processes."""
 
@@ -274,9 +285,17 @@ class Replicas:
         return data if isinstance(data, dict) else None
 
     def server_pid(self, replica_id: str, attempt: int) -> int | None:
-        sup = self._read(self.attempt_dir(replica_id, attempt) / SUPERVISOR) or {}
+        """The attempt's model server, while it runs (a pid reused since is not it)."""
+        path = self.attempt_dir(replica_id, attempt) / SUPERVISOR
+        sup = self._read(path) or {}
         pid = sup.get("child_pid")
-        return int(pid) if isinstance(pid, int) else None
+        if not isinstance(pid, int):
+            return None
+        try:
+            written = path.stat().st_mtime
+        except OSError:
+            return None
+        return pid if started_by(pid, written) else None
 
     def exit_message(self, replica_id: str, attempt: int) -> str:
         """How an attempt ended, with the end of its stderr."""
