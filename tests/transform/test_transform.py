@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from transformkit import (  # noqa: F401 (live_server: a fixture)
     FEATURES,
+    features,
     fitted_model,
     live_server,
     register_model,
@@ -252,5 +253,35 @@ def test_the_background_finisher_registers_the_output(tmp_path: Path, db_url: st
             np.array([[0.5, -1.0, 2.0], [1.5, 1.0, 0.0], [-2.0, 0.5, 1.0]])
         )
         assert out["prediction"].to_pylist() == [int(v) for v in expected]
+    finally:
+        client.close()
+
+
+def test_a_csv_output_whose_column_names_look_numeric_is_registered(tmp_path: Path) -> None:
+    """The output's header row is written by the transform: its names ("2019", ...) are
+    never mistaken for a row of data when the output dataset is registered."""
+    client = connect(home=tmp_path / "home")
+    try:
+        register_model(client, tmp_path)
+        x = features(12)
+        years = ["2019", "2020", "2021"]
+        path = tmp_path / "wide.csv"
+        pacsv.write_csv(pa.table({y: pa.array(x[:, j]) for j, y in enumerate(years)}), path)
+        client.datasets.register("wide", path, header=True, profile=False)
+        created = client.transforms.create(
+            {"model": "churn", "dataset": "wide", "accept": "csv", "join_source": "Input"}
+        )
+        client.jobs.wait(created.job_id, logs=False)
+        deadline = time.monotonic() + 30
+        result: Transform = client.transforms.get(created.job_id)
+        while not result.finalized and time.monotonic() < deadline:
+            time.sleep(0.2)
+            result = client.transforms.get(created.job_id)
+        assert result.finalized and result.output_version == 1, result
+        version = client.datasets.version(result.output_dataset, 1)
+        assert version.header and [c.name for c in version.columns][:3] == years
+        out = client.datasets.to_arrow(result.output_dataset, 1)
+        assert out.num_rows == 12
+        assert out["prediction"].to_pylist() == [int(v) for v in fitted_model().predict(x)]
     finally:
         client.close()

@@ -406,6 +406,9 @@ def finalize(ctx: Context, req: GetTransform) -> Transform:
             name=config.output_dataset,
             files=[DatasetFile(path=path, digest=digest) for path, digest in parts],
             format=config.accept,
+            # The worker writes the header row itself: never guessed (names such as
+            # "2019,2020" would read as a row of data).
+            header=True if config.accept == "csv" else None,
             description=(
                 f"Predictions of model {config.model} v{config.model_version} on {source} "
                 f"(batch transform job {job.id})"
