@@ -2,8 +2,9 @@
 libraries), with a Content-Security-Policy and the other browser safety headers.
 
 The assets are built by ``make console`` (``console/build.mjs``) into ``static/`` beside
-this module. They are small (about 250 KB), so they are served from memory: read once,
-with a SHA-256 ETag each, and read again only when the build's stamp file changes. Only
+this module. They are small (about 2.2 MB, 1.9 MB of it the Swagger UI of ``/docs``), so
+they are served from memory: read once, with a SHA-256 ETag each, and read again only
+when the build's stamp file changes. Only
 the files found in that folder are served; any other path is a 404. Nothing here reads
 data: every page fetches ``/api/v1/…`` with the caller's bearer token, so the API's own
 permission checks apply to everything the console shows.
