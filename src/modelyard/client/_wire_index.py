@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "713151ef5aa76688bf080c2f1c44c505aa1e36c9792233542b1c8717790047fb"
+SOURCE_DIGEST = "98e60d7ec6a2dd0a064b7520715bdd2b8a35330db4ed806d4021105b68a1a39d"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (
