@@ -177,7 +177,8 @@ def started_by(pid: int, moment: float) -> bool:
     was given the number after it ended. One second of slack for the clock's resolution."""
     try:
         proc = psutil.Process(pid)
-        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= moment + 1.0
+        born = float(proc.create_time())
+        return bool(proc.status() != psutil.STATUS_ZOMBIE) and born <= moment + 1.0
     except psutil.Error:
         return False
 
