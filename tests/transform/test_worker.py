@@ -64,13 +64,17 @@ def _config(fmt: str, **overrides: Any) -> WorkerConfig:
 
 
 def _run(
-    config: WorkerConfig, model: Any, path: Path, tmp_path: Path
+    config: WorkerConfig,
+    model: Any,
+    path: Path,
+    tmp_path: Path,
+    column_names: list[str] | None = None,
 ) -> tuple[int, list[dict[str, Any]], Path]:
     errors = io.StringIO()
     counters = Counters()
     run = FileRun(config, Predictor(config, model), counters, errors, Progress("", None, counters))
     part = tmp_path / f"out.{config.accept}"
-    written = run.run(reading.InputFile(0, path.name, path), part)
+    written = run.run(reading.InputFile(0, path.name, path, column_names=column_names), part)
     return written, [json.loads(line) for line in errors.getvalue().splitlines()], part
 
 
@@ -161,6 +165,29 @@ def test_csv_positions_count_data_rows_and_malformed_lines_are_reported(tmp_path
         (23, "ValueError: column 'x': 'x23' is not a number"),
     ]
     out = pacsv.read_csv(part)
+    assert out["id"].to_pylist() == [i for i in range(30) if i not in (12, 20, 23)]
+
+
+def test_headerless_csv_positions_count_every_line_as_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    rows = [f"{i},{i}.5" for i in range(30)]  # no header line
+    rows[12] = "12,twelve"
+    rows[20] = "20,1,2"  # one field too many: the reader skips the line
+    rows[23] = "23,x23"  # counted as row 23 although the reader skipped row 20
+    path.write_text("\n".join(rows) + "\n")
+
+    written, errors, part = _run(
+        _config("csv", batch_size=8, accept="csv"), Doubler(), path, tmp_path, ["id", "x"]
+    )
+
+    assert written == 27
+    assert sorted((e["row"], e["error"]) for e in errors) == [
+        (12, "ValueError: column 'x': 'twelve' is not a number"),
+        (20, "expected 2 fields, got 3: '20,1,2'"),
+        (23, "ValueError: column 'x': 'x23' is not a number"),
+    ]
+    out = pacsv.read_csv(part)  # the output has a header row
+    assert out.column_names[:2] == ["id", "x"]
     assert out["id"].to_pylist() == [i for i in range(30) if i not in (12, 20, 23)]
 
 

@@ -53,6 +53,11 @@ class WorkerConfig(BaseModel):
     on_error: OnError
     max_errors: int | None
     output_dataset: str
+    csv_column_names: list[ColumnName] | None = Field(
+        None,
+        description="A headerless CSV input's column names (its files have no header row); "
+        "None: the first row of each CSV file is its header.",
+    )
 
     def to_hyperparameters(self) -> dict[str, Any]:
         """Scalars only (hyperparameters are scalars): lists as JSON, None as ''."""
@@ -82,5 +87,5 @@ class WorkerConfig(BaseModel):
         return cls.model_validate(data)
 
 
-_LISTS = frozenset({"input_filter", "output_filter"})
+_LISTS = frozenset({"input_filter", "output_filter", "csv_column_names"})
 _NULLABLE = frozenset({"dataset", "dataset_version", "dataset_version_id", "max_errors"})

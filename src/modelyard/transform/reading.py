@@ -3,7 +3,8 @@
 Nothing here reads a whole file into memory: Parquet is read row group by row group,
 CSV through Arrow's streaming reader, JSONL a block of lines at a time. Each reader
 yields ``(first_row, batch)`` where ``first_row`` is the 0-based position of the batch's
-first record in the file (CSV: data rows after the header; JSONL: lines), so a failed
+first record in the file (CSV: data rows, after the header row if the file has one;
+JSONL: lines), so a failed
 record can be reported where it is.
 
 CSV and JSONL column types are inferred from the start of the file (Arrow's first
@@ -38,6 +39,8 @@ class InputFile:
     path: Path
     # Types the raw (string) columns of a CSV/JSONL batch are parsed to; None: as read.
     types: pa.Schema | None = None
+    # A CSV file without a header row: its column names (None: the first row is the header).
+    column_names: list[str] | None = None
     # Records the reader itself had to skip (a CSV line with the wrong number of fields).
     skipped: list[tuple[int, str]] = field(default_factory=list)
 
@@ -96,9 +99,10 @@ def _parquet(src: InputFile, size: int | None) -> Iterator[Batch]:
 def _csv(src: InputFile, size: int | None) -> Iterator[Batch]:
     # Inference from the first block gives the target types; the stream itself reads every
     # column as text so that a stray value cannot break the reader.
+    names = src.column_names
     first = pacsv.open_csv(
         src.path,
-        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, column_names=names),
         parse_options=pacsv.ParseOptions(invalid_row_handler=lambda _row: "skip"),
     )
     src.types = first.schema
@@ -106,10 +110,10 @@ def _csv(src: InputFile, size: int | None) -> Iterator[Batch]:
 
     def skip(row: pacsv.InvalidRow) -> str:
         number = row.number if row.number is not None else -1
-        # number counts lines from 1 and includes the header line.
+        # number counts lines from 1, the header line (if there is one) included.
         src.skipped.append(
             (
-                number - 2 if number > 0 else -1,
+                number - (1 if names is not None else 2) if number > 0 else -1,
                 f"expected {row.expected_columns} fields, "
                 f"got {row.actual_columns}: {row.text[:200]!r}",
             )
@@ -118,7 +122,9 @@ def _csv(src: InputFile, size: int | None) -> Iterator[Batch]:
 
     reader = pacsv.open_csv(
         src.path,
-        read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+        read_options=pacsv.ReadOptions(
+            block_size=CSV_BLOCK_BYTES, use_threads=False, column_names=names
+        ),
         parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.string() for name in src.types.names},

@@ -190,6 +190,7 @@ def create(ctx: Context, req: CreateTransform) -> Transform:
     if req.dataset_version is not None and req.dataset is None:
         raise InvalidInput("dataset_version is only for a dataset input")
     columns: list[str] | None = None
+    csv_column_names: list[str] | None = None
     data_version = None
     if req.dataset is not None:
         _require(ctx, "datasets.read")
@@ -204,6 +205,9 @@ def create(ctx: Context, req: CreateTransform) -> Transform:
             )
         fmt = data_version.format
         columns = [c.name for c in data_version.columns]
+        if fmt == "csv" and not data_version.header:
+            # Its files have no header row: the worker reads them with these names.
+            csv_column_names = columns
         data_input = ChannelInput(name=DATA_CHANNEL, dataset=req.dataset, version=number)
     else:
         if req.content_type is None:
@@ -240,6 +244,7 @@ def create(ctx: Context, req: CreateTransform) -> Transform:
         on_error=req.on_error,
         max_errors=req.max_errors,
         output_dataset=output,
+        csv_column_names=csv_column_names,
     )
     try:
         submit = SubmitJob(

@@ -581,18 +581,22 @@ def _shard_in_process(
     return run_shard(WorkerConfig.model_validate_json(config_json), paths, files, label)
 
 
-def input_files(folder: Path) -> list[reading.InputFile]:
-    """The channel's files, sorted by their path in the dataset."""
+def input_files(folder: Path, column_names: list[str] | None = None) -> list[reading.InputFile]:
+    """The channel's files, sorted by their path in the dataset (``column_names``: those
+    of CSV files without a header row)."""
     rels = sorted(
         str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() or p.is_symlink()
     )
-    return [reading.InputFile(i, rel, folder / rel) for i, rel in enumerate(rels)]
+    return [
+        reading.InputFile(i, rel, folder / rel, column_names=column_names)
+        for i, rel in enumerate(rels)
+    ]
 
 
 def transform(config: WorkerConfig, paths: Paths) -> dict[str, Any]:
     """Run the whole transform; the summary (also written to ``output/summary.json``)."""
     started = time.monotonic()
-    files = input_files(paths.data)
+    files = input_files(paths.data, config.csv_column_names)
     workers = max(1, min(config.workers, len(files) or 1))
     print(
         f"transform: model {config.model} v{config.model_version}, {len(files)} file(s), "
