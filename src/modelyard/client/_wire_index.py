@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "98e60d7ec6a2dd0a064b7520715bdd2b8a35330db4ed806d4021105b68a1a39d"
+SOURCE_DIGEST = "288c39536a62e0696cceb5b95ba6b6700a7d6df2478e78c1e3c0e4b74decea73"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (
