@@ -7,7 +7,9 @@ the registry, the endpoint and the approval screen said ``sklearn``.
 
 from __future__ import annotations
 
+import io
 import subprocess
+import tarfile
 from pathlib import Path
 
 import httpx
@@ -132,3 +134,85 @@ def test_a_built_in_algorithms_folder_is_its_builtin_flavor(tmp_path: Path) -> N
     (folder / "metadata.json").write_text('{"algorithm": "no-such-thing"}')
     write_tar_gz(folder, archive)
     assert content_flavor(archive).flavor is None
+
+
+def _linked_archive(tmp_path: Path, members: list[tuple[str, bytes, str | None]]) -> Path:
+    """A .tar.gz of ``(name, type, data or link target)`` members, in order."""
+    archive = tmp_path / "linked.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, kind, payload in members:
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            if kind == tarfile.REGTYPE:
+                data = (payload or "").encode()
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                info.linkname = payload or ""
+                tar.addfile(info)
+    return archive
+
+
+_DESCRIPTOR = '{"flavor": "pickle", "model": "model.pkl"}'
+
+
+@pytest.mark.parametrize(
+    ("members", "link"),
+    [
+        (
+            [
+                ("code", tarfile.DIRTYPE, None),
+                ("code/real.py", tarfile.REGTYPE, HANDLER),
+                ("code/inference.py", tarfile.SYMTYPE, "real.py"),
+            ],
+            "code/inference.py",
+        ),
+        (
+            [
+                ("code", tarfile.DIRTYPE, None),
+                ("code/real.py", tarfile.REGTYPE, HANDLER),
+                ("code/inference.py", tarfile.LNKTYPE, "code/real.py"),
+            ],
+            "code/inference.py",
+        ),
+        (
+            [
+                ("elsewhere/inference.py", tarfile.REGTYPE, HANDLER),
+                ("code", tarfile.SYMTYPE, "elsewhere"),
+            ],
+            "code",
+        ),
+        (
+            [
+                ("descriptor.json", tarfile.REGTYPE, _DESCRIPTOR),
+                ("modelyard-model.json", tarfile.SYMTYPE, "descriptor.json"),
+            ],
+            "modelyard-model.json",
+        ),
+        (
+            [
+                ("meta.json", tarfile.REGTYPE, '{"algorithm": "xgboost"}'),
+                ("metadata.json", tarfile.LNKTYPE, "meta.json"),
+            ],
+            "metadata.json",
+        ),
+    ],
+    ids=[
+        "symlinked-handler",
+        "hardlinked-handler",
+        "symlinked-code",
+        "symlinked-descriptor",
+        "hardlinked-metadata",
+    ],
+)
+def test_a_link_at_a_name_that_decides_the_flavor_is_refused(
+    client: Client, tmp_path: Path, members: list[tuple[str, bytes, str | None]], link: str
+) -> None:
+    """The model server follows links; a check that skipped them said ``sklearn`` for an
+    archive whose Python handler (or ``pickle`` descriptor) the server then ran."""
+    archive = _linked_archive(tmp_path, members)
+    digest = client.artifacts.upload(archive.read_bytes()).digest
+    with pytest.raises(InvalidInput, match=rf"'{link}' in the model archive is a link"):
+        client.models.register("m", artifact=digest, flavor="sklearn")
+    with pytest.raises(NotFound):
+        client.models.get("m")  # nothing was registered

@@ -62,18 +62,27 @@ def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
         return handle.read()
 
 
+def _parents(name: str) -> list[str]:
+    """``"a/b/c"`` -> ``["a", "a/b"]``."""
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
 def content_flavor(path: Path) -> Content:
     """The flavor of the model artifact at ``path`` as the model server would load it.
 
     A file that is not a gzip archive, or an archive of a folder that holds none of
     :data:`MODEL_FILE`, :data:`HANDLER_SCRIPT` or a built-in algorithm's
     ``metadata.json``, gives ``Content(None, ...)``. Raises :class:`InvalidInput` for an
-    archive that cannot be read or holds an unsafe name, or a malformed descriptor.
+    archive that cannot be read or holds an unsafe name, a link (symbolic or hard) at
+    one of those names or a folder above them, or a malformed descriptor.
     """
     with open(path, "rb") as fh:
         if fh.read(2) != _GZIP_MAGIC:
             return Content(None, "a single file")
     wanted = {MODEL_FILE, HANDLER_SCRIPT, METADATA_FILE}
+    # The names that decide the flavor and every folder above them.
+    decisive = wanted | {parent for name in wanted for parent in _parents(name)}
     found: dict[str, bytes | None] = {}
     try:
         with tarfile.open(path, mode="r:gz") as tar:
@@ -81,6 +90,13 @@ def content_flavor(path: Path) -> Content:
                 if member.isdir() and member.name.strip("./") == "":
                     continue  # the archive's root folder ("./" from ``tar -C dir .``)
                 name = safe_relpath(member.name)
+                if name in decisive and (member.issym() or member.islnk()):
+                    # The model server follows links (``is_file()``), this check would
+                    # not: refuse rather than decide the flavor differently from it.
+                    raise InvalidInput(
+                        f"{member.name!r} in the model archive is a link; "
+                        f"{', '.join(sorted(decisive))} must be regular files or folders"
+                    )
                 if name in wanted and member.isreg():
                     # Only the descriptor and metadata.json are read; the handler's
                     # presence is what counts.
