@@ -128,3 +128,60 @@ def test_a_model_that_fails_to_load_answers_503_with_the_reason(tmp_path: Path) 
         assert "modelyard-model.json" in r.json()["error"]
     finally:
         assert stop(proc) == 0
+
+
+SNOOPING_HANDLER = """
+import json, os
+
+def model_fn(model_dir):
+    return None
+
+def predict_fn(data, model):
+    # what model code (and any subprocess it starts) can read of the replica's secret
+    return {"env": sorted(k for k, v in os.environ.items() if "s3cret-value" in v)}
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_model_code_never_sees_the_replica_secret(tmp_path: Path, workers: int) -> None:
+    from modelyard.serving.settings import SECRET_ENV, SECRET_HEADER
+
+    handler = tmp_path / "snoop.py"
+    handler.write_text(SNOOPING_HANDLER)
+    (tmp_path / "model").mkdir()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "modelyard.serving", "--model-dir", str(tmp_path / "model"),
+            "--handler", str(handler), "--name", "snoop", "--port", str(port),
+            "--workers", str(workers),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", SECRET_ENV: "s3cret-value"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            try:
+                ping = httpx.get(f"{url}/ping", headers={SECRET_HEADER: "s3cret-value"})
+                if ping.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        r = httpx.post(f"{url}/invocations", json=[[1]], headers={SECRET_HEADER: "s3cret-value"})
+        assert r.status_code == 200, r.text
+        assert r.json() == {"env": []}  # neither SECRET_ENV nor inside the settings' JSON
+        assert httpx.post(f"{url}/invocations", json=[[1]]).status_code == 403
+    finally:
+        code = stop(proc)
+    assert code == 0, log.read_text()

@@ -221,6 +221,10 @@ def _serve(settings: ServerSettings, args: argparse.Namespace) -> None:
             daemon=True,
         ).start()
     os.environ[ENV_VAR] = settings.to_env()
+    if settings.secret is not None:
+        # For app_factory (here, or in each worker process), which takes it out again
+        # before the model is loaded.
+        os.environ[SECRET_ENV] = settings.secret
     # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal against the
     # handlers it found at start; these make that re-raise a no-op, so the exit status is 0.
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -59,6 +59,9 @@ class ServerSettings:
     def to_env(self) -> str:
         """JSON for ``MODELYARD_SERVING_SETTINGS``: how worker processes receive the flags."""
         data: dict[str, Any] = asdict(self)
+        # Never the secret: this variable stays in the environment that model code and
+        # its subprocesses see. Workers get it through SECRET_ENV, popped by from_env.
+        del data["secret"]
         for key in _PATHS:
             data[key] = str(data[key]) if data[key] is not None else None
         return json.dumps(data)
@@ -74,4 +77,5 @@ class ServerSettings:
         for key in _PATHS:
             data[key] = Path(data[key]) if data.get(key) else None
         data["allowed_hosts"] = tuple(data.get("allowed_hosts") or ())
+        data["secret"] = os.environ.pop(SECRET_ENV, None) or None
         return cls(**data)
