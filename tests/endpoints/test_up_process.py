@@ -39,7 +39,7 @@ def test_the_log_keeps_every_request_and_the_shutdown_after_an_endpoint_is_creat
         assert server.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled
         log = server.log()
         # Stopping the server stopped its replica too (supervisor and model server).
-        assert replica.pid is not None and not psutil.pid_exists(replica.pid)
+        assert replica.pid is not None and not _running(replica.pid)
         assert not _supervisors_alive(home)
     finally:
         stop_all_replicas(home)
@@ -51,11 +51,20 @@ def test_the_log_keeps_every_request_and_the_shutdown_after_an_endpoint_is_creat
     assert log.count("Uvicorn running on") == 1, log
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child of a dead parent waits for PID 1 to reap it,
+    which may never happen in a container)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _supervisors_alive(home: Path) -> list[int]:
     pids = []
     for sup in (home / "endpoints" / "replicas").glob("*/*/supervisor.json"):
         data = json.loads(sup.read_text())
-        pids += [p for p in (data["pid"], data["child_pid"]) if psutil.pid_exists(p)]
+        pids += [p for p in (data["pid"], data["child_pid"]) if _running(p)]
     return pids
 
 
