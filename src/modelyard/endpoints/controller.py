@@ -57,6 +57,7 @@ from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.db import Database, utcnow
 from modelyard.core.events import write_events
 from modelyard.core.ids import new_id
+from modelyard.core.procs import start_ticks
 from modelyard.endpoints import rollouts
 from modelyard.endpoints.autoscaling import Autoscaler
 from modelyard.endpoints.direct import Authorize, DirectServers
@@ -186,7 +187,8 @@ class EndpointController:
         # been gone for settings.replica_orphan_grace_s (a controller killed with -9);
         # a controller started in time takes them over by rewriting it.
         me = psutil.Process()
-        write_json_atomic(self.owner_file, {"pid": me.pid, "started": me.create_time()})
+        owner = {"pid": me.pid, "started": me.create_time(), "start_ticks": start_ticks(me.pid)}
+        write_json_atomic(self.owner_file, owner)
         return True
 
     def start(self) -> bool:

@@ -36,6 +36,7 @@ from pathlib import Path
 import psutil
 import uvicorn
 
+from modelyard.core.procs import start_ticks
 from modelyard.serving.app import ModelServer
 from modelyard.serving.loading import handler_path, load_servable
 from modelyard.serving.prepare import needs_preparing, prepare
@@ -189,8 +190,12 @@ def _owner_alive(owner_file: Path) -> bool:
     try:
         owner = json.loads(owner_file.read_text(encoding="utf-8"))
         proc = psutil.Process(int(owner["pid"]))
-        alive = proc.status() != psutil.STATUS_ZOMBIE
-        return alive and abs(float(proc.create_time()) - float(owner["started"])) < 1.0
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        ticks = owner.get("start_ticks")
+        if isinstance(ticks, int):  # exact, whatever the wall clock did since
+            return start_ticks(proc.pid) == ticks
+        return abs(float(proc.create_time()) - float(owner["started"])) < 1.0
     except (OSError, ValueError, KeyError, TypeError, psutil.Error):
         return False
 
