@@ -15,7 +15,7 @@ from modelyard.core.artifacts import LocalArtifactStore
 from modelyard.data.schemas import StoredFile
 from modelyard.errors import InvalidInput
 from modelyard.jobs import contract, ledger
-from modelyard.jobs.archive import SOURCE_EXCLUDES, list_tar_gz, write_tar_gz
+from modelyard.jobs.archive import SOURCE_EXCLUDES, extract_tar_gz, list_tar_gz, write_tar_gz
 from modelyard.jobs.schemas import JobSpec, ResolvedChannel, Resources, RetryPolicy
 
 
@@ -231,3 +231,35 @@ def test_job_usage_counts_every_instance() -> None:
     three = _spec(resources=Resources(cpus=2, memory_mb=512, gpus=1, instance_count=3))
     assert ledger.job_usage(three) == {"cpus": 6, "memory_mb": 1536, "gpus": 3}
     assert ledger.job_usage(_spec(resources=Resources(instance_count=4)))["memory_mb"] == 0
+
+
+def test_an_absolute_link_inside_a_folder_is_refused_before_extraction(tmp_path: Path) -> None:
+    """``a/x -> /etc/passwd`` once passed as ``a//etc/passwd`` and then failed with a 500
+    in extraction (tarfile's AbsoluteLinkError)."""
+    archive = tmp_path / "bad.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        folder = tarfile.TarInfo("a")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        link = tarfile.TarInfo("a/x")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        tar.addfile(link)
+    with pytest.raises(InvalidInput, match=r"'a/x' links to the absolute path '/etc/passwd'"):
+        list_tar_gz(archive)
+    dest = tmp_path / "out"
+    with pytest.raises(InvalidInput, match="may not be extracted"):
+        extract_tar_gz(archive, dest)  # a caller that skipped the listing gets a 400 too
+    assert not (dest / "a" / "x").exists()
+
+
+def test_an_archive_that_unpacks_past_the_size_limit_is_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "bomb.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("one.bin", "two.bin"):
+            info = tarfile.TarInfo(name)
+            info.size = 600
+            tar.addfile(info, io.BytesIO(b"\0" * 600))
+    assert list_tar_gz(archive, max_total_size=1200) == {"one.bin": True, "two.bin": True}
+    with pytest.raises(InvalidInput, match=r"at least 1200 bytes.*'two\.bin'.*limit is 1000 bytes"):
+        list_tar_gz(archive, max_total_size=1000)

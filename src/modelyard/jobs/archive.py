@@ -98,21 +98,41 @@ def write_tar_gz(
     return files
 
 
-def list_tar_gz(path: Path, *, limit: int = 100_000) -> dict[str, bool]:
+# The most bytes an archive may unpack to (the sum of its members' sizes): a small
+# .tar.gz can otherwise fill the disk of whoever extracts it.
+MAX_UNPACKED_BYTES = 8 << 30
+
+
+def list_tar_gz(
+    path: Path, *, limit: int = 100_000, max_total_size: int = MAX_UNPACKED_BYTES
+) -> dict[str, bool]:
     """``{name: is_regular_file}`` of an archive; :class:`InvalidInput` if it is unusable.
 
     Refuses archives with unsafe names (absolute, ``..``), links that point outside the
-    archive, devices or FIFOs, or more than ``limit`` members.
+    archive or at an absolute path, devices or FIFOs, more than ``limit`` members, or
+    members whose sizes add up to more than ``max_total_size`` bytes.
     """
     members: dict[str, bool] = {}
+    total = 0
     try:
         with tarfile.open(path, mode="r:gz") as tar:
             for member in tar:
                 if len(members) >= limit:
                     raise InvalidInput(f"the archive has more than {limit} entries")
                 name = safe_relpath(member.name)
+                total += max(member.size, 0)
+                if total > max_total_size:
+                    raise InvalidInput(
+                        f"the archive unpacks to at least {total} bytes (by entry "
+                        f"{member.name!r}); the limit is {max_total_size} bytes"
+                    )
                 if member.issym() or member.islnk():
                     target = member.linkname
+                    if target.startswith(("/", "\\")):
+                        raise InvalidInput(
+                            f"archive entry {member.name!r} links to the absolute path "
+                            f"{target!r}; links must be relative and stay inside the archive"
+                        )
                     base = name.rsplit("/", 1)[0] if "/" in name and member.issym() else ""
                     safe_relpath(f"{base}/{target}" if base else target)
                 elif not (member.isreg() or member.isdir()):
@@ -127,4 +147,9 @@ def extract_tar_gz(path: Path, dest: Path) -> None:
     """Extract with the standard library's ``data`` filter (no escapes, no devices)."""
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, mode="r:gz") as tar:
-        tar.extractall(dest, filter="data")
+        try:
+            tar.extractall(dest, filter="data")
+        except tarfile.FilterError as exc:
+            raise InvalidInput(
+                f"the archive holds an entry that may not be extracted: {exc}"
+            ) from exc
