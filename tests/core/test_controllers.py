@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -41,8 +42,13 @@ class Recorder(Controller):
         self.delays: list[float] = []
         self.listed: list[str] = []
         self.closed = 0
+        self.resyncs = 0
+        self.again: float | None = None  # what reconcile returns
 
     def keys(self) -> Iterable[str]:
+        with self.seen:
+            self.resyncs += 1
+            self.seen.notify_all()
         return list(self.listed)
 
     def reconcile(self, key: str) -> float | None:
@@ -54,7 +60,7 @@ class Recorder(Controller):
             assert self.release.wait(WAIT)
         if self.fail_first.get(key, 0) >= self.calls[key]:
             raise RuntimeError(f"reconciling {key} failed on purpose")
-        return None
+        return self.again
 
     def enqueue_after(self, key: str, delay_s: float) -> None:
         self.delays.append(delay_s)
@@ -62,6 +68,10 @@ class Recorder(Controller):
 
     def close(self) -> None:
         self.closed += 1
+
+    def wait_resyncs(self, n: int) -> bool:
+        with self.seen:
+            return self.seen.wait_for(lambda: self.resyncs >= n, WAIT)
 
     def wait_calls(self, key: str, n: int) -> bool:
         with self.seen:
@@ -260,3 +270,65 @@ def test_a_controller_needs_a_name(db: Database) -> None:
 
     with pytest.raises(TypeError, match="name"):
         Nameless(db)
+
+
+def test_wake_ups_do_not_multiply_a_keys_re_checks(db: Database) -> None:
+    c = Recorder(db, resync_s=0.02)
+    c.listed, c.again = ["k"], 0.2  # re-check every 0.2 s, and a resync every 0.02 s
+    started = time.monotonic()
+    c.start()
+    try:
+        assert c.wait_resyncs(40)
+        with c.seen:
+            calls, resyncs = c.calls["k"], c.resyncs
+        elapsed = time.monotonic() - started
+        # At most one reconcile per resync plus the one re-check chain (the bug: a new
+        # chain per reconcile, so hundreds).
+        assert calls <= resyncs + elapsed / 0.2 + 2
+        with c._kit_cond:
+            assert set(c._kit_due) <= {"k"}
+            assert len(c._kit_delayed) <= 3
+    finally:
+        c.stop()
+
+
+def test_a_failing_key_keeps_its_backoff_under_resyncs(db: Database) -> None:
+    c = Recorder(db, resync_s=0.02, backoff_s=60.0, max_backoff_s=60.0)
+    c.listed, c.fail_first = ["x"], {"x": 100}
+    c.start()
+    try:
+        assert c.wait_calls("x", 1)
+        with c.seen:
+            seen = c.resyncs
+        assert c.wait_resyncs(seen + 20)
+        assert c.calls["x"] == 1  # the resyncs did not bring its retry forward
+        assert c.delays == [60.0]
+    finally:
+        c.stop()
+
+
+def test_no_reconcile_starts_once_the_lease_may_have_expired(db: Database) -> None:
+    c = Recorder(db, lease_s=0.3)
+    assert c.start() is True
+    stalled, unblock = threading.Event(), threading.Event()
+    renew = c.lease.acquire
+
+    def stalled_renew() -> bool:
+        stalled.set()
+        assert unblock.wait(WAIT)
+        return renew()
+
+    try:
+        c.lease.acquire = stalled_renew  # type: ignore[method-assign]
+        assert stalled.wait(WAIT)
+        valid_until = c._kit_valid_until
+        time.sleep(max(0.0, valid_until - time.monotonic()))  # wait for it to lapse
+        c.enqueue("k")
+        assert not c.wait_idle(0.3)  # queued, but the lease is not surely ours
+        assert c.calls["k"] == 0
+        c.lease.acquire = renew  # type: ignore[method-assign]
+        unblock.set()
+        assert c.wait_calls("k", 1)  # renewed: reconciling again
+    finally:
+        unblock.set()
+        c.stop()

@@ -20,14 +20,20 @@ The kit owns the rest:
 
 - **The lease** (``controller_leases``): the process holding a controller's lease runs it;
   others stand by and take over when the lease expires (its holder died or hung: it is
-  renewed every ``lease_s / 3`` while the loop runs) or is released (:meth:`stop`). Lease
+  renewed every ``lease_s / 3`` by a thread of its own) or is released (:meth:`stop`). Lease
   times are the writers' clocks: hosts sharing a database should agree within a second or
-  two (``lease_s`` is 15 s). A holder that finds its lease taken stops reconciling.
+  two (``lease_s`` is 15 s). A holder that finds its lease taken stops reconciling, and so
+  does one whose renewals stall or fail: no reconcile starts later than ``lease_s`` (less a
+  margin of ``lease_s / 5``) after the start of its last successful renewal.
 - **The work queue**: a key queued while it waits is queued once; a key queued while it is
   being reconciled is reconciled once more afterwards (never twice at the same time); so
   each key is reconciled by one worker at a time, ``workers`` keys in parallel.
 - **Retries**: a reconcile that raises is retried after ``backoff_s``, doubling per
-  consecutive failure up to ``max_backoff_s``; a success resets it.
+  consecutive failure up to ``max_backoff_s``; a success resets it. Other wake-ups of a key
+  in backoff (events, :meth:`enqueue`, resyncs) do not bring its retry forward.
+- **Re-checks**: each key has at most one pending re-check (the earliest asked for); a
+  reconcile that starts cancels it (the delay it returns sets the next one), so wake-ups
+  never multiply a key's re-checks.
 - **Wake-ups**: :meth:`enqueue` and :func:`wake` in this process (:func:`notify_after_commit`
   after a transaction commits), the outbox for every process, :meth:`resync` and the
   periodic resync for anything an event did not name.
@@ -182,7 +188,8 @@ class Controller:
         self._kit_queue: deque[str] = deque()
         self._kit_dirty: set[str] = set()  # queued and not yet taken by a worker
         self._kit_processing: set[str] = set()
-        self._kit_delayed: list[tuple[float, int, str]] = []
+        self._kit_due: dict[str, float] = {}  # key -> when its one pending re-check is due
+        self._kit_delayed: list[tuple[float, int, str]] = []  # heap; stale entries skipped
         self._kit_delay_seq = 0
         self._kit_failures: dict[str, int] = {}
         self._kit_active = False
@@ -190,6 +197,7 @@ class Controller:
         self._kit_tick = threading.Event()
         self._kit_resync_due = True
         self._kit_next_renew = 0.0
+        self._kit_valid_until = 0.0  # monotonic; workers take no key after it
         self._kit_threads: list[threading.Thread] = []
 
     # -- what a controller declares ---------------------------------------------------------
@@ -230,7 +238,10 @@ class Controller:
         else:
             log.info("controller %s runs elsewhere; standing by", self.name)
         self._kit_threads = [
-            threading.Thread(target=self._kit_manage, name=f"modelyard-{self.name}", daemon=True)
+            threading.Thread(target=self._kit_manage, name=f"modelyard-{self.name}", daemon=True),
+            threading.Thread(
+                target=self._kit_hold_lease, name=f"modelyard-{self.name}-lease", daemon=True
+            ),
         ]
         self._kit_threads += [
             threading.Thread(target=self._kit_work, name=f"modelyard-{self.name}-{i}", daemon=True)
@@ -265,21 +276,35 @@ class Controller:
         """Reconcile ``keys`` soon (once each, however often they are queued meanwhile)."""
         with self._kit_cond:
             for key in keys:
-                if key in self._kit_dirty:
-                    continue
-                self._kit_dirty.add(key)
-                if key not in self._kit_processing:
-                    self._kit_queue.append(key)
+                self._kit_queue_locked(key)
             self._kit_cond.notify_all()
 
     def enqueue_after(self, key: str, delay_s: float) -> None:
-        """Reconcile ``key`` again in ``delay_s`` seconds."""
+        """Reconcile ``key`` again in ``delay_s`` seconds (or earlier, if already due so)."""
         with self._kit_cond:
-            self._kit_delay_seq += 1
-            heapq.heappush(
-                self._kit_delayed, (time.monotonic() + delay_s, self._kit_delay_seq, key)
-            )
+            self._kit_schedule_locked(key, time.monotonic() + delay_s)
         self._kit_tick.set()
+
+    def _kit_in_backoff(self, key: str) -> bool:
+        return key in self._kit_failures and key in self._kit_due
+
+    def _kit_queue_locked(self, key: str) -> None:
+        if key in self._kit_dirty or self._kit_in_backoff(key):
+            return  # queued once; or it waits for its retry, which nothing brings forward
+        self._kit_dirty.add(key)
+        if key not in self._kit_processing:
+            self._kit_queue.append(key)
+
+    def _kit_schedule_locked(self, key: str, when: float) -> None:
+        current = self._kit_due.get(key)
+        if current is not None and current <= when:
+            return
+        self._kit_due[key] = when
+        self._kit_delay_seq += 1
+        heapq.heappush(self._kit_delayed, (when, self._kit_delay_seq, key))
+        if len(self._kit_delayed) > 2 * len(self._kit_due) + 1:  # drop the stale entries
+            self._kit_delayed = [e for e in self._kit_delayed if self._kit_due.get(e[2]) == e[0]]
+            heapq.heapify(self._kit_delayed)
 
     def resync(self) -> None:
         """Queue every key of :meth:`keys` soon."""
@@ -319,14 +344,16 @@ class Controller:
                 self._kit_resync_due = True
             self._kit_cond.notify_all()
 
-    # -- the manager thread: lease, resync, outbox, delayed keys -------------------------
+    # -- the lease thread, and the manager thread: resync, outbox, delayed keys -----------
+
+    def _kit_hold_lease(self) -> None:
+        while not self._kit_stopping.wait(max(0.0, self._kit_next_renew - time.monotonic())):
+            self._kit_renew()
 
     def _kit_manage(self) -> None:
         next_resync = next_poll = time.monotonic()
         while not self._kit_stopping.is_set():
             now = time.monotonic()
-            if now >= self._kit_next_renew or not self._kit_active:
-                self._kit_renew()
             if self._kit_active:
                 if self._kit_resync_due or now >= next_resync:
                     ok = self._kit_run_resync()
@@ -339,7 +366,7 @@ class Controller:
                         log.exception("controller %s: reading the outbox failed", self.name)
                     next_poll = time.monotonic() + self.poll_s
                 self._kit_release_delayed()
-            deadline = self._kit_next_renew
+            deadline = now + 1.0  # taking over sets the tick
             if self._kit_active:
                 deadline = min(deadline, next_poll, next_resync)
             with self._kit_cond:
@@ -348,17 +375,25 @@ class Controller:
             self._kit_tick.wait(max(0.0, deadline - time.monotonic()))
 
     def _kit_renew(self) -> None:
+        started = time.monotonic()
         try:
             held = self.lease.acquire()
         except Exception:
             log.exception("controller %s: renewing its lease failed", self.name)
             held = False
+        if held:
+            with self._kit_cond:
+                # The row expires ttl_s after a moment later than ``started``; the margin
+                # covers the clocks of the hosts sharing the database.
+                self._kit_valid_until = started + self.lease.ttl_s * 0.8
+                self._kit_cond.notify_all()
         if held != self._kit_active:
             if held:
                 log.info("controller %s: took over", self.name)
             else:
                 log.warning("controller %s: lost its lease; standing by", self.name)
             self._kit_set_active(held)
+            self._kit_tick.set()
         self._kit_next_renew = time.monotonic() + self.lease.ttl_s / 3
 
     def _kit_run_resync(self) -> bool:
@@ -381,7 +416,10 @@ class Controller:
         due: list[str] = []
         with self._kit_cond:
             while self._kit_delayed and self._kit_delayed[0][0] <= now:
-                due.append(heapq.heappop(self._kit_delayed)[2])
+                when, _, key = heapq.heappop(self._kit_delayed)
+                if self._kit_due.get(key) == when:  # else superseded or cancelled
+                    del self._kit_due[key]
+                    due.append(key)
         if due:
             self.enqueue(*due)
 
@@ -389,19 +427,29 @@ class Controller:
 
     def _kit_take(self) -> str | None:
         with self._kit_cond:
-            while not self._kit_stopping.is_set() and not (self._kit_active and self._kit_queue):
-                self._kit_cond.wait(1.0)
+            while not self._kit_stopping.is_set() and not self._kit_may_take():
+                left = self._kit_valid_until - time.monotonic()
+                self._kit_cond.wait(min(1.0, left) if left > 0 else 1.0)
             if self._kit_stopping.is_set():
                 return None
             key = self._kit_queue.popleft()
             self._kit_dirty.discard(key)
             self._kit_processing.add(key)
+            self._kit_due.pop(key, None)  # this reconcile is the re-check
             return key
+
+    def _kit_may_take(self) -> bool:
+        """Whether a worker may start a reconcile: work queued, and the lease surely ours."""
+        return (
+            self._kit_active and bool(self._kit_queue) and time.monotonic() < self._kit_valid_until
+        )
 
     def _kit_done(self, key: str) -> None:
         with self._kit_cond:
             self._kit_processing.discard(key)
-            if key in self._kit_dirty:
+            if self._kit_in_backoff(key):
+                self._kit_dirty.discard(key)  # woken meanwhile: its retry covers that
+            elif key in self._kit_dirty:
                 self._kit_queue.append(key)
             self._kit_cond.notify_all()
 
@@ -410,8 +458,9 @@ class Controller:
             try:
                 again = self.reconcile(key)
             except Exception:
-                failures = self._kit_failures.get(key, 0) + 1
-                self._kit_failures[key] = failures
+                with self._kit_cond:
+                    failures = self._kit_failures.get(key, 0) + 1
+                    self._kit_failures[key] = failures
                 delay = self.retry_delay(failures)
                 log.exception(
                     "controller %s: reconciling %s failed (%d in a row); retrying in %.1f s",
@@ -422,7 +471,8 @@ class Controller:
                 )
                 self.enqueue_after(key, delay)
             else:
-                self._kit_failures.pop(key, None)
+                with self._kit_cond:
+                    self._kit_failures.pop(key, None)
                 if again is not None:
                     self.enqueue_after(key, again)
             finally:
