@@ -26,19 +26,18 @@ Goal (CLI issue): ``--help`` and a remote list in under 0.3 s and under 60 MB.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# Light: bench_tracking imports modelyard and mlflow only inside its functions.
+from benchmarks.bench_tracking import free_port, server
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -47,40 +46,6 @@ GOAL_S = 0.3
 GOAL_MB = 60.0
 EXPERIMENTS = 5
 RUNS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{what} exited with code {proc.returncode} while starting")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"{what} did not answer {url} within {timeout:.0f} s")
-
-
-@contextlib.contextmanager
-def server(cmd: list[str], health: str, what: str, log: Path) -> Iterator[None]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
-        try:
-            wait_http(health, proc, what)
-            yield
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
