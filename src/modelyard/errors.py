@@ -60,12 +60,19 @@ class NotFound(ModelyardError):
 
 
 class AlreadyExists(ModelyardError):
+    """A create names something that exists already (a model, experiment, endpoint, user…).
+
+    Every domain raises this one for a duplicate, never :class:`Conflict`, so callers
+    (and the MLflow API's ``RESOURCE_ALREADY_EXISTS``) can tell "it is there" from "its
+    state forbids this"."""
+
     status = 409
     code = "already_exists"
 
 
 class Conflict(ModelyardError):
-    """The request is valid but the current state does not allow it."""
+    """The request is valid but the current state does not allow it (a run that ended, a
+    param that would change, a version that moved on); a duplicate is :class:`AlreadyExists`."""
 
     status = 409
     code = "conflict"

@@ -21,7 +21,7 @@ def _pts(client: Client, run_id: str, key: str, max_points: int | None = None) -
 def test_experiments_and_run_lifecycle(client: Client) -> None:
     exp = client.tracking.create_experiment("churn", tags={"team": "risk"})
     assert exp.name == "churn" and exp.tags == {"team": "risk"}
-    with pytest.raises((Conflict, AlreadyExists)):
+    with pytest.raises(AlreadyExists, match="experiment 'churn' already exists"):
         client.tracking.create_experiment("churn")
     run = client.tracking.create_run("churn", name="first", params={"depth": 6}, tags={"a": "b"})
     assert run.status == "RUNNING" and run.params == {"depth": "6"} and run.tags == {"a": "b"}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from modelyard.core.operations import Principal
-from modelyard.errors import Conflict, NotFound, PermissionDenied
+from modelyard.errors import AlreadyExists, NotFound, PermissionDenied
 from modelyard.mlflow_compat import entities
 from modelyard.runtime import Runtime
 from modelyard.tracking.schemas import Experiment, Run
@@ -59,7 +59,7 @@ class Caller:
         try:
             created: Experiment = self("tracking.create_experiment", name=name)
             return created
-        except Conflict:  # created concurrently
+        except AlreadyExists:  # created concurrently
             again: Experiment = self("tracking.get_experiment", name=name)
             return again
         except PermissionDenied:  # a read-only caller cannot create it: it does not exist

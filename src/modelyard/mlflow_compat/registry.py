@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from modelyard.errors import AlreadyExists, Conflict
+from modelyard.errors import AlreadyExists
 from modelyard.mlflow_compat import entities, schemas
 from modelyard.mlflow_compat.calls import Caller
 from modelyard.mlflow_compat.errors import RESOURCE_ALREADY_EXISTS, MlflowError, invalid
@@ -100,7 +100,7 @@ def create_registered_model(call: Caller, body: dict[str, Any]) -> dict[str, Any
             description=req.description,
             tags={t.key: t.value for t in req.tags},
         )
-    except (AlreadyExists, Conflict) as exc:
+    except AlreadyExists as exc:
         raise MlflowError(RESOURCE_ALREADY_EXISTS, exc.message) from None
     return {"registered_model": registered_model(model)}
 

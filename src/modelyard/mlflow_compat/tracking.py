@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modelyard.errors import Conflict, NotFound
+from modelyard.errors import AlreadyExists, NotFound
 from modelyard.mlflow_compat import entities, schemas
 from modelyard.mlflow_compat.calls import Caller
 from modelyard.mlflow_compat.errors import RESOURCE_ALREADY_EXISTS, MlflowError, invalid
@@ -42,7 +42,7 @@ def create_experiment(call: Caller, body: dict[str, Any]) -> dict[str, Any]:
     tags = {t.key: t.value for t in req.tags}
     try:
         exp: Experiment = call("tracking.create_experiment", name=req.name, tags=tags)
-    except Conflict as exc:
+    except AlreadyExists as exc:
         raise MlflowError(RESOURCE_ALREADY_EXISTS, exc.message) from None
     return {"experiment_id": entities.mlflow_experiment_id(exp)}
 

@@ -28,7 +28,7 @@ from modelyard.core.operations import Context, OperationSet, StreamResult
 from modelyard.core.paths import safe_relpath
 from modelyard.data import service as data_service
 from modelyard.data.schemas import GetDataset, GetVersion
-from modelyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from modelyard.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
 from modelyard.jobs.archive import write_tar_gz
 from modelyard.tracking import metrics, query, recording
 from modelyard.tracking.schemas import (
@@ -211,7 +211,7 @@ def _create_experiment(
             session.add(row)
             session.flush()
     except IntegrityError as exc:
-        raise Conflict(f"experiment {name!r} already exists") from exc
+        raise AlreadyExists(f"experiment {name!r} already exists") from exc
     return row
 
 
@@ -221,7 +221,7 @@ def create_experiment(ctx: Context, req: CreateExperiment) -> Experiment:
     ctx.audit_target = f"experiment:{req.name}"
     session = ctx.session
     if session.scalars(select(ExperimentRow.id).where(ExperimentRow.name == req.name)).first():
-        raise Conflict(f"experiment {req.name!r} already exists")
+        raise AlreadyExists(f"experiment {req.name!r} already exists")
     row = _create_experiment(session, req.name, dict(req.tags), ctx.principal.user)
     ctx.emit("tracking.experiment_created", {"name": req.name})
     return _experiment_out(row)
@@ -278,7 +278,7 @@ def start_run(ctx: Context, req: StartRun) -> Run:
     if experiment is None:
         try:
             experiment = _create_experiment(session, req.experiment, {}, ctx.principal.user)
-        except Conflict:  # created concurrently
+        except AlreadyExists:  # created concurrently
             experiment = _experiment_row(session, req.experiment)
     run = RunRow(
         id=new_id("run"),
