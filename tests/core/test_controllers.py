@@ -34,6 +34,7 @@ class Recorder(Controller):
     def __init__(self, db: Database, **kwargs: object) -> None:
         super().__init__(db, **kwargs)  # type: ignore[arg-type]
         self.calls: Counter[str] = Counter()
+        self.declined: Counter[str] = Counter()  # keys a worker saw queued and left there
         self.lock = threading.Lock()
         self.inside = threading.Event()  # set while a "slow" reconcile runs
         self.release = threading.Event()
@@ -61,6 +62,19 @@ class Recorder(Controller):
         if self.fail_first.get(key, 0) >= self.calls[key]:
             raise RuntimeError(f"reconciling {key} failed on purpose")
         return self.again
+
+    def _kit_may_take(self) -> bool:
+        may = super()._kit_may_take()
+        if not may and self._kit_queue:  # called with _kit_cond held (then self.seen)
+            with self.seen:
+                self.declined.update(self._kit_queue)
+                self.seen.notify_all()
+        return may
+
+    def wait_declined(self, key: str) -> bool:
+        """Wait until a worker saw ``key`` queued and decided it may not take it."""
+        with self.seen:
+            return self.seen.wait_for(lambda: self.declined[key] >= 1, WAIT)
 
     def enqueue_after(self, key: str, delay_s: float) -> None:
         self.delays.append(delay_s)
@@ -180,6 +194,7 @@ def test_a_live_lease_elsewhere_means_standing_by_until_it_expires(db: Database)
     try:
         assert not c.active
         c.enqueue("k")
+        assert c.wait_declined("k")  # a worker looked at it and left it queued
         assert not c.wait_idle(0.3)  # queued, but nobody here may reconcile it
         assert c.calls["k"] == 0
         _hold(db, "otherhost:1:aaaa", utcnow() - dt.timedelta(seconds=1))  # the holder died
@@ -213,6 +228,7 @@ def test_a_holder_whose_lease_was_taken_stops_reconciling(db: Database) -> None:
         with c._kit_cond:
             assert c._kit_cond.wait_for(lambda: not c._kit_active, WAIT)
         c.enqueue("k")
+        assert c.wait_declined("k")  # a worker looked at it and left it queued
         assert not c.wait_idle(0.3)
         assert c.calls["k"] == 0
     finally:
@@ -324,6 +340,7 @@ def test_no_reconcile_starts_once_the_lease_may_have_expired(db: Database) -> No
         valid_until = c._kit_valid_until
         time.sleep(max(0.0, valid_until - time.monotonic()))  # wait for it to lapse
         c.enqueue("k")
+        assert c.wait_declined("k")  # a worker looked at it and left it queued
         assert not c.wait_idle(0.3)  # queued, but the lease is not surely ours
         assert c.calls["k"] == 0
         c.lease.acquire = renew  # type: ignore[method-assign]

@@ -376,9 +376,19 @@ def test_capture_writes_sampled_json_lines_files_that_are_listed(plane: Plane) -
 
     # Sampling at 0 % captures nothing, and the change applies without a rollout.
     c.endpoints.update("cap", both, capture={"percent": 0})
+
+    def shadow_answers() -> int:
+        described = c.endpoints.describe("cap")
+        (shadow,) = [v for v in described.variants if v.name == "s"]
+        stats = described.stats.get(shadow.id)
+        return stats.requests if stats is not None else 0
+
+    shadowed = shadow_answers()
     for _ in range(5):
         c.endpoints.invoke("cap", BODY)
-    time.sleep(0.5)  # let the shadow copies finish
+    # The shadow copies have been answered (a copy is counted when its answer is recorded,
+    # just before it would be captured), so one captured late cannot be missed.
+    wait_for(lambda: shadow_answers() >= shadowed + 5, 30, "the shadow copies' answers")
     assert captured() == 22
 
 

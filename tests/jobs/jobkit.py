@@ -7,6 +7,7 @@ Imported by the test modules (``from jobkit import live_server``) rather than ke
 from __future__ import annotations
 
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 
 from modelyard.client.estimators import Estimator
 from modelyard.client.sdk import Client
+from modelyard.jobs.backends import backend_class
+from modelyard.jobs.backends.base import Capacity, ComputeBackend
 from modelyard.runtime import Runtime
 from testkit import LiveServer, make_settings
 
@@ -44,6 +47,35 @@ def source(tmp_path: Path, script: str, name: str = "train.py", **files: str) ->
 
 def estimator(client: Client, tmp_path: Path, script: str, **kwargs: Any) -> Estimator:
     return Estimator("train.py", source(tmp_path, script), client=client, **kwargs)
+
+
+def admission_looks(monkeypatch: pytest.MonkeyPatch, backend: str = "local") -> Callable[[], int]:
+    """Count the jobs controller's admission looks at ``backend``: its ``capacity()`` calls.
+
+    The controller asks a backend's capacity once for each Pending job it considers, and
+    decides (claims the job, or leaves it Pending) before it looks again. So once the count
+    has grown by two since a moment when exactly one job was Pending, that job was looked
+    at and the decision is in the database: a check that it is still Pending cannot pass
+    merely because the controller has not got round to it.
+    """
+    cls = backend_class(backend)
+    real = cls.capacity
+    lock = threading.Lock()
+    count = 0
+
+    def counted(self: ComputeBackend) -> Capacity:
+        nonlocal count
+        with lock:
+            count += 1
+        return real(self)
+
+    monkeypatch.setattr(cls, "capacity", counted)
+
+    def looks() -> int:
+        with lock:
+            return count
+
+    return looks
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 60.0, every: float = 0.1) -> T:

@@ -93,6 +93,8 @@ def test_the_controller_stops_waiting_when_a_watched_attempt_ends(tmp_path: Path
     backend = _Backend()
     thread, done = _pausing(controller, backend)
     assert backend.polled.wait(30)
+    backend.polled.clear()
+    assert backend.polled.wait(30)  # polled again: the first "running" did not end the wait
     assert not done.is_set()  # still running: the controller keeps waiting for its pass
 
     backend.ended = True

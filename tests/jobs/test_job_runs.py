@@ -7,12 +7,17 @@ import io
 import json
 import os
 import tarfile
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from jobkit import estimator, live_server, source, wait_for  # noqa: F401 (live_server: a fixture)
+from jobkit import (  # noqa: F401 (live_server: a fixture)
+    admission_looks,
+    estimator,
+    live_server,
+    source,
+    wait_for,
+)
 
 import modelyard as my
 from modelyard.client.sdk import Client
@@ -273,8 +278,9 @@ def test_processing_job_with_dataset_inputs(client: Client, tmp_path: Path) -> N
     assert client.jobs.list(state="Failed").total == 0
 
 
-def test_admission_respects_cpus(tmp_path: Path) -> None:
+def test_admission_respects_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A job that needs every CPU waits until the one holding a CPU has finished."""
+    looks = admission_looks(monkeypatch)
     release = tmp_path / "release"
     script = f"""
         import os, time
@@ -287,11 +293,16 @@ def test_admission_respects_cpus(tmp_path: Path) -> None:
         (tmp_path / "two").mkdir()
         holder = estimator(client, tmp_path / "one", script).fit(wait=False)
         wait_for(lambda: client.jobs.get(holder.id).state == "Running")
+        before = looks()  # no job is Pending now, so none is looked at until greedy's submit
         greedy = estimator(
             client, tmp_path / "two", "print('got them all')\n", cpus=os.cpu_count() or 1
         ).fit(wait=False)
-        time.sleep(1.0)  # several controller passes
+        # Two looks at the capacity for greedy (the only Pending job): the first decision
+        # was made (and committed) before the second began, so greedy was looked at and
+        # refused, however slow the controller is.
+        wait_for(lambda: looks() >= before + 2 or client.jobs.get(greedy.id).state != "Pending")
         assert client.jobs.get(greedy.id).state == "Pending"
+        assert looks() >= before + 2
         release.write_text("go")
         assert client.jobs.wait(holder.id, logs=False).state == "Completed"
         assert client.jobs.wait(greedy.id, logs=False).state == "Completed"
