@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "288c39536a62e0696cceb5b95ba6b6700a7d6df2478e78c1e3c0e4b74decea73"
+SOURCE_DIGEST = "f7676d1bfb3a349a4ed71366099861f705bff53f75690677d40d052227a6ac7c"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (

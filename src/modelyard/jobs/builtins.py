@@ -11,8 +11,6 @@ import importlib.util
 import pkgutil
 
 PACKAGE = "modelyard.algorithms"
-# The program a ``kind="transform"`` job runs (submitted by ``modelyard.transform``).
-TRANSFORM_MODULE = "modelyard.transform.worker"
 
 
 def known_algorithms() -> list[str]:

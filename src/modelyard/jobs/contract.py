@@ -38,7 +38,7 @@ from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.paths import safe_join
 from modelyard.jobs import builtins
 from modelyard.jobs.archive import extract_tar_gz, walk, write_tar_gz
-from modelyard.jobs.schemas import JobSpec, ModelArtifact, OutputFile, ResolvedChannel
+from modelyard.jobs.schemas import JobSpec, ModelArtifact, OutputFile, Program, ResolvedChannel
 
 FAILURE_LIMIT = 1024  # characters of output/failure kept, as SageMaker's FailureReason
 NETWORK_INTERFACE = "lo"
@@ -162,16 +162,30 @@ def user_args(spec: JobSpec) -> list[str]:
     return hyperparameter_args(spec.hyperparameters) + list(spec.arguments)
 
 
-def command(spec: JobSpec, layout: Layout, python: str) -> list[str]:
-    """The job's argv: a script from the source, or a built-in algorithm module."""
-    args = user_args(spec)
-    if spec.kind == "transform":
-        return [python, "-m", builtins.TRANSFORM_MODULE, *args]
+def user_program(spec: JobSpec) -> Program:
+    """The program of a job of user code: its built-in algorithm's module, or its entry
+    point (the training and processing kinds' program, and that of a spec without one)."""
     if spec.algorithm is not None:
-        return [python, "-m", builtins.module_of(spec.algorithm), *args]
-    assert spec.entry_point is not None
-    script = str(safe_join(layout.code, spec.entry_point))
-    if spec.entry_point.endswith(".sh"):
+        return Program(module=builtins.module_of(spec.algorithm))
+    if spec.entry_point is None:
+        raise ValueError("a job of user code needs an algorithm or an entry point")
+    return Program(script=spec.entry_point)
+
+
+def program_of(spec: JobSpec) -> Program:
+    """What the job's attempts run: the program its kind chose at submit."""
+    return spec.program if spec.program is not None else user_program(spec)
+
+
+def command(spec: JobSpec, layout: Layout, python: str) -> list[str]:
+    """The job's argv: its program (a module, or a script from the source) and arguments."""
+    args = user_args(spec)
+    program = program_of(spec)
+    if program.module is not None:
+        return [python, "-m", program.module, *args]
+    assert program.script is not None
+    script = str(safe_join(layout.code, program.script))
+    if program.script.endswith(".sh"):
         return ["/bin/sh", script, *args]
     return [python, script, *args]
 
@@ -262,12 +276,13 @@ def environment(
 
 
 def _module_name(spec: JobSpec) -> str:
-    if spec.kind == "transform":
-        return builtins.TRANSFORM_MODULE
-    if spec.algorithm is not None:
-        return builtins.module_of(spec.algorithm)
-    entry = spec.entry_point or ""
-    return entry.rsplit("/", 1)[-1].removesuffix(".py").removesuffix(".sh")
+    if spec.program is None and spec.algorithm is None and spec.entry_point is None:
+        return ""
+    program = program_of(spec)
+    if program.module is not None:
+        return program.module
+    script = program.script or ""
+    return script.rsplit("/", 1)[-1].removesuffix(".py").removesuffix(".sh")
 
 
 # -- inputs ---------------------------------------------------------------------------------

@@ -28,10 +28,17 @@ ALGORITHM_NAME = r"^[a-z][a-z0-9_]{0,63}$"
 BACKEND_URL = r"^[a-z][a-z0-9+.-]{0,30}(://[!-~]{0,500})?$"
 METRIC_NAME = r"^[A-Za-z0-9_.:/=+@-]{1,255}$"
 ENTRY_POINT = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,1023}$"
+# A job kind's name (the registry, modelyard.jobs.kinds, says which exist) and a module the
+# program of a kind runs with ``python -m``.
+KIND_NAME = r"^[a-z][a-z0-9_]{0,19}$"
+MODULE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,20}$"
 # Free text that ends up in environment variables, argv or PostgreSQL text: no NUL byte.
 NO_NUL = r"^[^\x00]*$"
 
-JobKind = Literal["training", "processing", "transform"]
+# Which kinds exist is the registry's to say (modelyard.jobs.kinds: training, processing,
+# transform…, and kinds other packages register), so the schema checks only the name's form
+# and the service refuses an unknown one, naming the known ones (400 on every transport).
+JobKind = Annotated[str, StringConstraints(pattern=KIND_NAME)]
 JobState = Literal["Pending", "Starting", "Running", "Completed", "Failed", "Stopped"]
 AttemptState = Literal["Starting", "Running", "Completed", "Failed", "Stopped"]
 InputMode = Literal["File", "FastFile"]
@@ -148,9 +155,12 @@ class ChannelInput(BaseModel):
 
 
 class SubmitJob(BaseModel):
-    """A training or processing job: user code (entry_point + uploaded source) or a built-in."""
+    """A job of a registered kind; for training and processing, user code (entry_point +
+    uploaded source) or a built-in algorithm."""
 
-    kind: JobKind = "training"
+    kind: JobKind = Field(
+        "training", description="A registered job kind: 'training', 'processing'…"
+    )
     name: str | None = Field(None, pattern=JOB_NAME, description="Display name (not unique).")
     experiment: str = Field(
         "jobs",
@@ -192,6 +202,21 @@ class ResolvedChannel(BaseModel):
     distribution: S3Distribution = "FullyReplicated"
 
 
+class Program(BaseModel):
+    """What an attempt runs: ``python -m <module>``, or ``script`` of the job's source
+    (``*.py`` with Python, ``*.sh`` with ``/bin/sh``); the hyperparameters (``--name
+    value``) and ``arguments`` follow either. The job's kind chooses it at submit."""
+
+    module: str | None = Field(None, pattern=MODULE_NAME)
+    script: str | None = Field(None, pattern=ENTRY_POINT)
+
+    @model_validator(mode="after")
+    def _one(self) -> Program:
+        if (self.module is None) == (self.script is None):
+            raise ValueError("a program is exactly one of module or script")
+        return self
+
+
 class JobSpec(BaseModel):
     """Everything needed to run (and re-run) the job; stored once at submit."""
 
@@ -209,6 +234,11 @@ class JobSpec(BaseModel):
     max_runtime_s: int
     retry: RetryPolicy
     metric_definitions: list[MetricDefinition]
+    program: Program | None = Field(
+        None,
+        description="What the attempts run, chosen by the job's kind at submit (every stored "
+        "job has one; where none is given, the algorithm's module or the entry point).",
+    )
 
 
 class ResourceUsage(BaseModel):

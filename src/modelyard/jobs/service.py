@@ -1,25 +1,23 @@
 """Operations of the jobs domain.
 
 A job is desired state: ``jobs.submit`` writes a Pending row with a :class:`JobSpec` that
-pins everything the run depends on (the source snapshot's digest, the exact files of
-every input channel), and the controller (:mod:`modelyard.jobs.controller`, declared
-below as this domain's background service) makes it happen. ``jobs.stop`` records the
+pins everything the run depends on (the program its kind chose, the source snapshot's
+digest, the exact files of every input channel), and the controller
+(:mod:`modelyard.jobs.controller`, declared below as this domain's background service)
+makes it happen. ``jobs.stop`` records the
 wish to stop; the controller carries it out. Reads come from the tables the controller
 keeps up to date: attempts, log lines with sequence numbers, metric points.
+
+What a job of each kind runs, what its request must satisfy and what happens when it ends
+is the kind's (:mod:`modelyard.jobs.kinds`); nothing here names a kind.
 """
 
 from __future__ import annotations
-
-import contextlib
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from modelyard.core import lineage
-from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
 from modelyard.core.operations import Context, OperationSet
@@ -27,10 +25,9 @@ from modelyard.core.paths import safe_relpath
 from modelyard.data import service as data_service
 from modelyard.data.schemas import GetDataset, GetVersion, StoredFile
 from modelyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from modelyard.jobs import builtins
-from modelyard.jobs.archive import list_tar_gz
 from modelyard.jobs.backends import backend_class
 from modelyard.jobs.controller import make_controller, notify_after_commit
+from modelyard.jobs.kinds import kind_for, make_finishers
 from modelyard.jobs.ledger import end_job_run
 from modelyard.jobs.schemas import (
     TERMINAL_STATES,
@@ -63,60 +60,11 @@ from modelyard.tracking import recording
 ops = OperationSet("jobs")
 
 # Long-running services of this domain, started by ``modelyard up`` (and by the embedded
-# client on first use of jobs) through ``Runtime.start_background``.
-background = (make_controller,)
-
-SCRIPT_SUFFIXES = (".py", ".sh")
-
+# client on first use of jobs) through ``Runtime.start_background``: the controller, and
+# the finishers of the kinds that declare one (modelyard.jobs.kinds).
+background = (make_controller, make_finishers)
 
 # -- submit ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _local_copy(store: ArtifactStore, digest: str) -> Iterator[Path]:
-    """A verified local file with the object's content (the object itself if local)."""
-    local = store.local_path(digest)
-    if local is not None:
-        yield local
-        return
-    with tempfile.TemporaryDirectory(prefix="modelyard-") as tmp:
-        path = Path(tmp) / "object"
-        store.get_to_path(digest, path)
-        yield path
-
-
-def _check_source(ctx: Context, req: SubmitJob) -> bool:
-    """Validate the entry point against the source snapshot; True if it has requirements."""
-    if req.kind == "transform":  # runs the built-in transform worker, never user code
-        if req.algorithm is not None or req.entry_point is not None or req.source_digest:
-            raise InvalidInput("a transform job runs no algorithm, entry point or source")
-        return False
-    if req.algorithm is not None:
-        if req.entry_point is not None or req.source_digest is not None:
-            raise InvalidInput("give either algorithm or entry_point + source_digest, not both")
-        known = builtins.known_algorithms()
-        if req.algorithm not in known:
-            raise InvalidInput(
-                f"algorithm {req.algorithm!r} is not installed; known algorithms: "
-                f"{', '.join(known) or 'none'}",
-                details={"known": known},
-            )
-        return False
-    if req.entry_point is None or req.source_digest is None:
-        raise InvalidInput(
-            "a job needs entry_point and source_digest (a .tar.gz of the code, uploaded "
-            "first: the SDK does this), or a built-in algorithm"
-        )
-    entry = safe_relpath(req.entry_point)
-    if not entry.endswith(SCRIPT_SUFFIXES):
-        raise InvalidInput(f"entry point {entry!r} must be a Python (.py) or shell (.sh) script")
-    if not ctx.artifacts.exists(req.source_digest):
-        raise InvalidInput(f"source archive {req.source_digest} was never uploaded")
-    with _local_copy(ctx.artifacts, req.source_digest) as path:
-        members = list_tar_gz(path)
-    if not members.get(entry, False):
-        raise InvalidInput(f"entry point {entry!r} is not a file in the source archive")
-    return members.get("requirements.txt", False)
 
 
 def _stored(ctx: Context, path: str, digest: str) -> StoredFile:
@@ -165,24 +113,23 @@ def _resolve(
 @ops.operation("POST", "/jobs", permission="jobs.write")
 def submit(ctx: Context, req: SubmitJob) -> Job:
     """Submit a training or processing job; it starts when the controller admits it."""
-    if req.kind == "transform":
-        raise InvalidInput(
-            "a batch transform is submitted with POST /transforms (my.Transformer, "
-            "'modelyard transform run'), which checks the model and the data first"
-        )
+    kind = kind_for(req.kind)
+    if kind.submit_hint is not None:  # its own domain submits it, after checks of its own
+        raise InvalidInput(kind.submit_hint)
     return submit_job(ctx, req)
 
 
 def submit_job(ctx: Context, req: SubmitJob) -> Job:
     """Submit any kind of job (other domains' operations call this after their checks)."""
     ctx.audit_target = "job:new"
+    kind = kind_for(req.kind)
     names = [c.name.upper() for c in req.inputs]
     if len(set(names)) != len(names):
         raise InvalidInput("input channel names must be unique (case-insensitively)")
     hp_names = [n.upper() for n in req.hyperparameters]
     if len(set(hp_names)) != len(hp_names):
         raise InvalidInput("hyperparameter names must be unique (case-insensitively)")
-    requirements = _check_source(ctx, req)  # slow reads first, before the write lock
+    requirements = kind.validate(ctx, req)  # slow reads first, before the write lock
     backend = backend_class(req.backend)
     resolved = [_resolve(ctx, c) for c in req.inputs]
     inputs = [channel for channel, _ in resolved]
@@ -203,6 +150,7 @@ def submit_job(ctx: Context, req: SubmitJob) -> Job:
         retry=req.retry,
         metric_definitions=req.metric_definitions,
     )
+    spec = spec.model_copy(update={"program": kind.program(spec)})
     backend.validate(req.backend, spec)
     now = utcnow()
     job_id = new_id("job")
@@ -353,7 +301,7 @@ def list_jobs(ctx: Context, req: ListJobs) -> JobList:
     if req.state is not None:
         stmt = stmt.where(JobRow.state == req.state)
     if req.kind is not None:
-        stmt = stmt.where(JobRow.kind == req.kind)
+        stmt = stmt.where(JobRow.kind == kind_for(req.kind).name)
     total = ctx.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     rows = ctx.session.scalars(
         stmt.order_by(JobRow.created_at.desc(), JobRow.id.desc())

@@ -1,4 +1,4 @@
-"""Tables of the jobs domain: jobs, their attempts, log lines and metric points."""
+"""Tables of the jobs domain: jobs, their attempts, log lines, metric points, finishes."""
 
 from __future__ import annotations
 
@@ -97,3 +97,18 @@ class MetricRow(Base):
     step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     time: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     source: Mapped[str] = mapped_column(String(10))
+
+
+class JobFinishRow(Base):
+    """A job its kind's finisher has handled (:class:`modelyard.jobs.kinds.JobFinisher`):
+    written once, after the finisher's ``finish`` returned, so a finisher that restarts
+    (or takes over) does not call it again."""
+
+    __tablename__ = "job_finishes"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    finisher: Mapped[str] = mapped_column(String(100))
+    # "finished", or "refused": finish raised a client error (logged; not tried again).
+    outcome: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    finished_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,8 +13,9 @@ part files as a new version of the output dataset and records the lineage edge
 ``job -> dataset_version`` ("output"), in one transaction. It is idempotent (under a lock:
 SQLite's write lock, a PostgreSQL advisory lock on the job), and it is called from two
 places: the SDK and CLI right after the job ends (so the caller gets the version at
-once), and the :class:`Finisher`, a controller woken through the outbox when a transform
-job completes (in any process on the database), that finalizes it (so a client that went
+once), and the :class:`Finisher`, the finisher of the ``transform`` job kind declared at
+the end of this module (a controller woken through the outbox when a transform job
+completes, in any process on the database), that finalizes it (so a client that went
 away loses nothing: the job's outputs are stored artifacts, and the finisher — after a
 restart too, by its resync — registers them). A transform is ``finalized`` once that
 edge exists, or the job ended without output.
@@ -32,13 +33,19 @@ from pydantic import ValidationError
 from sqlalchemy import text
 
 from modelyard.core import lineage
-from modelyard.core.controllers import Controller, system_principal
 from modelyard.core.operations import Context, OperationSet
 from modelyard.data import service as data_service
 from modelyard.data.schemas import DatasetFile, GetDataset, GetVersion
 from modelyard.data.schemas import RegisterVersion as RegisterDatasetVersion
-from modelyard.errors import Conflict, InvalidInput, ModelyardError, NotFound, PermissionDenied
+from modelyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from modelyard.jobs import service as jobs_service
+from modelyard.jobs.kinds import (
+    JobFinisher,
+    Kind,
+    check_no_user_code,
+    module_program,
+    register_kind,
+)
 from modelyard.jobs.schemas import (
     TERMINAL_STATES,
     ChannelInput,
@@ -439,84 +446,49 @@ def finalize(ctx: Context, req: GetTransform) -> Transform:
     return _transform_out(ctx, job)
 
 
-# -- the background finisher ----------------------------------------------------------------
+# -- the transform job kind ------------------------------------------------------------------
 
-# What the finisher may do, and nothing more: read the transform and its job, register the
-# output dataset version. It acts as ``system:transforms.finisher`` (role ``system``), so
-# the audit log shows the controller, not a user.
-FINISHER_PERMISSIONS = (
-    "transforms.read",
-    "transforms.write",
-    "jobs.read",
-    "datasets.read",
-    "datasets.write",
-)
-SYSTEM = system_principal("transforms.finisher", FINISHER_PERMISSIONS)
+# The program a transform job runs: the built-in worker, never user code.
+WORKER_MODULE = "modelyard.transform.worker"
 
 
-def _completed_transform(payload: dict[str, Any]) -> list[str]:
-    return [str(payload["job"])] if payload.get("kind") == "transform" else []
+class Finisher(JobFinisher):
+    """The transform kind's finisher: registers a completed transform's output.
 
-
-class Finisher(Controller):
-    """Finalizes completed transform jobs whose output is not registered yet.
-
-    A controller on the kit (:mod:`modelyard.core.controllers`): its key is a job id; the
-    outbox event ``job.completed`` of a transform job (from any process on the database)
-    queues it, and a resync (at start, after taking over, every ``resync_s``) pages through
-    completed transform jobs, newest first, until a page holds only jobs it has seen
-    finalized. Its only state is the set of those (so after a restart it looks at every
-    completed transform once). A reconcile that fails unexpectedly is retried with backoff;
-    a client error (the output cannot be registered) is logged once and left: the outputs
-    stay stored and ``transforms.finalize`` can be called again.
+    A :class:`~modelyard.jobs.kinds.JobFinisher` (a controller on the kit, keyed by job id,
+    woken through the outbox by ``job.completed`` of a transform job in any process, and
+    resynced from completed transforms it has not finished): ``finish`` finalizes the
+    transform unless something already did (the SDK right after the job, or ``transforms
+    finalize``). It acts as ``system:transforms.finisher`` (role ``system``) with only the
+    permissions below, so the audit log shows the controller, not a user. A client error
+    (the output cannot be registered) is logged once and left: the outputs stay stored and
+    ``transforms.finalize`` can be called again.
     """
 
     name = "transforms.finisher"
-    events = {"job.completed": _completed_transform}
+    kind = "transform"
+    states = frozenset({"Completed"})  # a failed or stopped transform has nothing to register
+    permissions = (
+        "transforms.read",
+        "transforms.write",
+        "datasets.read",
+        "datasets.write",
+    )
 
-    def __init__(self, runtime: Any, *, resync_s: float = 30.0, **kwargs: Any) -> None:
-        super().__init__(runtime.db, workers=2, resync_s=resync_s, **kwargs)
-        self.runtime = runtime
-        self._done: set[str] = set()
-
-    def _call(self, name: str, req: Any) -> Any:
-        op = self.runtime.operations[name]
-        return self.runtime.execute(op, req, SYSTEM, origin="controller:transforms.finisher")
-
-    def keys(self) -> list[str]:
-        found: list[str] = []
-        offset = 0
-        while True:
-            page = self._call(
-                "jobs.list_jobs", ListJobs(kind="transform", state="Completed", offset=offset)
-            )
-            fresh = [j.id for j in page.jobs if j.id not in self._done]
-            found += fresh
-            offset += len(page.jobs)
-            if not fresh or offset >= page.total or not page.jobs:
-                return found
-
-    def reconcile(self, key: str) -> float | None:
-        if key in self._done:
-            return None
-        if self._call("transforms.describe", GetTransform(job_id=key)).finalized:
-            self._done.add(key)
-            return None
-        try:
-            result = self._call("transforms.finalize", GetTransform(job_id=key))
-        except ModelyardError as exc:
-            # A client error will not go away by itself: report it once.
-            log.warning("cannot register the output of transform %s: %s", key, exc)
-            self._done.add(key)
-            return None
-        if result.finalized:
-            self._done.add(key)
-        return None
+    def finish(self, job: Job) -> None:
+        if not self.call("transforms.describe", GetTransform(job_id=job.id)).finalized:
+            self.call("transforms.finalize", GetTransform(job_id=job.id))
 
 
-def make_finisher(runtime: Any) -> Finisher:
-    """The background service this domain declares (started by ``modelyard up``)."""
-    return Finisher(runtime)
-
-
-background = (make_finisher,)
+KIND = register_kind(
+    Kind(
+        "transform",
+        program=module_program(WORKER_MODULE),
+        validate=check_no_user_code("a transform job"),
+        finisher=Finisher,
+        submit_hint=(
+            "a batch transform is submitted with POST /transforms (my.Transformer, "
+            "'modelyard transform run'), which checks the model and the data first"
+        ),
+    )
+)
