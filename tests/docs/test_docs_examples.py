@@ -13,9 +13,10 @@ What is checked here, for every fenced block of every page (nothing here runs th
   ``--port N`` (the bare model server's examples do).
 
 What runs: the pages' own blocks are executed by tests/algorithms/test_algorithm_docs.py,
-tests/flavors/test_flavor_docs.py, tests/transform/test_transform_docs.py and
-tests/e2e/test_sagemaker_model_to_endpoint.py (docs/serving.md), listed in RUN_ELSEWHERE
-and checked to exist.
+tests/flavors/test_flavor_docs.py, tests/transform/test_transform_docs.py,
+tests/e2e/test_sagemaker_model_to_endpoint.py (docs/serving.md) and tests/jobs/test_kinds.py
+(docs/architecture.md, "How to add a job kind"), listed in RUN_ELSEWHERE and checked to
+exist.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ RUN_ELSEWHERE = [
     "tests/flavors/test_flavor_docs.py",
     "tests/transform/test_transform_docs.py",
     "tests/e2e/test_sagemaker_model_to_endpoint.py",
+    "tests/jobs/test_kinds.py",
 ]
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 # A local address; not one inside another scheme's URL (postgresql://user@localhost:5432).

@@ -5,6 +5,8 @@ called once per job, across restarts of the finisher's controller."""
 from __future__ import annotations
 
 import datetime as dt
+import platform
+import re
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -36,6 +38,7 @@ from modelyard.runtime import Runtime
 from testkit import make_settings
 
 WAIT = 60.0
+DOC = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
 
 # The toy kind's program: writes its greeting as an output; waits for a file if told to.
 PROGRAM = """
@@ -255,3 +258,14 @@ def test_the_upgrade_gives_every_stored_job_spec_its_program(db_url: str) -> Non
     assert stored["job-b"]["program"] == {"module": "modelyard.algorithms.xgboost", "script": None}
     assert stored["job-c"]["program"] == {"module": None, "script": "prep/run.sh"}
     db.dispose()
+
+
+def test_the_example_in_the_architecture_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("\n## How to add a job kind\n") :]
+    section = section[: section.index("\n## ", 1)]
+    [example] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    exec(compile(example, DOC.name, "exec"), {"__name__": "__main__"})
+    output = capsys.readouterr().out
+    assert f"platform Completed finisher saw: {[platform.platform()]}" in output
+    assert "platform" not in [k.name for k in kinds()]

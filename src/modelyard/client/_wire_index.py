@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "f7676d1bfb3a349a4ed71366099861f705bff53f75690677d40d052227a6ac7c"
+SOURCE_DIGEST = "81129a964809c2d6e4a2d39a9c4df6107f85e50ef9a9abb347f8863c786b3b4e"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (

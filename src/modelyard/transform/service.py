@@ -24,7 +24,6 @@ edge exists, or the job ended without output.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import zlib
 from typing import Any
@@ -78,8 +77,6 @@ from modelyard.transform.schemas import (
     Transform,
     TransformList,
 )
-
-log = logging.getLogger("modelyard.transform")
 
 ops = OperationSet("transforms")
 
