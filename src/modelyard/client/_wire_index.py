@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "81129a964809c2d6e4a2d39a9c4df6107f85e50ef9a9abb347f8863c786b3b4e"
+SOURCE_DIGEST = "a0eb7c0c73aebd84a63028cdb29dc64b1a026d40b9d869c23c003d2b3418d7d9"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (
