@@ -3,7 +3,9 @@
 Each entry is a module exposing ``ops`` (an :class:`OperationSet`); importing it also
 registers its tables with the shared metadata, which the migrations compare against. A
 module may also declare ``background``: factories ``f(runtime) -> service`` of
-long-running services (``start()``/``stop()``) such as the jobs controller.
+long-running services (``start()``/``stop()``) such as the jobs controller, and register
+job kinds at import (:func:`modelyard.jobs.kinds.register_kind`, as the transform domain
+does), so every kind is known once the runtime has imported the domains.
 """
 
 from __future__ import annotations
