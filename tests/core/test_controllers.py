@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -349,3 +353,58 @@ def test_no_reconcile_starts_once_the_lease_may_have_expired(db: Database) -> No
     finally:
         unblock.set()
         c.stop()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_lease_of_a_process_gone_from_this_host_is_taken_over_at_once(
+    db: Database,
+) -> None:
+    # A holder killed with -9 leaves its lease unexpired: on its own host it is seen dead.
+    _hold(db, f"{socket.gethostname()}:{_dead_pid()}:dead", utcnow() + dt.timedelta(hours=1))
+    c = Recorder(db, lease_s=0.3)
+    assert c.start() is True
+    c.stop()
+    # Elsewhere (or alive here) a holder is waited for until its lease expires.
+    _hold(db, f"{socket.gethostname()}:{os.getpid()}:live", utcnow() + dt.timedelta(hours=1))
+    other = Recorder(db, lease_s=0.3)
+    assert other.start() is False
+    other.stop()
+
+
+class Hooked(Recorder):
+    def __init__(self, db: Database, **kwargs: object) -> None:
+        super().__init__(db, **kwargs)
+        self.order: list[str] = []
+
+    def activated(self) -> None:
+        self.order.append(f"activated calls={sum(self.calls.values())}")
+
+    def releasing(self) -> None:
+        lease = _lease(self.db)
+        held = lease is not None and lease.holder == self.lease.holder
+        self.order.append(f"releasing held={held}")
+
+    def close(self) -> None:
+        self.order.append("close")
+
+
+def test_hooks_run_on_taking_the_lease_before_any_reconcile_and_before_releasing_it(
+    db: Database,
+) -> None:
+    c = Hooked(db, lease_s=0.3)
+    c.listed = ["k"]
+    assert c.start() is True
+    assert c.wait_calls("k", 1)
+    c.stop()
+    assert c.order == ["activated calls=0", "releasing held=True", "close"]
+    standby = Hooked(db, lease_s=0.3)
+    _hold(db, "otherhost:1:aaaa", utcnow() + dt.timedelta(hours=1))
+    assert standby.start() is False
+    standby.stop()
+    assert standby.order == ["close"]  # it never held the lease

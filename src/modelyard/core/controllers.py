@@ -20,7 +20,8 @@ The kit owns the rest:
 
 - **The lease** (``controller_leases``): the process holding a controller's lease runs it;
   others stand by and take over when the lease expires (its holder died or hung: it is
-  renewed every ``lease_s / 3`` by a thread of its own) or is released (:meth:`stop`). Lease
+  renewed every ``lease_s / 3`` by a thread of its own) or is released (:meth:`stop`), or
+  at once when its holder ran on this host and its process is gone (killed with -9). Lease
   times are the writers' clocks: hosts sharing a database should agree within a second or
   two (``lease_s`` is 15 s). A holder that finds its lease taken stops reconciling, and so
   does one whose renewals stall or fail: no reconcile starts later than ``lease_s`` (less a
@@ -37,8 +38,11 @@ The kit owns the rest:
 - **Wake-ups**: :meth:`enqueue` and :func:`wake` in this process (:func:`notify_after_commit`
   after a transaction commits), the outbox for every process, :meth:`resync` and the
   periodic resync for anything an event did not name.
-- **Stop**: :meth:`stop` waits for in-flight reconciles, releases the lease (a standby
-  takes over at once) and calls :meth:`Controller.close`.
+- **Stop**: :meth:`stop` waits for in-flight reconciles, calls :meth:`Controller.releasing`
+  (if it held the lease), releases the lease (a standby takes over at once) and calls
+  :meth:`Controller.close`.
+- **Hooks**: :meth:`Controller.activated` runs each time this process takes the lease,
+  before any reconcile may start (e.g. to name itself where its children look).
 
 How today's controllers map onto it (their migration is the next step): the endpoints
 controller's keys are endpoint names (replicas, rollouts and autoscaling reconcilers of
@@ -117,7 +121,7 @@ class Lease:
             session.add(ControllerLeaseRow(name=self.name, holder=self.holder, expires_at=expires))
             session.flush()
             return True
-        if row.holder != self.holder and row.expires_at > now:
+        if row.holder != self.holder and row.expires_at > now and not _holder_gone(row.holder):
             return False
         if row.holder != self.holder:
             log.info("controller %s: taking over the lease of %s", self.name, row.holder)
@@ -132,6 +136,25 @@ class Lease:
                     ControllerLeaseRow.name == self.name, ControllerLeaseRow.holder == self.holder
                 )
             )
+
+
+def _holder_gone(holder: str) -> bool:
+    """Whether ``holder`` (see :func:`holder_id`) ran on this host in a process now gone.
+
+    Only a pid that no longer exists counts: a reused pid looks alive, and the lease then
+    waits for its expiry as for a holder elsewhere.
+    """
+    host, _, rest = holder.partition(":")
+    pid, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 _running: weakref.WeakSet[Controller] = weakref.WeakSet()
@@ -210,6 +233,12 @@ class Controller:
         """Move ``key`` one step towards its desired state; seconds to look again, or None."""
         raise NotImplementedError
 
+    def activated(self) -> None:
+        """This process took the lease: called before any reconcile of this tenure."""
+
+    def releasing(self) -> None:
+        """:meth:`stop` of a holder: the workers finished, the lease is still held."""
+
     def close(self) -> None:
         """Release what the controller holds (called once by :meth:`stop`)."""
 
@@ -263,6 +292,10 @@ class Controller:
             thread.join(timeout)
         self._kit_threads = []
         if self._kit_active:
+            try:
+                self.releasing()
+            except Exception:
+                log.exception("controller %s: releasing what it runs failed", self.name)
             self._kit_active = False
             try:
                 self.lease.release()
@@ -387,6 +420,11 @@ class Controller:
                 # covers the clocks of the hosts sharing the database.
                 self._kit_valid_until = started + self.lease.ttl_s * 0.8
                 self._kit_cond.notify_all()
+        if held and not self._kit_active:
+            try:
+                self.activated()
+            except Exception:  # it holds the lease all the same; the hook logs its trouble
+                log.exception("controller %s: its activation hook failed", self.name)
         if held != self._kit_active:
             if held:
                 log.info("controller %s: took over", self.name)

@@ -1,19 +1,30 @@
 """The autoscaler's decisions: target tracking on in-flight requests, and scale to zero.
 
-Pure bookkeeping, no I/O: the controller feeds it one sample per variant per pass (the
-requests in flight to the variant's replicas, plus the requests the router holds while
-the variant has none) and writes the decision it returns. State (the samples of the
-last ``window_s`` seconds, the time of the last change) lives in memory: after a
-restart the window fills again and the cooldowns count from the restart.
+:class:`Autoscaler` is pure bookkeeping, no I/O: the controller feeds it one sample per
+variant per pass (the requests in flight to the variant's replicas, plus the requests the
+router holds while the variant has none). State (the samples of the last ``window_s``
+seconds, the time of the last change) lives in memory: after a restart the window fills
+again and the cooldowns count from the restart.
+
+:class:`AutoscalingReconciler` is the endpoints controller's autoscaling reconciler: for
+an ``InService`` endpoint it writes each decision as the variant's new ``replicas`` and
+``last_scaling`` with a ``scaled`` event (the replica reconciler then adds or drains
+replicas), and stores the cold starts the routers saw (``cold_start`` events, the
+variant's ``last_cold_start_ms``).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from modelyard.core.db import Database, utcnow
+from modelyard.endpoints.history import controller_event
+from modelyard.endpoints.router import Router, held, inflight_of, last_request, take_cold_starts
 from modelyard.endpoints.schemas import Autoscaling
+from modelyard.endpoints.store import EndpointRow, ReplicaRow
 
 
 @dataclass(frozen=True)
@@ -103,3 +114,92 @@ class Autoscaler:
         """Drop the state of variants that no longer exist."""
         for vid in [v for v in self._states if v not in keep]:
             del self._states[vid]
+
+
+class AutoscalingReconciler:
+    """Writes the autoscaler's replica counts and the cold starts; called per endpoint key."""
+
+    def __init__(self, db: Database, router: Router) -> None:
+        self.db = db
+        self.router = router
+        self.autoscaler = Autoscaler()
+
+    def forget(self, keep: set[str]) -> None:
+        self.autoscaler.forget(keep)
+
+    def reconcile(self, ep: EndpointRow, replicas: list[ReplicaRow]) -> bool:
+        """Write new replica counts for ``ep``'s variants; True if any changed."""
+        if ep.status != "InService":
+            return False
+        now = time.monotonic()
+        decisions = {}
+        for v in ep.variants:
+            if not v.get("autoscaling"):
+                continue
+            spec = Autoscaling.model_validate(v["autoscaling"])
+            mine = [r for r in replicas if r.variant_id == v["id"]]
+            demand = inflight_of(r.id for r in mine) + (0 if v["shadow"] else held(ep.name))
+            starting = any(r.state in ("Pending", "Starting") for r in mine)
+            decision = self.autoscaler.decide(
+                v["id"], spec, int(v["replicas"]), demand, last_request(v["id"]), now, starting
+            )
+            if decision is not None:
+                decisions[v["id"]] = decision
+        if not decisions:
+            return False
+        with self.db.transaction() as session:
+            row = session.get(EndpointRow, ep.id, with_for_update=True)
+            if row is None or row.status != "InService" or row.generation != ep.generation:
+                return False  # changed meanwhile: decide again on the next pass
+            variants = [dict(v) for v in row.variants]
+            for v in variants:
+                decision = decisions.get(v["id"])
+                if decision is None:
+                    continue
+                before = int(v["replicas"])
+                v["replicas"] = decision.replicas
+                v["last_scaling"] = decision.reason
+                v["last_scaling_at"] = utcnow().isoformat()
+                controller_event(
+                    session,
+                    ep.name,
+                    "scaled",
+                    f"variant {v['name']}: {decision.reason}",
+                    variant=v["name"],
+                    before=before,
+                    after=decision.replicas,
+                    in_flight_mean=round(decision.in_flight_mean, 3),
+                )
+            row.variants = variants
+            row.generation += 1
+            row.updated_at = utcnow()
+        for vid in decisions:
+            self.autoscaler.changed(vid, now)
+        self.router.invalidate(ep.name)
+        return True
+
+    def record_cold_starts(self, ep: EndpointRow) -> bool:
+        """Store the cold-start times the routers saw (ms) on ``ep``'s variants."""
+        cold = take_cold_starts(v["id"] for v in ep.variants)
+        if not cold:
+            return False
+        with self.db.transaction() as session:
+            row = session.get(EndpointRow, ep.id, with_for_update=True)
+            if row is None:
+                return False
+            variants = [dict(v) for v in row.variants]
+            for v in variants:
+                if v["id"] in cold:
+                    v["last_cold_start_ms"] = cold[v["id"]]
+                    controller_event(
+                        session,
+                        row.name,
+                        "cold_start",
+                        f"variant {v['name']}: a request waited {cold[v['id']]:g} ms for a "
+                        "replica to start",
+                        variant=v["name"],
+                        cold_start_ms=cold[v["id"]],
+                    )
+            row.variants = variants
+            row.updated_at = utcnow()
+        return True

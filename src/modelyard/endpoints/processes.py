@@ -183,17 +183,45 @@ def started_by(pid: int, moment: float) -> bool:
         return False
 
 
+class Prober:
+    """Asks a replica's model server (anywhere: on this host or a Ray node) ``/ping``."""
+
+    def __init__(self) -> None:
+        self._http = httpx.Client(timeout=1.0)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def probe(self, port: int | None, host: str, secret: str) -> tuple[str, str]:
+        """``("ready", "")``, ``("loading", "")`` or ``("failed", why)`` from ``/ping``
+        (on ``host``: a Ray replica's node), sent with the replica's ``secret``."""
+        if port is None:
+            return "loading", ""
+        try:
+            response = self._http.get(f"http://{host}:{port}/ping", headers={SECRET_HEADER: secret})
+        except httpx.HTTPError:
+            return "loading", ""
+        if response.status_code == 200:
+            return "ready", ""
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if isinstance(body, dict) and body.get("status") == "failed":
+            return "failed", f"the model failed to load: {body.get('error')}"
+        return "loading", ""
+
+
 class Replicas:
-    """Starts, finds, probes and stops replica processes."""
+    """Starts, finds and stops local replica processes."""
 
     def __init__(self, home: Path) -> None:
         self.folder = root(home) / "replicas"
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
-        self._http = httpx.Client(timeout=1.0)
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release (the children are reaped as they exit)."""
 
     def attempt_dir(self, replica_id: str, attempt: int) -> Path:
         return self.folder / replica_id / str(attempt)
@@ -315,24 +343,16 @@ class Replicas:
             tail = fh.read().decode("utf-8", "replace").strip()
         return f"{how}: {tail[-400:]}" if tail else how
 
-    def probe(self, port: int | None, host: str, secret: str) -> tuple[str, str]:
-        """``("ready", "")``, ``("loading", "")`` or ``("failed", why)`` from ``/ping``
-        (on ``host``: a Ray replica's node), sent with the replica's ``secret``."""
-        if port is None:
-            return "loading", ""
-        try:
-            response = self._http.get(f"http://{host}:{port}/ping", headers={SECRET_HEADER: secret})
-        except httpx.HTTPError:
-            return "loading", ""
-        if response.status_code == 200:
-            return "ready", ""
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if isinstance(body, dict) and body.get("status") == "failed":
-            return "failed", f"the model failed to load: {body.get('error')}"
-        return "loading", ""
+    def log_tail(self, replica_id: str, attempt: int, max_bytes: int) -> str:
+        """The last ``max_bytes`` of the attempt's model-server stderr."""
+        with (
+            contextlib.suppress(OSError),
+            open(self.attempt_dir(replica_id, attempt) / STDERR, "rb") as fh,
+        ):
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - max_bytes))
+            return fh.read().decode("utf-8", "replace")
+        return ""
 
     def stop(self, replica_id: str, attempt: int, pid: int | None, started: float | None) -> None:
         """Ask the supervisor to stop the server gracefully (in-flight requests finish)."""

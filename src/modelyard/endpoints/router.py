@@ -130,11 +130,13 @@ def held(endpoint: str) -> int:
     return sum(router.waiting(endpoint) for router in list(_routers))
 
 
-def take_cold_starts() -> dict[str, float]:
-    """Cold-start times (ms) by variant id seen since the last call; the latest wins."""
+def take_cold_starts(variant_ids: Iterable[str] | None = None) -> dict[str, float]:
+    """Cold-start times (ms) by variant id seen since the last call (of these variants,
+    if given); the latest wins."""
+    wanted = None if variant_ids is None else set(variant_ids)
     out: dict[str, float] = {}
     for router in list(_routers):
-        out.update(router.take_cold_starts())
+        out.update(router.take_cold_starts(wanted))
     return out
 
 
@@ -417,10 +419,12 @@ class Router:
         with self._lock:
             return self._waiting.get(endpoint, 0)
 
-    def take_cold_starts(self) -> dict[str, float]:
+    def take_cold_starts(self, variant_ids: set[str] | None = None) -> dict[str, float]:
         with self._lock:
-            out, self._cold = self._cold, {}
-            return out
+            if variant_ids is None:
+                out, self._cold = self._cold, {}
+                return out
+            return {v: self._cold.pop(v) for v in list(self._cold) if v in variant_ids}
 
     # -- scale to zero: hold a request until a replica is ready ----------------------------
 

@@ -26,7 +26,8 @@ from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
 from modelyard.core.operations import Context, OperationSet
 from modelyard.endpoints import rollouts
-from modelyard.endpoints.controller import make_controller, notify_after_commit, record_event
+from modelyard.endpoints.controller import make_controller, notify_after_commit
+from modelyard.endpoints.history import record_event
 from modelyard.endpoints.invoke import INVOKE
 from modelyard.endpoints.plane import dropped_events
 from modelyard.endpoints.router import describe_counters, stats_of
@@ -56,6 +57,7 @@ from modelyard.endpoints.schemas import (
     VariantSpec,
     VariantStats,
 )
+from modelyard.endpoints.states import ROLLOUT
 from modelyard.endpoints.store import (
     CaptureFileRow,
     EndpointEventRow,
@@ -217,10 +219,17 @@ def create_endpoint(ctx: Context, req: CreateEndpoint) -> Endpoint:
     session.add(row)
     session.flush()
     _lineage(ctx, row, variants)
-    record_event(session, row.name, "created", "endpoint created", variants=_dump(variants))
+    record_event(
+        session,
+        row.name,
+        "created",
+        "endpoint created",
+        actor=ctx.principal.user,
+        variants=_dump(variants),
+    )
     ctx.audit_target = f"endpoint:{row.name}"
     ctx.emit("endpoint.created", {"endpoint": row.name, "id": row.id})
-    notify_after_commit(session)
+    notify_after_commit(session, row.name)
     return _endpoint_out(session, row)
 
 
@@ -291,11 +300,12 @@ def update_endpoint(ctx: Context, req: UpdateEndpoint) -> Endpoint:
         row.name,
         "rollout_started" if watched else "updated",
         f"{req.strategy.type} rollout started" if watched else rollout.reason,
+        actor=ctx.principal.user,
         rollout=rollout.id,
     )
     ctx.audit_target = f"endpoint:{row.name}"
     ctx.emit("endpoint.updated", {"endpoint": row.name, "rollout": rollout.id})
-    notify_after_commit(session)
+    notify_after_commit(session, row.name)
     return _endpoint_out(session, row)
 
 
@@ -310,15 +320,18 @@ def delete_endpoint(ctx: Context, req: DeleteEndpoint) -> Endpoint:
                 RolloutRow.endpoint_id == row.id, RolloutRow.state == "InProgress"
             )
         ):
-            ro.state, ro.phase, ro.reason = "Failed", "done", "the endpoint was deleted"
+            ROLLOUT.advance(ro, "Failed", what=f"rollout {ro.id}")
+            ro.phase, ro.reason = "done", "the endpoint was deleted"
             ro.finished_at = ro.updated_at = utcnow()
         row.status, row.message = "Deleting", ""
         row.generation += 1
         row.updated_at = utcnow()
-        record_event(session, row.name, "deleting", "endpoint deletion requested")
+        record_event(
+            session, row.name, "deleting", "endpoint deletion requested", actor=ctx.principal.user
+        )
     ctx.audit_target = f"endpoint:{row.name}"
     ctx.emit("endpoint.deleted", {"endpoint": row.name, "id": row.id})
-    notify_after_commit(session)
+    notify_after_commit(session, row.name)
     return _endpoint_out(session, row)
 
 

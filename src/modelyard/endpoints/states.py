@@ -1,0 +1,51 @@
+"""The state machines of endpoint replicas and rollouts (:mod:`modelyard.core.states`).
+
+A replica row is added ``Pending``; it is launched (``Starting``), answers ``/ping``
+(``Ready``), and goes back to ``Pending`` when its process died (a restart), when a start
+failed fewer than ``MAX_FAILURES`` times in a row, or when the control plane that ran it
+stopped it. ``Failed`` is a replica that could not start; ``Draining`` one leaving service
+(the router no longer chooses it); ``Stopping`` one being stopped, whose row is deleted
+once its process is gone.
+
+A rollout is ``InProgress`` until it ends ``Completed``, ``RolledBack`` (a replica could not
+start, or an alarm fired) or ``Failed`` (the endpoint was deleted). Its phase moves
+``starting`` (the new replicas start) → ``baking`` (one bake per traffic step) → ``done``.
+"""
+
+from __future__ import annotations
+
+from modelyard.core.states import StateMachine
+
+REPLICA = StateMachine(
+    "replica",
+    {
+        "Pending": {"Starting", "Failed", "Draining", "Stopping"},
+        "Starting": {"Ready", "Pending", "Failed", "Draining", "Stopping"},
+        "Ready": {"Pending", "Draining", "Stopping"},
+        "Failed": {"Draining", "Stopping"},
+        "Draining": {"Stopping"},
+        "Stopping": set(),  # the row is deleted once its process is gone
+    },
+)
+
+# Replicas that count towards a variant's ``replicas`` (not leaving service).
+LIVE = ("Pending", "Starting", "Ready", "Failed")
+
+ROLLOUT = StateMachine(
+    "rollout",
+    {
+        "InProgress": {"Completed", "RolledBack", "Failed"},
+        "Completed": set(),
+        "RolledBack": set(),
+        "Failed": set(),
+    },
+)
+
+ROLLOUT_PHASE = StateMachine(
+    "rollout phase",
+    {
+        "starting": {"baking", "done"},
+        "baking": {"baking", "done"},  # baking -> baking: the next traffic step
+        "done": set(),
+    },
+)
