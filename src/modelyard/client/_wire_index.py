@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "a0eb7c0c73aebd84a63028cdb29dc64b1a026d40b9d869c23c003d2b3418d7d9"
+SOURCE_DIGEST = "28b1738886d0b702a40baec1d74b9f5f64be6b196348271eeadb93bc3e1a789a"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (
