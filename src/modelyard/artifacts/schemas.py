@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-DIGEST_PATTERN = r"^[0-9a-f]{64}$"
+from modelyard.core.names import DIGEST_PATTERN as DIGEST_PATTERN
+from modelyard.core.schema import Schema
+
 Digest = Annotated[str, Field(pattern=DIGEST_PATTERN)]
 
 
-class UploadArtifact(BaseModel):
+class UploadArtifact(Schema):
     expected_digest: str | None = Field(
         None,
         pattern=DIGEST_PATTERN,
@@ -21,16 +23,16 @@ class UploadArtifact(BaseModel):
     )
 
 
-class ArtifactRef(BaseModel):
+class ArtifactRef(Schema):
     digest: str = Field(pattern=DIGEST_PATTERN, description="Lowercase hex SHA-256.")
     size: int = Field(ge=0, description="Bytes.")
 
 
-class GetArtifact(BaseModel):
+class GetArtifact(Schema):
     digest: str = Field(pattern=DIGEST_PATTERN)
 
 
-class ListArtifacts(BaseModel):
+class ListArtifacts(Schema):
     after: str = Field(
         "",
         pattern=r"^(?:[0-9a-f]{64})?$",
@@ -39,14 +41,14 @@ class ListArtifacts(BaseModel):
     limit: int = Field(100, ge=1, le=1000, description="At most this many objects.")
 
 
-class ArtifactList(BaseModel):
+class ArtifactList(Schema):
     artifacts: list[ArtifactRef] = Field(description="Stored objects in digest order.")
     next_after: str | None = Field(
         None, description="Pass as `after` for the next page; null on the last page."
     )
 
 
-class VerifyArtifacts(BaseModel):
+class VerifyArtifacts(Schema):
     digests: list[Digest] | None = Field(
         None,
         max_length=10_000,
@@ -54,12 +56,12 @@ class VerifyArtifacts(BaseModel):
     )
 
 
-class DamagedArtifact(BaseModel):
+class DamagedArtifact(Schema):
     digest: str
     problem: str
 
 
-class VerifyReport(BaseModel):
+class VerifyReport(Schema):
     checked: int = Field(description="Objects read and checked.")
     bytes: int = Field(description="Bytes of the intact objects.")
     damaged: list[DamagedArtifact] = Field(

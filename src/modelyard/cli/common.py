@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
+import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -35,7 +37,31 @@ def configure(
     _state.update(url=url, token=token, home=home, json=as_json, wide=wide)
 
 
+def _httpx_cli(*args: Any, **kwargs: Any) -> Any:
+    """httpx's own command line, imported when it is called (see :func:`_defer_httpx_cli`)."""
+    sys.modules.pop("httpx._main", None)
+    from httpx._main import main
+
+    return main(*args, **kwargs)
+
+
+def _defer_httpx_cli() -> None:
+    """Keep ``import httpx`` from importing httpx's command line (``httpx._main``).
+
+    httpx imports it, for its ``httpx`` console script, whenever click, rich and pygments are
+    installed, as they are beside this CLI: click, pygments and rich's progress and syntax
+    modules, ~25 ms of every command that calls a server. In this process a stand-in takes
+    its place, whose ``main`` imports and runs the real one; ``httpx.main`` still works.
+    """
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return
+    stand_in = types.ModuleType("httpx._main")
+    stand_in.main = _httpx_cli  # type: ignore[attr-defined]
+    sys.modules["httpx._main"] = stand_in
+
+
 def client() -> Client:
+    _defer_httpx_cli()
     from modelyard.client.sdk import connect
 
     return connect(_state["url"], token=_state["token"], home=_state["home"])

@@ -15,18 +15,13 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.status import Status
+from typing import TYPE_CHECKING, Any, Union
 
 from modelyard.client.artifacts import ArtifactsAPI
-from modelyard.client.progress import wanted
 from modelyard.client.transport import EmbeddedTransport, Transport
 from modelyard.core.paths import safe_relpath
-from modelyard.data.schemas import DatasetFile, DatasetVersion
+from modelyard.data.files import DatasetFile
 from modelyard.errors import InvalidInput
-from modelyard.jobs.archive import SOURCE_EXCLUDES, walk, write_tar_gz
 from modelyard.jobs.schemas import (
     ChannelInput,
     GetJob,
@@ -49,8 +44,13 @@ from modelyard.jobs.schemas import (
     SubmitJob,
 )
 
-# What fit()/run() accept for one channel.
-InputSource = str | os.PathLike[str] | DatasetVersion | ChannelInput | Mapping[str, Any]
+# The archive code, the datasets' schemas (with their profile and report models) and rich
+# are imported by the calls that use them: listing or describing jobs loads none of them.
+if TYPE_CHECKING:
+    from modelyard.data.schemas import DatasetVersion
+
+# What fit()/run() accept for one channel (DatasetVersion by name, for the reason above).
+InputSource = Union[str, os.PathLike[str], "DatasetVersion", ChannelInput, Mapping[str, Any]]
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _DATASET_REF = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,199})(?::(\d+))?")
 
@@ -95,6 +95,8 @@ class JobsAPI:
         With ``source_dir``, the whole folder (without caches, ``.git`` and virtual
         environments) and ``entry_point`` relative to it; without, the one script.
         """
+        from modelyard.jobs.archive import SOURCE_EXCLUDES, walk, write_tar_gz
+
         with tempfile.TemporaryDirectory(prefix="modelyard-src-") as tmp:
             archive = Path(tmp) / "source.tar.gz"
             if source_dir is not None:
@@ -152,6 +154,8 @@ class JobsAPI:
     def _channel(
         self, name: str, source: str | os.PathLike[str] | DatasetVersion, mode: InputMode
     ) -> ChannelInput:
+        from modelyard.data.schemas import DatasetVersion
+
         if isinstance(source, DatasetVersion):
             return ChannelInput(
                 name=name, dataset=source.dataset, version=source.version, mode=mode
@@ -178,6 +182,8 @@ class JobsAPI:
             return ChannelInput(name=name, artifact=ref.digest, filename=path.name, mode=mode)
         if not path.is_dir():
             raise InvalidInput(f"input {name!r}: {str(path)!r} is neither a file nor a folder")
+        from modelyard.jobs.archive import walk
+
         files = [
             DatasetFile(path=rel, digest=self._artifacts.upload(path / rel).digest)
             for rel in walk(path)
@@ -248,6 +254,11 @@ class JobsAPI:
         Returns the job when it Completed or was Stopped; raises :class:`JobFailed` with
         the failure reason when it Failed.
         """
+        from rich.console import Console
+        from rich.status import Status
+
+        from modelyard.client.progress import wanted
+
         self._ensure_controller()
         started = time.monotonic()
         console = Console(stderr=True)

@@ -1,20 +1,14 @@
-"""Rich progress bars for long SDK and CLI work (shown on a terminal, silent otherwise)."""
+"""Rich progress bars for long SDK and CLI work (shown on a terminal, silent otherwise).
+
+rich's progress module (with its live display) is imported when a bar is drawn, not by the
+SDK wrappers that import these helpers: a command that only lists does not load it.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 
 from modelyard.core.operations import Progress as ProgressEvent
 from modelyard.core.operations import ProgressFn, _no_progress
@@ -30,6 +24,8 @@ def task_progress(description: str, show: bool | None = None) -> Iterator[Progre
     if not wanted(show):
         yield _no_progress
         return
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -53,6 +49,8 @@ def transfer_progress(
     if not wanted(show):
         yield _no_progress
         return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),

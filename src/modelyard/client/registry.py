@@ -24,13 +24,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from modelyard.client.artifacts import ArtifactsAPI
-from modelyard.client.endpoints import EndpointsAPI
 from modelyard.client.transport import Transport
 from modelyard.core.paths import safe_component
-from modelyard.endpoints.schemas import Endpoint, Strategy
 from modelyard.errors import InvalidInput, ModelyardError, invalid_input_from
-from modelyard.jobs.archive import SOURCE_EXCLUDES, extract_tar_gz, list_tar_gz, write_tar_gz
-from modelyard.jobs.schemas import GetJob, Job
 from modelyard.registry.schemas import (
     Alias,
     ApproveVersion,
@@ -54,7 +50,10 @@ from modelyard.registry.schemas import (
     VersionList,
 )
 
+# The archive code and the jobs' and endpoints' schemas are imported by the calls that use
+# them: listing or describing models through a server loads neither.
 if TYPE_CHECKING:
+    from modelyard.endpoints.schemas import Endpoint, Strategy
     from modelyard.flavors import ModelDescriptor
     from modelyard.flavors import Signature as FlavorSignature
     from modelyard.flavors import TensorSpec as FlavorTensorSpec
@@ -123,6 +122,8 @@ class ModelsAPI:
     # versions
     def _upload(self, path: Path) -> tuple[str, str]:
         """Upload a file or a folder (as .tar.gz): (digest, file name or '')."""
+        from modelyard.jobs.archive import SOURCE_EXCLUDES, write_tar_gz
+
         if path.is_dir():
             with tempfile.TemporaryDirectory(prefix="modelyard-model-") as tmp:
                 archive = Path(tmp) / "model.tar.gz"
@@ -136,6 +137,8 @@ class ModelsAPI:
         self, entry_point: str | os.PathLike[str], source_dir: str | os.PathLike[str] | None
     ) -> tuple[str, str]:
         """Upload the handler's folder (or its one file) as .tar.gz: (entry point, digest)."""
+        from modelyard.jobs.archive import SOURCE_EXCLUDES, write_tar_gz
+
         with tempfile.TemporaryDirectory(prefix="modelyard-handler-") as tmp:
             archive = Path(tmp) / "source.tar.gz"
             if source_dir is not None:
@@ -206,6 +209,9 @@ class ModelsAPI:
         elif artifact is None:
             if job_id is None:
                 raise InvalidInput("give artifact (a digest), path, or job_id of a trained model")
+            from modelyard.jobs.archive import extract_tar_gz
+            from modelyard.jobs.schemas import GetJob, Job
+
             job: Job = self._t.call("jobs.describe", _build(GetJob, job_id=job_id))
             if job.model is None:
                 raise InvalidInput(f"job {job_id} has no model (it is {job.state})")
@@ -299,6 +305,8 @@ class ModelsAPI:
         ``dest/<its file name>`` and that path is returned. Content is verified against
         its digest before anything is written to ``dest``.
         """
+        from modelyard.jobs.archive import extract_tar_gz, list_tar_gz
+
         found = self.version(name, version)
         # The name comes from the server: one component, never a path out of dest.
         filename = safe_component(found.artifact_filename or "model")
@@ -332,6 +340,8 @@ class ModelsAPI:
     ) -> Endpoint:
         """Deploy a version to an endpoint (see ``client.endpoints.deploy``); ``placement``
         e.g. ``{"backend": "ray", "num_cpus": 1}`` runs the replicas as Ray actors."""
+        from modelyard.client.endpoints import EndpointsAPI
+
         return EndpointsAPI(self._t).deploy(
             name,
             version,

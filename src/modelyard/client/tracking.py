@@ -32,7 +32,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modelyard.client import provenance
 from modelyard.client.artifacts import ArtifactsAPI
 from modelyard.client.transport import Transport
 from modelyard.core.idempotency import new_key
@@ -168,6 +167,10 @@ class TrackingAPI:
         path = Path(code)
         if not path.exists():
             raise InvalidInput(f"code {str(path)!r} does not exist")
+        # Imported by the calls that capture code or the environment (with the archive
+        # writer); a command that only reads runs does not load it.
+        from modelyard.client import provenance
+
         with tempfile.TemporaryDirectory() as tmp:
             archive = provenance.snapshot(path, Path(tmp))
             return self._artifacts.upload(archive).digest
@@ -218,6 +221,8 @@ class TrackingAPI:
         environment: dict[str, str] = {}
         commit: str | None = None
         if capture:
+            from modelyard.client import provenance
+
             environment = provenance.environment()
             where = Path(code) if code is not None else provenance.main_script()
             commit = provenance.git_commit(where) if where is not None else None

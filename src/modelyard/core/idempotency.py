@@ -18,13 +18,15 @@ import secrets
 
 from pydantic import BaseModel, Field
 
+from modelyard.core.schema import Schema
+
 # How long the server honours a key. A retry comes seconds or minutes later; a day covers
 # a client that was down for a while.
 WINDOW = dt.timedelta(hours=24)
 KEY_PATTERN = r"^[A-Za-z0-9_-]{16,128}$"
 
 
-class Idempotent(BaseModel):
+class Idempotent(Schema):
     """Mix-in for the input of an operation that honours idempotency keys."""
 
     idempotency_key: str | None = Field(

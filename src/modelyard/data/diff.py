@@ -24,8 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
+from modelyard.core.schema import Schema
 from modelyard.data.formats import (
     NUMERIC_KINDS,
     TEMPORAL_KINDS,
@@ -50,13 +49,13 @@ _NUMERIC_LIKE = NUMERIC_KINDS | {"date", "timestamp"}
 _CATEGORICAL = frozenset({"string", "boolean"})
 
 
-class TypeChange(BaseModel):
+class TypeChange(Schema):
     name: str
     old: str
     new: str
 
 
-class SchemaChanges(BaseModel):
+class SchemaChanges(Schema):
     """Columns only in ``b`` (added), only in ``a`` (removed), and in both with different
     Arrow types; each list in column order of the version it comes from."""
 
@@ -65,7 +64,7 @@ class SchemaChanges(BaseModel):
     type_changed: list[TypeChange]
 
 
-class Bucket(BaseModel):
+class Bucket(Schema):
     """One bucket of a shift computation: a bin ``[lo, hi)`` of a numeric column or a
     category (``"(other)"`` pools the rest) and its share of each version's values."""
 
@@ -74,7 +73,7 @@ class Bucket(BaseModel):
     share_b: float
 
 
-class ColumnShift(BaseModel):
+class ColumnShift(Schema):
     """Distribution shift of one column present in both versions.
 
     ``psi`` and ``mean_shift_std`` are set for numeric columns, ``tvd`` for categorical
@@ -95,7 +94,7 @@ class ColumnShift(BaseModel):
     buckets: list[Bucket]
 
 
-class DatasetDiff(BaseModel):
+class DatasetDiff(Schema):
     """What changed from version ``a`` to version ``b``; ``columns`` lists the comparable
     columns in ``a``'s order (columns whose kinds differ, e.g. int → string, appear only in
     ``schema_changes``)."""

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
 
+from modelyard.core.schema import Schema
 from modelyard.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ class DataSource:
 HEADERLESS_PREFIX = "_c"
 
 
-class ColumnSchema(BaseModel):
+class ColumnSchema(Schema):
     """One column of a dataset: its name, Arrow type (``str(pa.DataType)``) and nullability."""
 
     model_config = ConfigDict(frozen=True)

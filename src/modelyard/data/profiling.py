@@ -32,8 +32,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from modelyard.core.schema import Schema
 from modelyard.data.formats import (
     NUMERIC_KINDS,
     ColumnKind,
@@ -73,14 +74,14 @@ _ORDERED_KINDS = NUMERIC_KINDS | {"string", "date", "time", "timestamp"}
 _SAMPLED_DISCRETE = frozenset({"string", "date"})
 
 
-class TopValue(BaseModel):
+class TopValue(Schema):
     """A value and the exact number of rows holding it."""
 
     value: JSONScalar
     count: int
 
 
-class Histogram(BaseModel):
+class Histogram(Schema):
     """Equal-width bins: ``counts[i]`` values fall in ``[edges[i], edges[i+1])`` (the last
     bin also includes ``edges[-1]``); ``len(edges) == len(counts) + 1``."""
 
@@ -88,7 +89,7 @@ class Histogram(BaseModel):
     counts: list[int]
 
 
-class ColumnProfile(BaseModel):
+class ColumnProfile(Schema):
     """Statistics of one column. Every statistic ignores nulls.
 
     ``missing`` counts nulls. For float columns NaN and ±infinity are not missing: they are
@@ -129,7 +130,7 @@ class ColumnProfile(BaseModel):
     histogram: Histogram | None = None
 
 
-class DatasetProfile(BaseModel):
+class DatasetProfile(Schema):
     """The profile of a dataset version. It carries no timestamp: the same data gives the
     same profile (up to sampling and sketch noise on datasets above SAMPLE_ROWS rows)."""
 

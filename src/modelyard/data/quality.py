@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from modelyard.core.schema import Schema
 from modelyard.data.formats import (
     DataSource,
     DuckSession,
@@ -34,7 +35,7 @@ Severity = Literal["error", "warning"]
 RuleValue = str | int | float | bool
 
 
-class _RuleBase(BaseModel):
+class _RuleBase(Schema):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(
@@ -115,7 +116,7 @@ Rule = Annotated[
 ]
 
 
-class RuleResult(BaseModel):
+class RuleResult(Schema):
     """The outcome of one rule. ``failing_ratio`` is ``failing_rows / row_count`` (0 when
     the dataset is empty); ``message`` says what failed in words."""
 
@@ -127,7 +128,7 @@ class RuleResult(BaseModel):
     message: str
 
 
-class QualityReport(BaseModel):
+class QualityReport(Schema):
     """All results, in the order the rules were given; ``passed`` is false if any rule with
     severity ``error`` failed (failing ``warning`` rules are reported but do not count)."""
 

@@ -5,31 +5,31 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from modelyard.artifacts.schemas import DIGEST_PATTERN
 from modelyard.core.idempotency import Idempotent
+from modelyard.core.names import DATASET_NAME as DATASET_NAME
+from modelyard.core.schema import Schema
 from modelyard.data.diff import DatasetDiff
+from modelyard.data.files import DatasetFile, StoredFile
 from modelyard.data.formats import ColumnSchema
 from modelyard.data.profiling import DatasetProfile
 from modelyard.data.quality import QualityReport, Rule
 from modelyard.errors import Conflict
 
-DATASET_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
 # A column name given for a headerless CSV: printable, no NUL or line break.
 ColumnName = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f]+$")]
 Format = Literal["parquet", "csv", "jsonl"]
 
-__all__ = ["ColumnSchema", "DatasetDiff", "DatasetProfile", "QualityReport", "Rule"]
-
-
-class DatasetFile(BaseModel):
-    path: str = Field(min_length=1, max_length=1024, description="Relative path in the dataset.")
-    digest: str = Field(pattern=DIGEST_PATTERN, description="SHA-256 of an uploaded artifact.")
-
-
-class StoredFile(DatasetFile):
-    size: int
+__all__ = [
+    "ColumnSchema",
+    "DatasetDiff",
+    "DatasetFile",
+    "DatasetProfile",
+    "QualityReport",
+    "Rule",
+    "StoredFile",
+]
 
 
 class RegisterVersion(Idempotent):
@@ -55,7 +55,7 @@ class RegisterVersion(Idempotent):
     )
 
 
-class DatasetVersion(BaseModel):
+class DatasetVersion(Schema):
     id: str
     dataset: str
     version: int
@@ -73,7 +73,7 @@ class DatasetVersion(BaseModel):
     )
 
 
-class VersionSummary(BaseModel):
+class VersionSummary(Schema):
     version: int
     format: Format
     row_count: int
@@ -83,7 +83,7 @@ class VersionSummary(BaseModel):
     created_by: str
 
 
-class Dataset(BaseModel):
+class Dataset(Schema):
     name: str
     description: str
     latest_version: int
@@ -96,33 +96,33 @@ class DatasetDetail(Dataset):
     versions: list[VersionSummary]
 
 
-class ListDatasets(BaseModel):
+class ListDatasets(Schema):
     prefix: str | None = Field(None, max_length=200)
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class DatasetList(BaseModel):
+class DatasetList(Schema):
     datasets: list[Dataset]
     total: int
 
 
-class GetDataset(BaseModel):
+class GetDataset(Schema):
     name: str = Field(pattern=DATASET_NAME)
 
 
-class GetVersion(BaseModel):
+class GetVersion(Schema):
     name: str = Field(pattern=DATASET_NAME)
     version: int = Field(ge=1, le=2**31 - 1)
 
 
-class DiffVersions(BaseModel):
+class DiffVersions(Schema):
     name: str = Field(pattern=DATASET_NAME)
     base: int = Field(ge=1, le=2**31 - 1, description="The version to compare from.")
     other: int = Field(ge=1, le=2**31 - 1, description="The version to compare to.")
 
 
-class CheckVersion(BaseModel):
+class CheckVersion(Schema):
     name: str = Field(pattern=DATASET_NAME)
     version: int = Field(ge=1, le=2**31 - 1)
     rules: list[Rule] = Field(min_length=1, max_length=1000)
@@ -134,7 +134,7 @@ class QualityGateFailed(Conflict):
     code = "quality_gate_failed"
 
 
-class StoredReport(BaseModel):
+class StoredReport(Schema):
     id: str
     dataset: str
     version: int
@@ -155,5 +155,5 @@ class StoredReport(BaseModel):
         return self
 
 
-class ReportList(BaseModel):
+class ReportList(Schema):
     reports: list[StoredReport]

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from modelyard.registry.schemas import MODEL_NAME, VERSION_REF
+from modelyard.core.names import MODEL_NAME, VERSION_REF
+from modelyard.core.schema import Schema
 
 ENDPOINT_NAME = r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$"
 VARIANT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
@@ -24,7 +25,7 @@ AlarmMetric = Literal["error_rate", "p99_latency_ms", "custom"]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class Autoscaling(BaseModel):
+class Autoscaling(Schema):
     """Target tracking on in-flight requests per replica, and scale to zero.
 
     Every controller pass samples the requests in flight to the variant's replicas (plus
@@ -70,7 +71,7 @@ def _check_backend(url: str) -> str:
     return url
 
 
-class Placement(BaseModel):
+class Placement(Schema):
     """Where a variant's replicas run.
 
     ``local`` (the default): model-server processes on the control plane's machine.
@@ -82,7 +83,7 @@ class Placement(BaseModel):
     num_cpus: Finite = Field(default=1.0, ge=0, le=1024)
 
 
-class VariantSpec(BaseModel):
+class VariantSpec(Schema):
     """One production variant as a caller asks for it."""
 
     name: str = Field(default="primary", pattern=VARIANT_NAME)
@@ -126,7 +127,7 @@ Variants = Annotated[
 ]
 
 
-class Alarm(BaseModel):
+class Alarm(Schema):
     """Fires when ``metric`` of the new variants, over the current bake, exceeds ``threshold``.
 
     ``error_rate`` is the share (0..1) of 5xx answers; ``p99_latency_ms`` the 99th
@@ -147,7 +148,7 @@ class Alarm(BaseModel):
         return self
 
 
-class Strategy(BaseModel):
+class Strategy(Schema):
     """How an update shifts traffic from the old variants to the new ones.
 
     ``all_at_once`` and ``blue_green`` move all traffic in one step; ``canary`` moves
@@ -176,7 +177,7 @@ class Strategy(BaseModel):
         return 0.0 if self.type == "all_at_once" else self.bake_seconds
 
 
-class Capture(BaseModel):
+class Capture(Schema):
     """Data capture: a ``percent`` share of requests and answers stored as JSON lines."""
 
     enabled: bool = True
@@ -185,44 +186,44 @@ class Capture(BaseModel):
     flush_seconds: Finite = Field(default=5.0, gt=0, le=3600)
 
 
-class CreateEndpoint(BaseModel):
+class CreateEndpoint(Schema):
     name: str = Field(pattern=ENDPOINT_NAME)
     variants: Variants
     capture: Capture | None = None
 
 
-class UpdateEndpoint(BaseModel):
+class UpdateEndpoint(Schema):
     name: str = Field(pattern=ENDPOINT_NAME)
     variants: Variants
     strategy: Strategy = Field(default_factory=Strategy)
     capture: Capture | None = Field(default=None, description="Leave out to keep the current.")
 
 
-class GetEndpoint(BaseModel):
+class GetEndpoint(Schema):
     name: str = Field(pattern=ENDPOINT_NAME)
 
 
-class DeleteEndpoint(BaseModel):
+class DeleteEndpoint(Schema):
     name: str = Field(pattern=ENDPOINT_NAME)
 
 
-class ListEndpoints(BaseModel):
+class ListEndpoints(Schema):
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000)
 
 
-class ListCapture(BaseModel):
+class ListCapture(Schema):
     name: str = Field(pattern=ENDPOINT_NAME)
     limit: int = Field(default=100, ge=1, le=1000)
     offset: int = Field(default=0, ge=0, le=1_000_000)
 
 
-class ListRollouts(BaseModel):
+class ListRollouts(Schema):
     name: str = Field(pattern=ENDPOINT_NAME)
     limit: int = Field(default=20, ge=1, le=1000)
 
 
-class PutMetric(BaseModel):
+class PutMetric(Schema):
     """A value of a custom metric, for ``custom`` alarms (e.g. a business KPI)."""
 
     name: str = Field(pattern=ENDPOINT_NAME)
@@ -230,7 +231,7 @@ class PutMetric(BaseModel):
     value: Finite
 
 
-class Variant(BaseModel):
+class Variant(Schema):
     """A deployed variant: the spec pinned to a model version."""
 
     id: str
@@ -253,7 +254,7 @@ class Variant(BaseModel):
     )
 
 
-class VariantStats(BaseModel):
+class VariantStats(Schema):
     """What this process's router has seen for a variant since it started."""
 
     requests: int
@@ -262,7 +263,7 @@ class VariantStats(BaseModel):
     p99_latency_ms: float | None
 
 
-class Replica(BaseModel):
+class Replica(Schema):
     id: str
     variant_id: str
     state: ReplicaState
@@ -274,12 +275,12 @@ class Replica(BaseModel):
     updated_at: dt.datetime
 
 
-class RolloutStep(BaseModel):
+class RolloutStep(Schema):
     fraction: float
     started_at: dt.datetime | None = None
 
 
-class Rollout(BaseModel):
+class Rollout(Schema):
     id: str
     endpoint: str
     strategy: Strategy
@@ -295,7 +296,7 @@ class Rollout(BaseModel):
     finished_at: dt.datetime | None
 
 
-class Endpoint(BaseModel):
+class Endpoint(Schema):
     id: str
     name: str
     status: EndpointStatus
@@ -315,16 +316,16 @@ class Endpoint(BaseModel):
     )
 
 
-class EndpointList(BaseModel):
+class EndpointList(Schema):
     endpoints: list[Endpoint]
     total: int
 
 
-class RolloutList(BaseModel):
+class RolloutList(Schema):
     rollouts: list[Rollout]
 
 
-class CaptureFile(BaseModel):
+class CaptureFile(Schema):
     id: str
     endpoint: str
     digest: str
@@ -335,19 +336,19 @@ class CaptureFile(BaseModel):
     created_at: dt.datetime
 
 
-class CaptureFileList(BaseModel):
+class CaptureFileList(Schema):
     files: list[CaptureFile]
     total: int
     dropped: int = Field(description="Events this process dropped because its queue was full.")
 
 
-class ListEvents(BaseModel):
+class ListEvents(Schema):
     name: str = Field(pattern=ENDPOINT_NAME)
     after: int = Field(default=0, ge=0, le=2**62, description="Events after this sequence.")
     limit: int = Field(default=100, ge=1, le=1000)
 
 
-class EndpointEvent(BaseModel):
+class EndpointEvent(Schema):
     seq: int
     endpoint: str
     kind: str
@@ -356,11 +357,11 @@ class EndpointEvent(BaseModel):
     time: dt.datetime
 
 
-class EventList(BaseModel):
+class EventList(Schema):
     events: list[EndpointEvent]
 
 
-class MetricPut(BaseModel):
+class MetricPut(Schema):
     endpoint: str
     metric: str
     value: float

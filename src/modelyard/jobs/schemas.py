@@ -12,20 +12,20 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from modelyard.artifacts.schemas import DIGEST_PATTERN
-from modelyard.data.schemas import DATASET_NAME, DatasetFile, StoredFile
+from modelyard.core.names import BACKEND_URL as BACKEND_URL
+from modelyard.core.names import DATASET_NAME, DIGEST_PATTERN, EXPERIMENT_NAME
+from modelyard.core.names import JOB_ID as JOB_ID
+from modelyard.core.names import JOB_NAME as JOB_NAME
+from modelyard.core.schema import Schema
+from modelyard.data.files import DatasetFile, StoredFile
 from modelyard.errors import Conflict
-from modelyard.tracking.schemas import EXPERIMENT_NAME
 
-JOB_ID = r"^job-[0-9a-z]{26}$"
-JOB_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 CHANNEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 HYPERPARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 ALGORITHM_NAME = r"^[a-z][a-z0-9_]{0,63}$"
-BACKEND_URL = r"^[a-z][a-z0-9+.-]{0,30}(://[!-~]{0,500})?$"
 METRIC_NAME = r"^[A-Za-z0-9_.:/=+@-]{1,255}$"
 ENTRY_POINT = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,1023}$"
 # A job kind's name (the registry, modelyard.jobs.kinds, says which exist) and a module the
@@ -81,7 +81,7 @@ def _check_env_name(value: str) -> str:
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME), AfterValidator(_check_env_name)]
 
 
-class MetricDefinition(BaseModel):
+class MetricDefinition(Schema):
     """A metric read from the job's log: the first capture group of ``regex`` is the value."""
 
     name: str = Field(pattern=METRIC_NAME)
@@ -95,7 +95,7 @@ class MetricDefinition(BaseModel):
         return self
 
 
-class RetryPolicy(BaseModel):
+class RetryPolicy(Schema):
     max_attempts: int = Field(
         1,
         ge=1,
@@ -106,7 +106,7 @@ class RetryPolicy(BaseModel):
     )
 
 
-class Resources(BaseModel):
+class Resources(Schema):
     cpus: int = Field(1, ge=1, le=1024, description="CPUs reserved per instance.")
     memory_mb: int | None = Field(
         None, ge=16, le=2**24, description="Memory reserved per instance (admission only)."
@@ -115,7 +115,7 @@ class Resources(BaseModel):
     instance_count: int = Field(1, ge=1, le=256, description="Hosts (1 on the local backend).")
 
 
-class ChannelInput(BaseModel):
+class ChannelInput(Schema):
     """One input channel: a dataset version, one artifact, or an explicit list of files."""
 
     name: str = Field(pattern=CHANNEL_NAME)
@@ -154,7 +154,7 @@ class ChannelInput(BaseModel):
         return self
 
 
-class SubmitJob(BaseModel):
+class SubmitJob(Schema):
     """A job of a registered kind; for training and processing, user code (entry_point +
     uploaded source) or a built-in algorithm."""
 
@@ -191,7 +191,7 @@ class SubmitJob(BaseModel):
     metric_definitions: list[MetricDefinition] = Field(default_factory=list, max_length=40)
 
 
-class ResolvedChannel(BaseModel):
+class ResolvedChannel(Schema):
     """A channel as the job will see it: exact files, whatever name the caller used."""
 
     name: str
@@ -202,7 +202,7 @@ class ResolvedChannel(BaseModel):
     distribution: S3Distribution = "FullyReplicated"
 
 
-class Program(BaseModel):
+class Program(Schema):
     """What an attempt runs: ``python -m <module>``, or ``script`` of the job's source
     (``*.py`` with Python, ``*.sh`` with ``/bin/sh``); the hyperparameters (``--name
     value``) and ``arguments`` follow either. The job's kind chooses it at submit."""
@@ -217,7 +217,7 @@ class Program(BaseModel):
         return self
 
 
-class JobSpec(BaseModel):
+class JobSpec(Schema):
     """Everything needed to run (and re-run) the job; stored once at submit."""
 
     kind: JobKind
@@ -241,14 +241,14 @@ class JobSpec(BaseModel):
     )
 
 
-class ResourceUsage(BaseModel):
+class ResourceUsage(Schema):
     cpu_seconds: float = Field(description="User + system CPU time of the job's processes.")
     peak_rss_bytes: int = Field(description="Largest resident set of any one of its processes.")
     wall_seconds: float
     gpu_seconds: float | None = Field(None, description="GPU time; null where no GPU is used.")
 
 
-class Attempt(BaseModel):
+class Attempt(Schema):
     number: int
     state: AttemptState
     backend: str
@@ -263,19 +263,19 @@ class Attempt(BaseModel):
     ended_at: dt.datetime | None
 
 
-class OutputFile(BaseModel):
+class OutputFile(Schema):
     path: str
     digest: str
     size: int
 
 
-class ModelArtifact(BaseModel):
+class ModelArtifact(Schema):
     digest: str = Field(description="SHA-256 of model.tar.gz (deterministic: sorted, mtime 0).")
     size: int
     files: list[str] = Field(description="Paths inside the archive.")
 
 
-class JobSummary(BaseModel):
+class JobSummary(Schema):
     id: str
     name: str
     kind: JobKind
@@ -305,30 +305,30 @@ class Job(JobSummary):
         return self.state in TERMINAL_STATES
 
 
-class GetJob(BaseModel):
+class GetJob(Schema):
     job_id: str = Field(pattern=JOB_ID)
 
 
-class ListJobs(BaseModel):
+class ListJobs(Schema):
     state: JobState | None = None
     kind: JobKind | None = None
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class JobList(BaseModel):
+class JobList(Schema):
     jobs: list[JobSummary]
     total: int
 
 
-class GetLogs(BaseModel):
+class GetLogs(Schema):
     job_id: str = Field(pattern=JOB_ID)
     attempt: int | None = Field(None, ge=1, le=1000, description="Only this attempt's lines.")
     after_seq: int = Field(0, ge=0, le=MAX_INT, description="Lines with a larger seq.")
     limit: int = Field(1000, ge=1, le=10_000)
 
 
-class LogLine(BaseModel):
+class LogLine(Schema):
     seq: int = Field(description="Position in the job's log (1, 2, … across attempts).")
     attempt: int
     stream: LogStream
@@ -336,26 +336,26 @@ class LogLine(BaseModel):
     text: str
 
 
-class LogPage(BaseModel):
+class LogPage(Schema):
     lines: list[LogLine]
     next_after_seq: int = Field(description="Pass as after_seq to get the lines that follow.")
     state: JobState
     finished: bool = Field(description="The job has ended and every line has been returned.")
 
 
-class GetMetrics(BaseModel):
+class GetMetrics(Schema):
     job_id: str = Field(pattern=JOB_ID)
     name: str | None = Field(None, pattern=METRIC_NAME, description="Only this metric.")
     limit: int = Field(10_000, ge=1, le=100_000, description="At most this many points.")
 
 
-class MetricIn(BaseModel):
+class MetricIn(Schema):
     name: str = Field(pattern=METRIC_NAME)
     value: float = Field(allow_inf_nan=False)
     step: int | None = Field(None, ge=0, le=MAX_INT)
 
 
-class LogMetrics(BaseModel):
+class LogMetrics(Schema):
     job_id: str = Field(pattern=JOB_ID)
     metrics: list[MetricIn] = Field(min_length=1, max_length=1000)
 
@@ -366,12 +366,12 @@ class MetricPoint(MetricIn):
     source: MetricSource
 
 
-class JobMetrics(BaseModel):
+class JobMetrics(Schema):
     points: list[MetricPoint] = Field(description="In the order they were recorded.")
     latest: dict[str, float] = Field(description="The last value of each metric.")
 
 
-class MetricsLogged(BaseModel):
+class MetricsLogged(Schema):
     recorded: int
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from modelyard.core.schema import Schema
 from modelyard.types import NodeType
 
 
-class GetLineage(BaseModel):
+class GetLineage(Schema):
     model_config = ConfigDict(extra="forbid")
 
     node_type: NodeType
@@ -19,13 +20,13 @@ class GetLineage(BaseModel):
     depth: int = Field(default=10, ge=1, le=50)
 
 
-class LineageNode(BaseModel):
+class LineageNode(Schema):
     type: str
     id: str
     label: str
 
 
-class LineageEdge(BaseModel):
+class LineageEdge(Schema):
     source: str  # "<type>:<id>"
     target: str
     relation: str
@@ -34,7 +35,7 @@ class LineageEdge(BaseModel):
     created_by: str
 
 
-class LineageGraph(BaseModel):
+class LineageGraph(Schema):
     root: str
     nodes: list[LineageNode]
     edges: list[LineageEdge]

@@ -6,16 +6,18 @@ import datetime as dt
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field
 
-MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
+from modelyard.core.names import JOB_ID as JOB_ID
+from modelyard.core.names import MODEL_NAME as MODEL_NAME
+from modelyard.core.names import VERSION_REF as VERSION_REF
+from modelyard.core.schema import Schema
+
 # Aliases start with a letter, so a version reference is a number or an alias, never both.
 ALIAS = r"^[a-z][a-z0-9_-]{0,62}$"
-VERSION_REF = r"^([1-9][0-9]{0,8}|[a-z][a-z0-9_-]{0,62})$"
 DIGEST = r"^[0-9a-f]{64}$"
 FLAVOR = r"^[a-z][a-z0-9_.-]{0,49}(:[a-z0-9][a-z0-9_.-]{0,48})?$"
 RUN_ID = r"^[A-Za-z0-9_-]{1,40}$"
-JOB_ID = r"^job-[0-9a-z]{26}$"
 KEY = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/:]{0,249}$"
 FILENAME = r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$"
 # A handler script inside its source folder: a relative path of safe components, .py.
@@ -69,7 +71,7 @@ def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
 JSONObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
 
 
-class TensorSpec(BaseModel):
+class TensorSpec(Schema):
     """One input or output of a model: a column of a table or a named tensor."""
 
     model_config = ConfigDict(extra="forbid")
@@ -84,7 +86,7 @@ class TensorSpec(BaseModel):
     )
 
 
-class Signature(BaseModel):
+class Signature(Schema):
     """What a model takes and returns; empty lists when unknown."""
 
     model_config = ConfigDict(extra="forbid")
@@ -93,7 +95,7 @@ class Signature(BaseModel):
     outputs: list[TensorSpec] = Field(default_factory=list, max_length=10_000)
 
 
-class ModelCard(BaseModel):
+class ModelCard(Schema):
     """The model card: what the model is for, how it was evaluated, where it fails."""
 
     model_config = ConfigDict(extra="forbid")
@@ -111,13 +113,13 @@ class ModelCard(BaseModel):
 # --- groups ----------------------------------------------------------------------------
 
 
-class CreateModel(BaseModel):
+class CreateModel(Schema):
     name: str = Field(pattern=MODEL_NAME)
     description: str = Field("", max_length=5000, pattern=NO_NUL)
     tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=100)
 
 
-class Model(BaseModel):
+class Model(Schema):
     """A model group: the numbered versions of one model, and its aliases."""
 
     id: str
@@ -131,17 +133,17 @@ class Model(BaseModel):
     updated_at: dt.datetime
 
 
-class GetModel(BaseModel):
+class GetModel(Schema):
     name: str = Field(pattern=MODEL_NAME)
 
 
-class ListModels(BaseModel):
+class ListModels(Schema):
     prefix: str | None = Field(None, max_length=200, pattern=NO_NUL)
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class ModelList(BaseModel):
+class ModelList(Schema):
     models: list[Model]
     total: int
 
@@ -149,7 +151,7 @@ class ModelList(BaseModel):
 # --- versions --------------------------------------------------------------------------
 
 
-class RegisterVersion(BaseModel):
+class RegisterVersion(Schema):
     name: str = Field(pattern=MODEL_NAME, description="The group; created if it does not exist.")
     artifact_digest: str = Field(
         pattern=DIGEST, description="SHA-256 of the model artifact, uploaded first."
@@ -191,7 +193,7 @@ class RegisterVersion(BaseModel):
     tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=100)
 
 
-class ModelVersion(BaseModel):
+class ModelVersion(Schema):
     id: str
     name: str
     version: int
@@ -220,7 +222,7 @@ class ModelVersion(BaseModel):
     created_by: str
 
 
-class GetVersion(BaseModel):
+class GetVersion(Schema):
     name: str = Field(pattern=MODEL_NAME)
     version: str = Field(
         pattern=VERSION_REF,
@@ -228,27 +230,27 @@ class GetVersion(BaseModel):
     )
 
 
-class ListVersions(BaseModel):
+class ListVersions(Schema):
     name: str = Field(pattern=MODEL_NAME)
     status: Status | None = None
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class VersionList(BaseModel):
+class VersionList(Schema):
     """Versions newest first."""
 
     versions: list[ModelVersion]
     total: int
 
 
-class ApproveVersion(BaseModel):
+class ApproveVersion(Schema):
     name: str = Field(pattern=MODEL_NAME)
     version: int = Field(ge=1, le=MAX_VERSION)
     reason: str = Field("", max_length=5000, pattern=NO_NUL)
 
 
-class RejectVersion(BaseModel):
+class RejectVersion(Schema):
     name: str = Field(pattern=MODEL_NAME)
     version: int = Field(ge=1, le=MAX_VERSION)
     reason: str = Field(
@@ -262,18 +264,18 @@ class RejectVersion(BaseModel):
 # --- aliases ---------------------------------------------------------------------------
 
 
-class SetAlias(BaseModel):
+class SetAlias(Schema):
     name: str = Field(pattern=MODEL_NAME)
     alias: str = Field(pattern=ALIAS)
     version: int = Field(ge=1, le=MAX_VERSION)
 
 
-class DeleteAlias(BaseModel):
+class DeleteAlias(Schema):
     name: str = Field(pattern=MODEL_NAME)
     alias: str = Field(pattern=ALIAS)
 
 
-class Alias(BaseModel):
+class Alias(Schema):
     name: str
     alias: str
     version: int = Field(description="The version it points at (before deletion, if deleted).")
@@ -285,14 +287,14 @@ class Alias(BaseModel):
 # --- history ---------------------------------------------------------------------------
 
 
-class GetHistory(BaseModel):
+class GetHistory(Schema):
     name: str = Field(pattern=MODEL_NAME)
     version: int | None = Field(None, ge=1, le=MAX_VERSION, description="Only this version.")
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class HistoryEntry(BaseModel):
+class HistoryEntry(Schema):
     """One change. ``old``/``new`` are statuses, or version numbers for an alias."""
 
     seq: int
@@ -307,7 +309,7 @@ class HistoryEntry(BaseModel):
     time: dt.datetime
 
 
-class History(BaseModel):
+class History(Schema):
     """Oldest first."""
 
     entries: list[HistoryEntry]

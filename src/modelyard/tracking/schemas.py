@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -16,11 +15,11 @@ from pydantic import (
     model_validator,
 )
 
-from modelyard.artifacts.schemas import DIGEST_PATTERN
 from modelyard.core.idempotency import Idempotent
-from modelyard.data.schemas import DATASET_NAME
+from modelyard.core.names import DATASET_NAME, DIGEST_PATTERN
+from modelyard.core.names import EXPERIMENT_NAME as EXPERIMENT_NAME
+from modelyard.core.schema import Schema
 
-EXPERIMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
 RUN_ID = r"^[A-Za-z0-9_-]{1,40}$"
 # Free text stored in PostgreSQL text or JSONB: no NUL character (PostgreSQL refuses it).
 NO_NUL = r"^[^\x00]*$"
@@ -78,17 +77,17 @@ MetricValue = Annotated[
 ]
 
 
-class Tag(BaseModel):
+class Tag(Schema):
     key: str = Field(pattern=KEY)
     value: str = Field("", max_length=5000, pattern=NO_NUL)
 
 
-class Param(BaseModel):
+class Param(Schema):
     key: str = Field(pattern=KEY)
     value: str = Field(max_length=6000, pattern=NO_NUL)
 
 
-class MetricPoint(BaseModel):
+class MetricPoint(Schema):
     model_config = _FLOATS
 
     key: str = Field(pattern=KEY)
@@ -106,7 +105,7 @@ MetricStep = Annotated[int, Field(ge=-MAX_STEP, le=MAX_STEP)]
 TimestampMs = Annotated[int, Field(ge=0, le=MAX_TIMESTAMP_MS)]
 
 
-class MetricColumns(BaseModel):
+class MetricColumns(Schema):
     """Metric points as parallel columns: point ``i`` is ``keys[key_index[i]]`` with
     ``values[i]`` at ``steps[i]``, logged at ``timestamps[i]`` (ms since the epoch).
 
@@ -140,7 +139,7 @@ class MetricColumns(BaseModel):
         return self
 
 
-class Point(BaseModel):
+class Point(Schema):
     """One point of a metric's history."""
 
     model_config = _FLOATS
@@ -150,7 +149,7 @@ class Point(BaseModel):
     value: MetricValue
 
 
-class MetricSummary(BaseModel):
+class MetricSummary(Schema):
     """Kept up to date at every insert: the latest point (highest step, then time), min, max."""
 
     model_config = _FLOATS
@@ -166,12 +165,12 @@ class MetricSummary(BaseModel):
 # --- experiments -----------------------------------------------------------------------
 
 
-class CreateExperiment(BaseModel):
+class CreateExperiment(Schema):
     name: str = Field(pattern=EXPERIMENT_NAME)
     tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=100)
 
 
-class Experiment(BaseModel):
+class Experiment(Schema):
     id: str
     name: str
     tags: dict[str, str]
@@ -179,17 +178,17 @@ class Experiment(BaseModel):
     created_by: str
 
 
-class GetExperiment(BaseModel):
+class GetExperiment(Schema):
     name: str = Field(pattern=EXPERIMENT_NAME)
 
 
-class ListExperiments(BaseModel):
+class ListExperiments(Schema):
     prefix: str | None = Field(None, max_length=200)
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class ExperimentList(BaseModel):
+class ExperimentList(Schema):
     experiments: list[Experiment]
     total: int
 
@@ -197,7 +196,7 @@ class ExperimentList(BaseModel):
 # --- runs ------------------------------------------------------------------------------
 
 
-class RunInput(BaseModel):
+class RunInput(Schema):
     """A dataset version the run reads; ``version`` None means the latest, pinned at start."""
 
     dataset: str = Field(pattern=DATASET_NAME)
@@ -205,14 +204,14 @@ class RunInput(BaseModel):
     context: str = Field("", pattern=r"^[A-Za-z0-9_.-]{0,100}$", description="e.g. train")
 
 
-class RunInputOut(BaseModel):
+class RunInputOut(Schema):
     dataset: str
     version: int
     version_id: str
     context: str
 
 
-class StartRun(BaseModel):
+class StartRun(Schema):
     experiment: str = Field(pattern=EXPERIMENT_NAME, description="Created if it does not exist.")
     name: str = Field("", pattern=RUN_NAME)
     params: list[Param] = Field(default_factory=list, max_length=1000)
@@ -228,13 +227,13 @@ class StartRun(BaseModel):
     )
 
 
-class UpdateRun(BaseModel):
+class UpdateRun(Schema):
     run_id: str = Field(pattern=RUN_ID)
     name: str | None = Field(None, pattern=RUN_NAME)
     notes: str | None = Field(None, max_length=100_000, pattern=NO_NUL)
 
 
-class Run(BaseModel):
+class Run(Schema):
     model_config = _FLOATS
 
     id: str
@@ -255,11 +254,11 @@ class Run(BaseModel):
     inputs: list[RunInputOut] = Field(default_factory=list)
 
 
-class GetRun(BaseModel):
+class GetRun(Schema):
     run_id: str = Field(pattern=RUN_ID)
 
 
-class EndRun(BaseModel):
+class EndRun(Schema):
     run_id: str = Field(pattern=RUN_ID)
     status: EndStatus = "FINISHED"
 
@@ -278,14 +277,14 @@ class LogBatch(Idempotent):
     )
 
 
-class BatchLogged(BaseModel):
+class BatchLogged(Schema):
     run_id: str
     params: int
     tags: int
     metrics: int
 
 
-class GetMetricHistory(BaseModel):
+class GetMetricHistory(Schema):
     run_id: str = Field(pattern=RUN_ID)
     key: str = Field(pattern=KEY)
     max_points: int | None = Field(
@@ -293,7 +292,7 @@ class GetMetricHistory(BaseModel):
     )
 
 
-class MetricHistory(BaseModel):
+class MetricHistory(Schema):
     model_config = _FLOATS
 
     run_id: str
@@ -302,7 +301,7 @@ class MetricHistory(BaseModel):
     points: list[Point]
 
 
-class SearchRuns(BaseModel):
+class SearchRuns(Schema):
     experiment: str | None = Field(None, pattern=EXPERIMENT_NAME)
     filter: str = Field(
         "",
@@ -316,14 +315,14 @@ class SearchRuns(BaseModel):
     offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class RunList(BaseModel):
+class RunList(Schema):
     model_config = _FLOATS
 
     runs: list[Run]
     total: int
 
 
-class CompareRuns(BaseModel):
+class CompareRuns(Schema):
     run_ids: Annotated[str, _items_at_most("run ids", 100, 40)] = Field(
         pattern=RUN_ID_LIST, max_length=100 * 41, description="Comma-separated run ids."
     )
@@ -336,7 +335,7 @@ class CompareRuns(BaseModel):
     max_points: int = Field(200, ge=4, le=100_000)
 
 
-class Comparison(BaseModel):
+class Comparison(Schema):
     model_config = _FLOATS
 
     runs: list[Run]
@@ -353,11 +352,11 @@ EXPERIMENT_ID = r"^[A-Za-z0-9_-]{1,40}$"
 ARTIFACT_PATH_MAX = 1000
 
 
-class GetExperimentById(BaseModel):
+class GetExperimentById(Schema):
     experiment_id: str = Field(pattern=EXPERIMENT_ID)
 
 
-class LogRunArtifact(BaseModel):
+class LogRunArtifact(Schema):
     run_id: str = Field(pattern=RUN_ID)
     path: str = Field(
         min_length=1,
@@ -366,26 +365,26 @@ class LogRunArtifact(BaseModel):
     )
 
 
-class GetRunArtifact(BaseModel):
+class GetRunArtifact(Schema):
     run_id: str = Field(pattern=RUN_ID)
     path: str = Field(min_length=1, max_length=ARTIFACT_PATH_MAX)
 
 
-class ListRunArtifacts(BaseModel):
+class ListRunArtifacts(Schema):
     run_id: str = Field(pattern=RUN_ID)
     path: str = Field(
         "", max_length=ARTIFACT_PATH_MAX, description="Folder to list ('' for the run's root)."
     )
 
 
-class RunArtifact(BaseModel):
+class RunArtifact(Schema):
     path: str = Field(description="Path inside the run.")
     is_dir: bool
     size: int | None = Field(description="Bytes (files only).")
     digest: str | None = Field(description="SHA-256 of the content (files only).")
 
 
-class RunArtifactList(BaseModel):
+class RunArtifactList(Schema):
     run_id: str
     path: str = Field(description="The folder listed ('' = the run's root).")
     artifacts: list[RunArtifact] = Field(
@@ -393,12 +392,12 @@ class RunArtifactList(BaseModel):
     )
 
 
-class ArchiveRunArtifacts(BaseModel):
+class ArchiveRunArtifacts(Schema):
     run_id: str = Field(pattern=RUN_ID)
     path: str = Field(min_length=1, max_length=ARTIFACT_PATH_MAX, description="A folder.")
 
 
-class RunArchive(BaseModel):
+class RunArchive(Schema):
     """A folder of a run's outputs packed as a deterministic .tar.gz in the artifact store."""
 
     run_id: str

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import Field, StringConstraints
+
+from modelyard.core.schema import Schema
 
 Format = Literal["parquet", "csv", "jsonl"]
 SplitType = Literal["Line", "Record", "None"]
@@ -30,7 +32,7 @@ SUMMARY_FILE = "summary.json"
 ERRORS_SHOWN = 100
 
 
-class WorkerConfig(BaseModel):
+class WorkerConfig(Schema):
     """What the in-job program needs, stored as the job's hyperparameters."""
 
     model: str

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from modelyard.data.schemas import DATASET_NAME, DatasetFile
-from modelyard.jobs.schemas import BACKEND_URL, JOB_ID, JOB_NAME, JobState
-from modelyard.registry.schemas import MODEL_NAME, VERSION_REF
-from modelyard.tracking.schemas import EXPERIMENT_NAME
+from modelyard.core.names import (
+    BACKEND_URL,
+    DATASET_NAME,
+    EXPERIMENT_NAME,
+    JOB_ID,
+    JOB_NAME,
+    MODEL_NAME,
+    VERSION_REF,
+)
+from modelyard.core.schema import Schema
+from modelyard.data.files import DatasetFile
+from modelyard.jobs.schemas import JobState
 from modelyard.transform.config import (
     ERRORS_SHOWN,
     ColumnName,
@@ -27,7 +35,7 @@ from modelyard.transform.config import (
 )
 
 
-class CreateTransform(BaseModel):
+class CreateTransform(Schema):
     """Run a registered model version over a dataset version (or uploaded files)."""
 
     model: str = Field(pattern=MODEL_NAME, description="Model group in the registry.")
@@ -112,7 +120,7 @@ class CreateTransform(BaseModel):
     max_attempts: int = Field(1, ge=1, le=20, description="Attempts, as a job's retry policy.")
 
 
-class RecordError(BaseModel):
+class RecordError(Schema):
     """A record the model could not predict: where it is and why."""
 
     file: str = Field(description="Path of the input file in the dataset.")
@@ -120,7 +128,7 @@ class RecordError(BaseModel):
     error: str
 
 
-class Transform(BaseModel):
+class Transform(Schema):
     job_id: str
     name: str
     state: JobState = Field(description="The job's state.")
@@ -149,16 +157,16 @@ class Transform(BaseModel):
     failure_reason: str | None
 
 
-class GetTransform(BaseModel):
+class GetTransform(Schema):
     job_id: str = Field(pattern=JOB_ID)
 
 
-class ListTransforms(BaseModel):
+class ListTransforms(Schema):
     state: JobState | None = None
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-class TransformList(BaseModel):
+class TransformList(Schema):
     transforms: list[Transform]
     total: int
