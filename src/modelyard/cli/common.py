@@ -80,10 +80,12 @@ def emit(model: BaseModel | dict[str, Any], render: Callable[[], None] | None = 
         render()
 
 
+_UNBOUNDED = 1_000_000
+
+
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a table: fitted to the terminal, or at its full width (no cell cut or wrapped)
     when stdout is not a terminal (a pipe, a file) or with ``--wide``."""
-    from rich.measure import Measurement
     from rich.table import Table
 
     t = Table(title=title)
@@ -94,9 +96,10 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     if console.is_terminal and not _state["wide"]:
         console.print(t)
         return
-    # Console.print never renders wider than the console, so use one as wide as the table.
-    needed = Measurement.get(console, console.options.update_width(1_000_000), t).maximum
-    Console(file=console.file, width=max(needed, console.width)).print(t)
+    # Console.print never renders wider than the console, so use one wider than any table:
+    # a table that does not expand is drawn at its natural width (and its title centred on
+    # it) whatever the console's width, and lines are not padded to it.
+    Console(file=console.file, width=_UNBOUNDED).print(t)
 
 
 def _print_error(code: str, message: str) -> None:
