@@ -3,13 +3,21 @@ principal in the audit log and the outbox."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
-from epkit import sklearn_version
+from epkit import sklearn_version, stop_all_replicas
 from sqlalchemy import select
 
 from conftest import Plane
+from modelyard.client.sdk import Client
+from modelyard.client.transport import EmbeddedTransport
 from modelyard.core.events import EventRow
 from modelyard.core.states import IllegalTransition
+from modelyard.endpoints.controller import EndpointController
 from modelyard.endpoints.placement import (
     LocalPlacement,
     PlacementContext,
@@ -18,10 +26,14 @@ from modelyard.endpoints.placement import (
     placement_kind,
 )
 from modelyard.endpoints.states import REPLICA, ROLLOUT, ROLLOUT_PHASE
-from modelyard.endpoints.store import ReplicaRow, RolloutRow
+from modelyard.endpoints.store import EndpointRow, ReplicaRow, RolloutRow
 from modelyard.errors import ConfigurationError
+from modelyard.runtime import Runtime
 from modelyard.security.schemas import ListAudit
-from modelyard.security.service import LOCAL_USER
+from modelyard.security.service import LOCAL_USER, local_principal
+from testkit import make_settings
+
+WAIT = 10.0  # seconds for what should happen within a poll or two
 
 
 def test_replica_moves_outside_the_table_raise_and_change_nothing() -> None:
@@ -105,3 +117,57 @@ def test_the_controller_acts_as_its_system_principal(plane: Plane) -> None:
         (actor, "Starting", "Ready"),
     ]
     assert set(created) == {LOCAL_USER}  # the service's events name the user who asked
+
+
+CREATE_ELSEWHERE = """
+import sys
+from modelyard.config import Settings
+from modelyard.endpoints.schemas import CreateEndpoint
+from modelyard.runtime import Runtime
+from modelyard.security.service import local_principal
+
+runtime = Runtime(Settings.from_env(home=sys.argv[1]))
+req = CreateEndpoint(name="elsewhere", variants=[{"model": "churn", "version": sys.argv[2]}])
+runtime.execute(
+    runtime.operations["endpoints.create_endpoint"], req, local_principal(), origin="test"
+)
+runtime.close()
+"""
+
+
+def test_an_endpoint_created_by_another_process_wakes_the_controller(tmp_path: Path) -> None:
+    """The other process runs no controller and cannot wake this one in memory: the
+    ``endpoint.created`` outbox event does (the resync is an hour away)."""
+    settings = make_settings(tmp_path)
+    runtime = Runtime(settings)
+    controller = EndpointController(runtime, resync_s=3600)
+    try:
+        v = sklearn_version(Client(EmbeddedTransport(runtime, local_principal())), tmp_path)
+        assert controller.start() is True
+        assert controller.wait_idle(WAIT)  # the start's resync found nothing
+        child = subprocess.run(
+            [sys.executable, "-c", CREATE_ELSEWHERE, str(settings.home), str(v)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert child.returncode == 0, child.stderr
+
+        def replicas() -> list[str]:
+            with runtime.db.transaction(write=False) as session:
+                return list(
+                    session.scalars(
+                        select(ReplicaRow.state)
+                        .join(EndpointRow, EndpointRow.id == ReplicaRow.endpoint_id)
+                        .where(EndpointRow.name == "elsewhere")
+                    )
+                )
+
+        deadline = time.monotonic() + WAIT
+        while not replicas():
+            assert time.monotonic() < deadline, "the controller never looked at the endpoint"
+            time.sleep(0.05)
+    finally:
+        controller.stop()
+        runtime.close()
+        stop_all_replicas(settings.home)
