@@ -29,9 +29,12 @@ venv: $(STAMP)
 quickstart: $(STAMP) console
 	$(BIN)/python examples/quickstart.py
 
+# The import direction (core <- compute <- domains <- runtime <- server/client/cli) is a
+# test that reads every import statement; it runs here too, before the slow suites.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/architecture
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src

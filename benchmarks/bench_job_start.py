@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import modelyard as my
-from modelyard.jobs.backends.ray import shutdown_drivers
+from modelyard.compute.backends.ray import shutdown_drivers
 
 REPO = Path(__file__).resolve().parent.parent
 GOAL_MS = 150.0

@@ -20,7 +20,7 @@ times per model:
   admitted by the controller, its process starts, loads the model, streams the files in
   mini-batches of ``--batch-size`` rows, writes the Parquet predictions, and the output is
   registered as a dataset version with its lineage. Timed from the call to its return.
-  The job's process is forked from the home's warm server (``modelyard.jobs.warm``, the
+  The job's process is forked from the home's warm server (``modelyard.compute.warm``, the
   libraries already imported). Each model's first job is run once before the timed runs
   and printed apart, not counted: the first one starts that server and waits for its
   imports, and a scikit-learn model's first job converts and verifies its ONNX model

@@ -46,7 +46,7 @@ SERVER_SIDE = re.compile(r"^modelyard\.[a-z_]+\.(service|store)$")
 # run provenance capture, the progress bars, and httpx's own command line (click,
 # pygments), which ``import httpx`` loads unless the CLI defers it.
 NOT_FOR_READING = {
-    "modelyard.jobs.archive",
+    "modelyard.compute.archive",
     "modelyard.client.provenance",
     "rich.progress",
     "click",

@@ -37,13 +37,13 @@ from fixtures.ray_cluster import (
 )
 from modelyard.cli.main import app
 from modelyard.client.sdk import connect
+from modelyard.compute.backends import ray as ray_backend_module
+from modelyard.compute.backends.ray import RayBackend
+from modelyard.compute.backends.ray_driver import NAMESPACE
 from modelyard.endpoints.plane import plane_for
 from modelyard.endpoints.ray_replicas import RayReplicas
 from modelyard.endpoints.replica_auth import SECRET_HEADER
 from modelyard.endpoints.schemas import Placement
-from modelyard.jobs.backends import ray as ray_backend_module
-from modelyard.jobs.backends.ray import RayBackend
-from modelyard.jobs.backends.ray_driver import NAMESPACE
 from modelyard.runtime import Runtime
 from testkit import LiveServer, make_settings
 

@@ -17,8 +17,8 @@ import pytest
 
 from modelyard.client.estimators import Estimator
 from modelyard.client.sdk import Client
-from modelyard.jobs.backends import backend_class
-from modelyard.jobs.backends.base import Capacity, ComputeBackend
+from modelyard.compute.backends import backend_class
+from modelyard.compute.backends.base import Capacity, ComputeBackend
 from modelyard.runtime import Runtime
 from testkit import LiveServer, make_settings
 

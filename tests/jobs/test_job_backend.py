@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from jobkit import wait_for
 
+from modelyard.compute.archive import write_tar_gz
+from modelyard.compute.backends import backend_class
+from modelyard.compute.backends.base import AttemptPlan, ComputeBackend, Poll
 from modelyard.core.artifacts import LocalArtifactStore
-from modelyard.jobs.archive import write_tar_gz
-from modelyard.jobs.backends import backend_class
-from modelyard.jobs.backends.base import AttemptPlan, ComputeBackend, Poll
 from modelyard.jobs.schemas import JobSpec
 
 BACKENDS = ["local"]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from modelyard.compute.archive import SOURCE_EXCLUDES, extract_tar_gz, list_tar_gz, write_tar_gz
 from modelyard.core.artifacts import LocalArtifactStore
 from modelyard.data.schemas import StoredFile
 from modelyard.errors import InvalidInput
 from modelyard.jobs import contract, ledger
-from modelyard.jobs.archive import SOURCE_EXCLUDES, extract_tar_gz, list_tar_gz, write_tar_gz
 from modelyard.jobs.schemas import JobSpec, ResolvedChannel, Resources, RetryPolicy
 
 

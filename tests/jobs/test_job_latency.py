@@ -10,11 +10,11 @@ from typing import Any, cast
 
 import pytest
 
+from modelyard.compute.backends.base import AttemptExit, AttemptPlan, Poll
 from modelyard.core.artifacts import LocalArtifactStore
 from modelyard.data.schemas import StoredFile
 from modelyard.errors import ArtifactCorrupted
 from modelyard.jobs import contract
-from modelyard.jobs.backends.base import AttemptExit, AttemptPlan, Poll
 from modelyard.jobs.controller import Controller, change_generation, job_changed, wait_for_change
 from modelyard.jobs.schemas import ResolvedChannel
 from testkit import make_settings

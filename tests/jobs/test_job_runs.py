@@ -331,8 +331,8 @@ def test_a_failed_launch_whose_log_cannot_be_read_either_still_fails_the_job(
     """A backend that refuses a launch (a cluster gone) may not answer the read of the
     attempt's log either: the job must still end Failed with the launch's reason, not
     stay Starting and be launched again and again."""
-    from modelyard.jobs.backends.base import LaunchFailed
-    from modelyard.jobs.backends.local import LocalBackend
+    from modelyard.compute.backends.base import LaunchFailed
+    from modelyard.compute.backends.local import LocalBackend
 
     def refuse(self: LocalBackend, plan: object) -> None:
         raise LaunchFailed("the cluster at ray://gone:10001 is unreachable")

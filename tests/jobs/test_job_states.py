@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from modelyard.client.sdk import Client
 from modelyard.client.transport import EmbeddedTransport
+from modelyard.compute.backends.base import AttemptExit, Collected
 from modelyard.jobs import ledger
-from modelyard.jobs.backends.base import AttemptExit, Collected
 from modelyard.jobs.schemas import Job, ModelArtifact, ResourceUsage, RetryPolicy, SubmitJob
 from modelyard.jobs.states import ATTEMPT_TRANSITIONS, JOB_TRANSITIONS, IllegalTransition, advance
 from modelyard.jobs.store import AttemptRow

@@ -36,21 +36,21 @@ from test_job_backend import (  # the conformance suite, run here against Ray
 
 import modelyard as my
 from fixtures.ray_cluster import RayCluster, kill_named_actors
-from modelyard.core.artifacts import LocalArtifactStore
-from modelyard.endpoints.ray_replica import ReplicaTask
-from modelyard.errors import InvalidInput
-from modelyard.jobs.backends import backend_class
-from modelyard.jobs.backends import ray as ray_backend_module
-from modelyard.jobs.backends import ray_driver as ray_driver_module
-from modelyard.jobs.backends.base import AttemptExit, ComputeBackend, LaunchFailed
-from modelyard.jobs.backends.ray import RayBackend, driver_pids, ray_address
-from modelyard.jobs.backends.ray_driver import (
+from modelyard.compute.backends import backend_class
+from modelyard.compute.backends import ray as ray_backend_module
+from modelyard.compute.backends import ray_driver as ray_driver_module
+from modelyard.compute.backends.base import AttemptExit, ComputeBackend, LaunchFailed
+from modelyard.compute.backends.ray import RayBackend, driver_pids, ray_address
+from modelyard.compute.backends.ray_driver import (
     NAMESPACE,
     RayDriver,
     cluster_environments,
     combine_exits,
 )
-from modelyard.jobs.backends.ray_worker import HostInfo, shard
+from modelyard.compute.backends.ray_worker import HostInfo, shard
+from modelyard.core.artifacts import LocalArtifactStore
+from modelyard.endpoints.ray_replica import ReplicaTask, ReplicaWorker
+from modelyard.errors import InvalidInput
 from modelyard.jobs.schemas import ResolvedChannel, ResourceUsage
 
 __all__ = [
@@ -504,9 +504,11 @@ def test_a_killed_replica_actor_has_left_when_the_kill_returns(
     driver = RayDriver(backend.artifacts.url, backend.tag, backend._options())
     name = f"modelyard.{backend.tag}.ep.r-1.1"
     task = ReplicaTask("r-1", 1, "churn", 1, "0" * 64, "model.tar.gz", backend.artifacts.url)
-    actor = ray_driver_module._RemoteReplica.options(
-        name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=0
-    ).remote(task)
+    actor = (
+        ray_driver_module.remote_class(ReplicaWorker)
+        .options(name=name, namespace=NAMESPACE, lifetime="detached", num_cpus=0)
+        .remote(task)
+    )
     assert ray.get(actor.poll.remote(), timeout=60) is None  # created, no server started
     driver.replica_kill(name)
     with pytest.raises(ValueError, match="Failed to look up actor"):

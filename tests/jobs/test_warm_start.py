@@ -1,4 +1,4 @@
-"""Warm starts (``modelyard.jobs.warm``): modelyard's own job programs run as forks of a
+"""Warm starts (``modelyard.compute.warm``): modelyard's own job programs run as forks of a
 server that imported the ML libraries once, and behave exactly as when started cold.
 
 One home for the module, so the server imports once; the tests that need a server of
@@ -25,7 +25,7 @@ from jobkit import estimator, wait_for
 
 import modelyard as my
 from modelyard.client.sdk import Client, connect
-from modelyard.jobs import warm
+from modelyard.compute import warm
 from modelyard.jobs.schemas import Job, JobFailed
 from transform.transformkit import FEATURES, fitted_model, register_model, table
 
@@ -207,7 +207,7 @@ def test_the_server_refuses_what_is_not_an_attempt_under_its_root(
     outside = tmp_path / "attempt"
     outside.mkdir()
     (outside / "launch.json").write_text(
-        json.dumps({"command": [sys.executable, "-m", "modelyard.jobs.supervisor"]})
+        json.dumps({"command": [sys.executable, "-m", "modelyard.compute.supervisor"]})
     )
     no_launch = home / "jobs" / "not-an-attempt"
     no_launch.mkdir()
@@ -292,7 +292,7 @@ def test_run_as_main_gives_the_module_what_a_new_interpreter_would(tmp_path: Pat
         """
         import json, os, sys
         import numpy, sklearn.ensemble  # OpenMP and BLAS loaded before the fork, as in the server
-        from modelyard.jobs import warm
+        from modelyard.compute import warm
         launch = json.loads(sys.argv[1])
         pid = os.fork()
         if pid == 0:

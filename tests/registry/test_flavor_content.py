@@ -17,10 +17,10 @@ import pytest
 
 from modelyard.cli.main import app
 from modelyard.client.sdk import Client
+from modelyard.compute.archive import write_tar_gz
 from modelyard.errors import InvalidInput, NotFound
 from modelyard.flavors import save_model
 from modelyard.flavors._content import content_flavor
-from modelyard.jobs.archive import write_tar_gz
 from testkit import LiveServer
 
 HANDLER = """\

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from modelyard.cli.main import app
 from modelyard.client.sdk import Client
+from modelyard.compute.archive import write_tar_gz
 from modelyard.errors import InvalidInput
 from modelyard.flavors import save_model
-from modelyard.jobs.archive import write_tar_gz
 from modelyard.serving.handler import Handler
 from testkit import LiveServer
 

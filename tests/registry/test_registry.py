@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from modelyard.client.sdk import Client
+from modelyard.compute.archive import write_tar_gz
 from modelyard.errors import AlreadyExists, Conflict, InvalidInput, NotFound
-from modelyard.jobs.archive import write_tar_gz
 
 
 def _upload(client: Client, content: bytes = b"model bytes") -> str:

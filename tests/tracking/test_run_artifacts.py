@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from modelyard.cli.main import app
 from modelyard.client.sdk import Client, connect
 from modelyard.client.transport import EmbeddedTransport
+from modelyard.compute.archive import extract_tar_gz, list_tar_gz
 from modelyard.errors import Conflict, InvalidInput, NotFound
-from modelyard.jobs.archive import extract_tar_gz, list_tar_gz
 from modelyard.lineage.schemas import GetLineage
 from modelyard.runtime import Runtime
 from modelyard.security.service import local_principal

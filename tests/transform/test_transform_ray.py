@@ -13,8 +13,8 @@ from transformkit import FEATURES, fitted_model, register_model, table
 
 import modelyard as my
 from fixtures.ray_cluster import RayCluster, kill_named_actors
-from modelyard.jobs.backends.ray import RayBackend
-from modelyard.jobs.backends.ray_driver import NAMESPACE
+from modelyard.compute.backends.ray import RayBackend
+from modelyard.compute.backends.ray_driver import NAMESPACE
 
 
 @pytest.fixture

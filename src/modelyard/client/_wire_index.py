@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "28b1738886d0b702a40baec1d74b9f5f64be6b196348271eeadb93bc3e1a789a"
+SOURCE_DIGEST = "318e7fa2f1c17de9b047044e3250dc32ace1753c8509e08accc16f3b873dcf3c"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (

@@ -95,7 +95,7 @@ class JobsAPI:
         With ``source_dir``, the whole folder (without caches, ``.git`` and virtual
         environments) and ``entry_point`` relative to it; without, the one script.
         """
-        from modelyard.jobs.archive import SOURCE_EXCLUDES, walk, write_tar_gz
+        from modelyard.compute.archive import SOURCE_EXCLUDES, walk, write_tar_gz
 
         with tempfile.TemporaryDirectory(prefix="modelyard-src-") as tmp:
             archive = Path(tmp) / "source.tar.gz"
@@ -182,7 +182,7 @@ class JobsAPI:
             return ChannelInput(name=name, artifact=ref.digest, filename=path.name, mode=mode)
         if not path.is_dir():
             raise InvalidInput(f"input {name!r}: {str(path)!r} is neither a file nor a folder")
-        from modelyard.jobs.archive import walk
+        from modelyard.compute.archive import walk
 
         files = [
             DatasetFile(path=rel, digest=self._artifacts.upload(path / rel).digest)

@@ -18,7 +18,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from modelyard.jobs.archive import SOURCE_EXCLUDES, write_tar_gz
+from modelyard.compute.archive import SOURCE_EXCLUDES, write_tar_gz
 
 
 @cache

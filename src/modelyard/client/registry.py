@@ -122,7 +122,7 @@ class ModelsAPI:
     # versions
     def _upload(self, path: Path) -> tuple[str, str]:
         """Upload a file or a folder (as .tar.gz): (digest, file name or '')."""
-        from modelyard.jobs.archive import SOURCE_EXCLUDES, write_tar_gz
+        from modelyard.compute.archive import SOURCE_EXCLUDES, write_tar_gz
 
         if path.is_dir():
             with tempfile.TemporaryDirectory(prefix="modelyard-model-") as tmp:
@@ -137,7 +137,7 @@ class ModelsAPI:
         self, entry_point: str | os.PathLike[str], source_dir: str | os.PathLike[str] | None
     ) -> tuple[str, str]:
         """Upload the handler's folder (or its one file) as .tar.gz: (entry point, digest)."""
-        from modelyard.jobs.archive import SOURCE_EXCLUDES, write_tar_gz
+        from modelyard.compute.archive import SOURCE_EXCLUDES, write_tar_gz
 
         with tempfile.TemporaryDirectory(prefix="modelyard-handler-") as tmp:
             archive = Path(tmp) / "source.tar.gz"
@@ -209,7 +209,7 @@ class ModelsAPI:
         elif artifact is None:
             if job_id is None:
                 raise InvalidInput("give artifact (a digest), path, or job_id of a trained model")
-            from modelyard.jobs.archive import extract_tar_gz
+            from modelyard.compute.archive import extract_tar_gz
             from modelyard.jobs.schemas import GetJob, Job
 
             job: Job = self._t.call("jobs.describe", _build(GetJob, job_id=job_id))
@@ -305,7 +305,7 @@ class ModelsAPI:
         ``dest/<its file name>`` and that path is returned. Content is verified against
         its digest before anything is written to ``dest``.
         """
-        from modelyard.jobs.archive import extract_tar_gz, list_tar_gz
+        from modelyard.compute.archive import extract_tar_gz, list_tar_gz
 
         found = self.version(name, version)
         # The name comes from the server: one component, never a path out of dest.

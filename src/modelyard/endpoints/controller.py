@@ -44,6 +44,7 @@ import psutil
 from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
+from modelyard.compute.supervisor import write_json_atomic
 from modelyard.config import Settings
 from modelyard.core import controllers
 from modelyard.core.artifacts import ArtifactStore
@@ -63,7 +64,6 @@ from modelyard.endpoints.rollouts import RolloutReconciler
 from modelyard.endpoints.router import Router, invalidate_routers
 from modelyard.endpoints.states import LIVE, REPLICA
 from modelyard.endpoints.store import EndpointRow, ReplicaRow, RolloutRow
-from modelyard.jobs.supervisor import write_json_atomic
 
 log = logging.getLogger("modelyard.endpoints")
 

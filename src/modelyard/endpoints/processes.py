@@ -1,6 +1,6 @@
 """Replica processes: a model server (``python -m modelyard.serving``) per replica.
 
-Each replica attempt runs under the jobs supervisor (``modelyard.jobs.supervisor``) in a
+Each replica attempt runs under the jobs supervisor (``modelyard.compute.supervisor``) in a
 new session, so it outlives a control-plane crash: after a restart the controller finds
 it again by the supervisor's pid and start time (stored in ``endpoint_replicas``) and the
 files the supervisor writes (``supervisor.json``: the model server's pid;
@@ -37,11 +37,11 @@ import httpx
 import psutil
 
 import modelyard
+from modelyard.compute.archive import extract_tar_gz, list_tar_gz
+from modelyard.compute.supervisor import LAUNCH, STATUS, STDERR, STOP, SUPERVISOR, write_json_atomic
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.paths import safe_component
 from modelyard.errors import InvalidInput
-from modelyard.jobs.archive import extract_tar_gz, list_tar_gz
-from modelyard.jobs.supervisor import LAUNCH, STATUS, STDERR, STOP, SUPERVISOR, write_json_atomic
 from modelyard.serving.settings import SECRET_ENV, SECRET_HEADER
 
 HOST = "127.0.0.1"
@@ -269,7 +269,7 @@ class Replicas:
         )
         with open(directory / "supervisor.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "modelyard.jobs.supervisor", str(directory)],
+                [sys.executable, "-m", "modelyard.compute.supervisor", str(directory)],
                 cwd=directory,
                 env=supervisor_env,
                 stdin=subprocess.DEVNULL,

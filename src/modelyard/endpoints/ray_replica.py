@@ -4,7 +4,7 @@ With placement ``ray``, each attempt of a replica is a detached, named Ray actor
 (``modelyard.<home tag>.ep.<replica id>.<attempt>``, namespace ``modelyard``) running this
 class on the node Ray places it on. ``start`` fetches the model version's artifact from the
 artifact store on that node (extracted once per digest under the node's work folder,
-:func:`~modelyard.jobs.backends.ray_worker.work_root`), starts the model server
+:func:`~modelyard.compute.backends.ray_worker.work_root`), starts the model server
 (``python -m modelyard.serving``) bound to the node's IP on a free port and reports
 ``(host, port)``; the control plane's router then forwards to that address.
 
@@ -29,9 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelyard.compute.backends.ray_worker import die_with_spawner, node_address, work_root
 from modelyard.core.artifacts import open_store
 from modelyard.endpoints.processes import ModelCache, server_command, server_environment
-from modelyard.jobs.backends.ray_worker import _supervisor_setup, node_address, work_root
 from modelyard.serving.settings import SECRET_ENV
 
 
@@ -105,7 +105,7 @@ class ReplicaWorker:
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 start_new_session=True,
-                preexec_fn=_supervisor_setup,
+                preexec_fn=die_with_spawner,
             )
 
     def poll(self) -> str | None:

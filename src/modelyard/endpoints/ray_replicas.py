@@ -2,7 +2,7 @@
 
 The controller calls this for a replica row whose ``placement`` is a Ray backend URL. As
 for jobs, the control plane never imports Ray: the calls go to the Ray driver process of
-:mod:`modelyard.jobs.backends.ray` (one per cluster address, shared with the jobs), which
+:mod:`modelyard.compute.backends.ray` (one per cluster address, shared with the jobs), which
 runs :class:`~modelyard.endpoints.ray_replica.ReplicaWorker` actors.
 
 Attempt ``n`` of replica ``R`` is the detached actor ``modelyard.<home tag>.ep.R.n`` in
@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from modelyard.compute.backends.ray import FORWARDED_ENV, RayBackend
 from modelyard.core.artifacts import ArtifactStore
-from modelyard.endpoints.ray_replica import ReplicaTask
+from modelyard.endpoints.ray_replica import ReplicaTask, ReplicaWorker
 from modelyard.endpoints.replica_auth import ReplicaKeys
 from modelyard.errors import ConfigurationError
-from modelyard.jobs.backends.ray import FORWARDED_ENV, RayBackend
 
 
 class RayReplicas:
@@ -47,7 +47,7 @@ class RayReplicas:
         return f"modelyard.{self.backend.tag}.ep.{replica_id}.{attempt}"
 
     def _call(self, method: str, *args: Any) -> Any:
-        return self.backend._call(method, *args)
+        return self.backend.call(method, *args)
 
     def launch(
         self, replica_id: str, attempt: int, variant: dict[str, Any], num_cpus: float
@@ -73,6 +73,7 @@ class RayReplicas:
         info: dict[str, Any] = self._call(
             "replica_start",
             self.actor_name(replica_id, attempt),
+            ReplicaWorker,
             task,
             num_cpus,
             self.start_timeout_s,

@@ -61,8 +61,8 @@ class Autoscaling(Schema):
 
 def _check_backend(url: str) -> str:
     if url != "local":
+        from modelyard.compute.backends.ray import ray_address  # imports no Ray
         from modelyard.errors import InvalidInput
-        from modelyard.jobs.backends.ray import ray_address  # imports no Ray
 
         try:
             ray_address(url)

@@ -33,7 +33,7 @@ from modelyard.flavors._descriptor import (
     sha256_file,
 )
 from modelyard.flavors._signature import as_columns, as_matrix, infer_signature, validate
-from modelyard.flavors._sklearn import DEFAULT_TRUSTED_TYPES
+from modelyard.flavors._sklearn import DEFAULT_TRUSTED_TYPES, import_skops
 
 __all__ = [
     "DEFAULT_TRUSTED_TYPES",
@@ -51,6 +51,7 @@ __all__ = [
     "as_columns",
     "as_matrix",
     "get_flavor",
+    "import_skops",
     "infer_flavor",
     "infer_signature",
     "load_model",

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.compute.archive import extract_tar_gz, walk, write_tar_gz
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.paths import safe_join
 from modelyard.jobs import builtins
-from modelyard.jobs.archive import extract_tar_gz, walk, write_tar_gz
 from modelyard.jobs.schemas import JobSpec, ModelArtifact, OutputFile, Program, ResolvedChannel
 
 FAILURE_LIMIT = 1024  # characters of output/failure kept, as SageMaker's FailureReason

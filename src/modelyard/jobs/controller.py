@@ -19,7 +19,7 @@ milliseconds rather than at the next pass. Every job state change the controller
 is announced in-process (:func:`job_changed`), so an embedded client waiting on a job
 wakes at once instead of at its next poll. Nothing lives only in memory: after a crash
 the next controller finds every attempt again through the rows and the backend (see
-:mod:`modelyard.jobs.backends.local`), so a job is re-attached, finalized, or failed as
+:mod:`modelyard.compute.backends.local`), so a job is re-attached, finalized, or failed as
 lost and retried — never left Running.
 
 One controller runs per ``MODELYARD_HOME`` (an exclusive file lock): a second process on
@@ -42,12 +42,8 @@ from typing import IO, Any, Protocol
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from modelyard.config import Settings
-from modelyard.core.artifacts import ArtifactStore
-from modelyard.core.db import Database
-from modelyard.jobs import ledger
-from modelyard.jobs.backends import backend_class
-from modelyard.jobs.backends.base import (
+from modelyard.compute.backends import backend_class
+from modelyard.compute.backends.base import (
     AttemptExit,
     AttemptPlan,
     BackendRef,
@@ -56,6 +52,10 @@ from modelyard.jobs.backends.base import (
     LaunchFailed,
     Poll,
 )
+from modelyard.config import Settings
+from modelyard.core.artifacts import ArtifactStore
+from modelyard.core.db import Database
+from modelyard.jobs import ledger
 from modelyard.jobs.ledger import ActiveAttempt
 from modelyard.jobs.metrics import MetricExtractor
 from modelyard.jobs.schemas import TERMINAL_STATES

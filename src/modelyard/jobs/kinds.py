@@ -56,6 +56,7 @@ from pydantic import BaseModel
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
+from modelyard.compute.archive import list_tar_gz
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.controllers import Controller, system_principal
 from modelyard.core.db import Database, utcnow
@@ -63,7 +64,6 @@ from modelyard.core.operations import Context, Operation, Principal
 from modelyard.core.paths import safe_relpath
 from modelyard.errors import AlreadyExists, InvalidInput, ModelyardError
 from modelyard.jobs import builtins
-from modelyard.jobs.archive import list_tar_gz
 from modelyard.jobs.contract import user_program
 from modelyard.jobs.schemas import (
     KIND_NAME,

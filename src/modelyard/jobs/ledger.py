@@ -16,10 +16,10 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from modelyard.compute.backends.base import AttemptExit, BackendRef, Collected
 from modelyard.core.db import Database, utcnow
 from modelyard.core.events import write_events
 from modelyard.core.ids import new_id
-from modelyard.jobs.backends.base import AttemptExit, BackendRef, Collected
 from modelyard.jobs.metrics import ExtractedMetric
 from modelyard.jobs.schemas import TERMINAL_STATES, JobSpec
 from modelyard.jobs.states import advance

@@ -17,6 +17,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from modelyard.compute.backends import backend_class
 from modelyard.core import lineage
 from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
@@ -25,7 +26,6 @@ from modelyard.core.paths import safe_relpath
 from modelyard.data import service as data_service
 from modelyard.data.schemas import GetDataset, GetVersion, StoredFile
 from modelyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from modelyard.jobs.backends import backend_class
 from modelyard.jobs.controller import make_controller, notify_after_commit
 from modelyard.jobs.kinds import kind_for, make_finishers
 from modelyard.jobs.ledger import end_job_run

@@ -16,12 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelyard.compute.archive import extract_tar_gz, list_tar_gz, write_tar_gz
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.paths import safe_component, safe_join
 from modelyard.errors import InvalidInput
 from modelyard.flavors import MODEL_FILE
 from modelyard.flavors._content import HANDLER_SCRIPT
-from modelyard.jobs.archive import extract_tar_gz, list_tar_gz, write_tar_gz
 
 _GZIP_MAGIC = b"\x1f\x8b"
 CODE_DIR = "code"

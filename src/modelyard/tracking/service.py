@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from modelyard.artifacts.streams import object_stream
+from modelyard.compute.archive import write_tar_gz
 from modelyard.core import lineage
 from modelyard.core.db import utcnow
 from modelyard.core.ids import new_id
@@ -29,7 +30,6 @@ from modelyard.core.paths import safe_relpath
 from modelyard.data import service as data_service
 from modelyard.data.schemas import GetDataset, GetVersion
 from modelyard.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PermissionDenied
-from modelyard.jobs.archive import write_tar_gz
 from modelyard.tracking import metrics, query, recording
 from modelyard.tracking.schemas import (
     MAX_BATCH_POINTS,

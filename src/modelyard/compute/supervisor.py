@@ -1,4 +1,4 @@
-"""The per-attempt supervisor: ``python -m modelyard.jobs.supervisor <attempt dir>``.
+"""The per-attempt supervisor: ``python -m modelyard.compute.supervisor <attempt dir>``.
 
 The local backend starts one supervisor per attempt in a new session, detached from the
 control plane, so the attempt survives a control-plane crash. The supervisor
@@ -226,7 +226,7 @@ def supervise(directory: Path, spawn: Spawn = spawn_process, *, start: str = "co
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        sys.stderr.write("usage: python -m modelyard.jobs.supervisor <attempt dir>\n")
+        sys.stderr.write("usage: python -m modelyard.compute.supervisor <attempt dir>\n")
         return 2
     return supervise(Path(argv[1]))
 

@@ -1,9 +1,9 @@
 """The local backend: each attempt is a supervised process tree on this machine.
 
 ``launch`` builds the contract tree under ``<home>/jobs/<job>/attempts/<n>/ml``, writes
-``launch.json`` and starts ``python -m modelyard.jobs.supervisor <attempt dir>`` in a new
+``launch.json`` and starts ``python -m modelyard.compute.supervisor <attempt dir>`` in a new
 session, so the attempt outlives the control plane. Everything else reads files the
-supervisor writes (see :mod:`modelyard.jobs.supervisor`) and checks the supervisor's pid
+supervisor writes (see :mod:`modelyard.compute.supervisor`) and checks the supervisor's pid
 (with its start time, so a reused pid is not mistaken for it). Nothing is kept only in
 memory except the handles used to reap supervisors this process started.
 """
@@ -28,9 +28,8 @@ from typing import Any
 import psutil
 
 import modelyard
-from modelyard.errors import InvalidInput, ModelyardError
-from modelyard.jobs import contract, warm
-from modelyard.jobs.backends.base import (
+from modelyard.compute import warm
+from modelyard.compute.backends.base import (
     AttemptExit,
     AttemptPlan,
     BackendRef,
@@ -41,9 +40,8 @@ from modelyard.jobs.backends.base import (
     LogLines,
     Poll,
 )
-from modelyard.jobs.environments import EnvironmentBuildFailed, ensure_environment
-from modelyard.jobs.schemas import JobSpec, ResourceUsage
-from modelyard.jobs.supervisor import (
+from modelyard.compute.environments import EnvironmentBuildFailed, ensure_environment
+from modelyard.compute.supervisor import (
     LAUNCH,
     STATUS,
     STDERR,
@@ -53,6 +51,9 @@ from modelyard.jobs.supervisor import (
     make_durable,
     write_json_atomic,
 )
+from modelyard.errors import InvalidInput, ModelyardError
+from modelyard.jobs import contract
+from modelyard.jobs.schemas import JobSpec, ResourceUsage
 
 HOST = "algo-1"
 READ_CHUNK = 1 << 20  # bytes of one stream read per poll
@@ -115,7 +116,7 @@ class LocalBackend(ComputeBackend):
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
         self._gpus = _gpu_count()
-        # modelyard's own job programs start as forks of a warm server (see jobs.warm).
+        # modelyard's own job programs start as forks of a warm server (see compute.warm).
         self._warm = warm.WarmServer(home / "jobs") if warm.enabled() else None
 
     def close(self) -> None:
@@ -216,7 +217,7 @@ class LocalBackend(ComputeBackend):
         with open(directory / "supervisor.log", "ab") as sup_log:
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "modelyard.jobs.supervisor", str(directory)],
+                    [sys.executable, "-m", "modelyard.compute.supervisor", str(directory)],
                     cwd=directory,
                     env=sup_env,
                     stdin=subprocess.DEVNULL,

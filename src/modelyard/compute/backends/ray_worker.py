@@ -1,6 +1,6 @@
 """The node side of the Ray backend: one :class:`HostWorker` per host of an attempt.
 
-:mod:`modelyard.jobs.backends.ray` runs this class as a detached, named Ray actor on the
+:mod:`modelyard.compute.backends.ray` runs this class as a detached, named Ray actor on the
 node Ray places it on. The actor is a thin shell around the local backend's machinery, so
 a job runs the same way on every backend:
 
@@ -8,10 +8,10 @@ a job runs the same way on every backend:
   work folder, fetches the source and this host's inputs from the artifact store itself,
   builds the per-job environment when the source has a ``requirements.txt``, and reports
   the node's address (plus, on algo-1 of a multi-host job, an XGBoost tracker);
-- ``start`` writes ``launch.json`` and starts ``python -m modelyard.jobs.supervisor`` —
+- ``start`` writes ``launch.json`` and starts ``python -m modelyard.compute.supervisor`` —
   the very supervisor the local backend uses;
 - ``poll``, ``read_logs``, ``stop``, ``collect`` and ``cleanup`` are the local backend's
-  methods run on the node (:class:`~modelyard.jobs.backends.local.LocalBackend` over the
+  methods run on the node (:class:`~modelyard.compute.backends.local.LocalBackend` over the
   node's paths); ``collect`` stores ``model/`` and ``output/`` into the artifact store
   from the node.
 
@@ -46,10 +46,7 @@ from typing import Any, Literal
 import psutil
 
 import modelyard
-from modelyard.core.artifacts import open_store
-from modelyard.errors import ModelyardError
-from modelyard.jobs import contract
-from modelyard.jobs.backends.base import (
+from modelyard.compute.backends.base import (
     AttemptExit,
     AttemptPlan,
     BackendRef,
@@ -57,10 +54,13 @@ from modelyard.jobs.backends.base import (
     LogLines,
     Poll,
 )
-from modelyard.jobs.backends.local import LocalBackend
-from modelyard.jobs.environments import EnvironmentBuildFailed, ensure_environment
+from modelyard.compute.backends.local import LocalBackend
+from modelyard.compute.environments import EnvironmentBuildFailed, ensure_environment
+from modelyard.compute.supervisor import LAUNCH, STDOUT, write_json_atomic
+from modelyard.core.artifacts import open_store
+from modelyard.errors import ModelyardError
+from modelyard.jobs import contract
 from modelyard.jobs.schemas import JobSpec, ResolvedChannel
-from modelyard.jobs.supervisor import LAUNCH, STDOUT, write_json_atomic
 
 WORKDIR_ENV = "MODELYARD_RAY_WORKDIR"
 SHARDED = "ShardedByS3Key"
@@ -163,8 +163,10 @@ def node_address() -> tuple[str, str | None]:
     return str(ip), str(ray.get_runtime_context().get_node_id())
 
 
-def _supervisor_setup() -> None:
-    """Runs in the supervisor before exec: die with the thread that started it."""
+def die_with_spawner() -> None:
+    """A ``preexec_fn``: the child gets SIGKILL when the thread that started it ends
+    (Linux's parent-death signal; nothing elsewhere). Used for the job's supervisor and
+    for a replica's server, so neither outlives the actor that watches it."""
     if _LIBC is not None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
@@ -356,14 +358,14 @@ class HostWorker:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, env.get("PYTHONPATH")]))
         with open(directory / "supervisor.log", "ab") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "modelyard.jobs.supervisor", str(directory)],
+                [sys.executable, "-m", "modelyard.compute.supervisor", str(directory)],
                 cwd=directory,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                preexec_fn=_supervisor_setup,
+                preexec_fn=die_with_spawner,
             )
 
     # -- watch ------------------------------------------------------------------------------

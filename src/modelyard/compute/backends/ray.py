@@ -10,7 +10,7 @@ Backend URLs:
 
 The control plane does not import Ray. A Ray driver ends its whole process when the
 cluster's GCS is unreachable for 60 s, so each address gets a driver process of its own
-(:mod:`modelyard.jobs.backends.ray_driver`), started on first use and shared by the
+(:mod:`modelyard.compute.backends.ray_driver`), started on first use and shared by the
 control planes of this process; calls go to it over a local socket. If it dies (the
 cluster went away), calls fail with :class:`~modelyard.errors.ConfigurationError` — the
 controller retries them on its next pass — and a new one is started, at most every
@@ -20,7 +20,7 @@ Each host ``algo-<i>`` of attempt ``n`` of job ``J`` is the actor
 ``modelyard.<home tag>.J.n.algo-<i>`` in namespace ``modelyard``, created with
 ``lifetime="detached"`` so it outlives the control plane: after a restart the controller
 finds it again by name from the plan alone. The actor
-(:class:`~modelyard.jobs.backends.ray_worker.HostWorker`) runs the local backend's
+(:class:`~modelyard.compute.backends.ray_worker.HostWorker`) runs the local backend's
 supervisor on its node and answers ``poll``/``read_logs``/``stop``/``collect``. It reads
 the source and inputs from the artifact store and writes model/output back to it from the
 node, so a multi-node cluster needs an artifact store every node reaches (``s3://``); a
@@ -30,7 +30,7 @@ local-folder store works where all nodes share the file system (one machine).
 placement group with the ``SPREAD`` strategy (one bundle per host, spread over nodes
 where possible; on a one-node cluster all bundles land on that node). Every host gets
 ``SM_HOSTS``/``SM_CURRENT_HOST``, its shard of each ``ShardedByS3Key`` channel, and the
-data-parallel variables of :func:`~modelyard.jobs.backends.ray_driver.cluster_environments`.
+data-parallel variables of :func:`~modelyard.compute.backends.ray_driver.cluster_environments`.
 The attempt succeeds when every host succeeds; a failing host stops the others;
 ``model/`` and ``output/`` come from algo-1. Log lines of algo-1 are stored as they are,
 other hosts' prefixed ``[algo-<i>] ``.
@@ -57,9 +57,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import modelyard
-from modelyard.core.artifacts import ArtifactStore
-from modelyard.errors import ConfigurationError, InvalidInput
-from modelyard.jobs.backends.base import (
+from modelyard.compute.backends.base import (
     AttemptPlan,
     BackendRef,
     Capacity,
@@ -69,6 +67,8 @@ from modelyard.jobs.backends.base import (
     LogLines,
     Poll,
 )
+from modelyard.core.artifacts import ArtifactStore
+from modelyard.errors import ConfigurationError, InvalidInput
 from modelyard.jobs.schemas import JobSpec
 
 DEFAULT_CLIENT_PORT = 10001
@@ -175,7 +175,7 @@ class _Driver:
         # The driver gives up (ends) 10 s after the cluster became unreachable, not 60 s:
         # calls stuck meanwhile wait that long, and a new driver takes over.
         env.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", "10")
-        command = [sys.executable, "-m", "modelyard.jobs.backends.ray_driver", socket_path]
+        command = [sys.executable, "-m", "modelyard.compute.backends.ray_driver", socket_path]
         self.process = process = subprocess.Popen(
             [*command, self.address, str(os.getpid())],
             stdin=subprocess.PIPE,
@@ -343,7 +343,7 @@ class RayBackend(ComputeBackend):
         )
 
     def _driver(self) -> Any:
-        """This control plane's :class:`~modelyard.jobs.backends.ray_driver.RayDriver`."""
+        """This control plane's :class:`~modelyard.compute.backends.ray_driver.RayDriver`."""
         driver = _driver_for(self.address)
         with self._lock:
             if self._proxy is None or self._proxy_of is not driver:
@@ -378,7 +378,9 @@ class RayBackend(ComputeBackend):
                 raise error
             time.sleep(DRIVER_RETRY_S)
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def call(self, method: str, *args: Any) -> Any:
+        """``method`` of this control plane's :class:`RayDriver` in the driver process;
+        :class:`ConfigurationError` when the driver (the cluster) is gone."""
         try:
             return getattr(self._driver(), method)(*args)
         except _GONE as exc:
@@ -390,7 +392,7 @@ class RayBackend(ComputeBackend):
             ) from exc
 
     def capacity(self) -> Capacity:
-        result: Capacity = self._call("capacity")
+        result: Capacity = self.call("capacity")
         return result
 
     def launch(self, plan: AttemptPlan) -> BackendRef:
@@ -399,28 +401,28 @@ class RayBackend(ComputeBackend):
         :class:`LaunchFailed` with the last connection error if it is still not there."""
         try:
             self.wait_for_driver(self.connect_timeout_s)
-            ref: BackendRef = self._call("launch", plan)
+            ref: BackendRef = self.call("launch", plan)
         except ConfigurationError as exc:
             raise LaunchFailed(str(exc)) from exc
         return ref
 
     def poll(self, plan: AttemptPlan, ref: BackendRef) -> Poll:
-        result: Poll = self._call("poll", plan, ref)
+        result: Poll = self.call("poll", plan, ref)
         return result
 
     def read_logs(
         self, plan: AttemptPlan, ref: BackendRef, offsets: dict[str, int], *, final: bool
     ) -> LogLines:
-        result: LogLines = self._call("read_logs", plan, ref, offsets, final)
+        result: LogLines = self.call("read_logs", plan, ref, offsets, final)
         return result
 
     def stop(self, plan: AttemptPlan, ref: BackendRef) -> None:
-        self._call("stop", plan, ref)
+        self.call("stop", plan, ref)
 
     def collect(self, plan: AttemptPlan, ref: BackendRef, *, succeeded: bool) -> Collected:
-        result: Collected = self._call("collect", plan, ref, succeeded)
+        result: Collected = self.call("collect", plan, ref, succeeded)
         return result
 
     def cleanup(self, plan: AttemptPlan, ref: BackendRef) -> None:
         with contextlib.suppress(ConfigurationError):  # the actors end by themselves later
-            self._call("cleanup", plan, ref)
+            self.call("cleanup", plan, ref)

@@ -1,8 +1,8 @@
-"""The Ray driver process of the Ray backend: ``python -m modelyard.jobs.backends.ray_driver``.
+"""The Ray driver process of the Ray backend: ``python -m modelyard.compute.backends.ray_driver``.
 
 A Ray driver terminates its whole process when the cluster's GCS stays unreachable for
 60 s, and ``ray.init`` is process-wide. So the control plane never connects to Ray
-itself: :mod:`modelyard.jobs.backends.ray` starts this process (one per cluster address)
+itself: :mod:`modelyard.compute.backends.ray` starts this process (one per cluster address)
 and calls :class:`RayDriver` in it through :mod:`multiprocessing.managers` over a Unix
 socket (private folder, random auth key read from stdin). If the cluster goes away, this
 process ends; the control plane keeps running and starts a new one when Ray is back.
@@ -14,7 +14,7 @@ SIGTERM.
 
 What it does for a control plane: each host ``algo-<i>`` of attempt ``n`` of job ``J`` is
 the detached actor ``modelyard.<home tag>.J.n.algo-<i>`` (namespace ``modelyard``) running
-:class:`~modelyard.jobs.backends.ray_worker.HostWorker`; a multi-host attempt's resources
+:class:`~modelyard.compute.backends.ray_worker.HostWorker`; a multi-host attempt's resources
 are a detached ``SPREAD`` placement group of the same name minus the host.
 """
 
@@ -42,9 +42,7 @@ from ray.util.placement_group import (
 )
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from modelyard.endpoints.ray_replica import ReplicaTask, ReplicaWorker
-from modelyard.errors import ConfigurationError
-from modelyard.jobs.backends.base import (
+from modelyard.compute.backends.base import (
     AttemptExit,
     AttemptPlan,
     BackendRef,
@@ -54,8 +52,8 @@ from modelyard.jobs.backends.base import (
     LogLines,
     Poll,
 )
-from modelyard.jobs.backends.ray import DriverOptions
-from modelyard.jobs.backends.ray_worker import (
+from modelyard.compute.backends.ray import DriverOptions
+from modelyard.compute.backends.ray_worker import (
     HOST_ADDRESSES_ENV,
     LGBM_MACHINES_ENV,
     LGBM_PORT_ENV,
@@ -66,13 +64,25 @@ from modelyard.jobs.backends.ray_worker import (
     HostTask,
     HostWorker,
 )
+from modelyard.errors import ConfigurationError
 from modelyard.jobs.contract import FAILURE_LIMIT
 from modelyard.jobs.schemas import JobSpec, ResourceUsage
 
 NAMESPACE = "modelyard"
 
 _RemoteWorker = ray.remote(HostWorker)
-_RemoteReplica = ray.remote(ReplicaWorker)
+_remote_classes: dict[type, Any] = {}
+_remote_lock = threading.Lock()
+
+
+def remote_class(worker: type) -> Any:
+    """``ray.remote(worker)``, made once per class (a replica's worker class is named by
+    the domain that runs replicas, e.g. the endpoints' ``ReplicaWorker``)."""
+    with _remote_lock:
+        remote = _remote_classes.get(worker)
+        if remote is None:
+            remote = _remote_classes[worker] = ray.remote(worker)
+        return remote
 
 
 def connect(address: str) -> None:
@@ -146,7 +156,7 @@ def combine_exits(hosts: Sequence[str], exits: Sequence[AttemptExit]) -> Attempt
 class RayDriver:
     """The Ray backend's calls for one control plane (one ``home``), in the driver process.
 
-    Methods mirror :class:`~modelyard.jobs.backends.base.ComputeBackend`'s and raise only
+    Methods mirror :class:`~modelyard.compute.backends.base.ComputeBackend`'s and raise only
     :class:`LaunchFailed`, :class:`ConfigurationError` or :class:`RuntimeError` (they
     travel back to the control plane pickled).
     """
@@ -495,30 +505,39 @@ class RayDriver:
         self._call(plan, "cleanup", timeout=self.options.call_timeout_s)
         self._discard(plan)
 
-    # -- endpoint replicas ------------------------------------------------------------------
-    # Each replica attempt is a detached actor named by the control plane
-    # (``modelyard.<tag>.ep.<replica id>.<attempt>``); see modelyard.endpoints.ray_replicas.
+    # -- replicas ---------------------------------------------------------------------------
+    # Each replica attempt (of an endpoint, for one) is a detached actor named by the
+    # control plane (``modelyard.<tag>.ep.<replica id>.<attempt>``) running ``worker``, a
+    # class of the domain's (see modelyard.endpoints.ray_replicas): ``worker(task)`` with
+    # ``start() -> dict``, ``poll() -> str | None`` (None while it runs, else how it
+    # ended) and ``stop()``. The class and task arrive pickled by reference, so this
+    # module imports no domain.
 
     def replica_start(
-        self, name: str, task: ReplicaTask, num_cpus: float, timeout_s: float
+        self, name: str, worker: type, task: Any, num_cpus: float, timeout_s: float
     ) -> dict[str, Any]:
-        """Create the replica's actor (spread over the nodes) and start its model server.
+        """Create the replica's actor (spread over the nodes) and start its server.
 
-        Returns ``{"host", "port", "pid", "node_id"}``; :class:`LaunchFailed` (the actor
-        killed) when it cannot be placed or started within ``timeout_s``.
+        Returns what ``worker.start`` returns (``{"host", "port", "pid", "node_id"}`` for
+        an endpoint replica); :class:`LaunchFailed` (the actor killed) when it cannot be
+        placed or started within ``timeout_s``.
         """
         self.replica_kill(name)  # what a launch interrupted by a crash left behind
         try:
-            handle: Any = _RemoteReplica.options(
-                name=name,
-                namespace=NAMESPACE,
-                lifetime="detached",
-                max_restarts=0,
-                max_task_retries=0,
-                max_concurrency=4,  # poll and stop answer while start fetches the model
-                num_cpus=num_cpus,
-                scheduling_strategy="SPREAD",
-            ).remote(task)
+            handle: Any = (
+                remote_class(worker)
+                .options(
+                    name=name,
+                    namespace=NAMESPACE,
+                    lifetime="detached",
+                    max_restarts=0,
+                    max_task_retries=0,
+                    max_concurrency=4,  # poll and stop answer while start fetches the model
+                    num_cpus=num_cpus,
+                    scheduling_strategy="SPREAD",
+                )
+                .remote(task)
+            )
             with self._lock:
                 self._handles[name] = handle
             info: dict[str, Any] = ray.get(handle.start.remote(), timeout=timeout_s)
@@ -619,7 +638,7 @@ def serve(socket_path: str, address: str, parent: int, authkey: bytes) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) != 4:
         sys.stderr.write(
-            "usage: python -m modelyard.jobs.backends.ray_driver <socket> <address> <parent>\n"
+            "usage: python -m modelyard.compute.backends.ray_driver <socket> <address> <parent>\n"
         )
         return 2
     authkey = bytes.fromhex(sys.stdin.readline().strip())

@@ -1,7 +1,7 @@
 """Compute backends, chosen by the scheme of a job's ``backend`` URL.
 
 ``local`` runs attempts as supervised subprocesses on the control plane's machine. A new
-backend is a :class:`~modelyard.jobs.backends.base.ComputeBackend` subclass in its own
+backend is a :class:`~modelyard.compute.backends.base.ComputeBackend` subclass in its own
 module plus one line in :data:`BACKENDS` (loaded lazily, so an optional engine such as
 Ray is imported only when a job uses it).
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import importlib
 
+from modelyard.compute.backends.base import ComputeBackend
 from modelyard.errors import InvalidInput
-from modelyard.jobs.backends.base import ComputeBackend
 
 BACKENDS: dict[str, str] = {
-    "local": "modelyard.jobs.backends.local:LocalBackend",
-    "ray": "modelyard.jobs.backends.ray:RayBackend",
+    "local": "modelyard.compute.backends.local:LocalBackend",
+    "ray": "modelyard.compute.backends.ray:RayBackend",
 }
 
 

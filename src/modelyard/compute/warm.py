@@ -6,13 +6,13 @@ before its first row: ~4 CPU-seconds on a 2-core machine, more than XGBoost take
 predict a million rows. So the local backend keeps one warm server per home and owner
 process:
 
-    python -m modelyard.jobs.warm <jobs root> <token> <owner pid> <owner start time>
+    python -m modelyard.compute.warm <jobs root> <token> <owner pid> <owner start time>
 
 It imports those libraries once and never runs a thread pool of its own (no OpenMP region
 has run, so forking it is safe). Then it waits on a FIFO, ``<jobs root>/.warm/<token>.fifo``
 (mode 0600, so only this user can hand it work), for attempt directories, one per line.
 For each one it forks twice. The grandchild, in a session of its own, is that attempt's
-supervisor (:func:`modelyard.jobs.supervisor.supervise`, unchanged). The supervisor forks
+supervisor (:func:`modelyard.compute.supervisor.supervise`, unchanged). The supervisor forks
 the job's process from the already-imported interpreter instead of starting a new
 program. In the fork it sets, as a new interpreter would have them:
 
@@ -60,7 +60,7 @@ from typing import IO, Any
 
 import psutil
 
-from modelyard.jobs import supervisor
+from modelyard.compute import supervisor
 
 # Imported once by the server, so a warm job finds them in sys.modules. Never PyTorch: it
 # starts thread pools at import and weighs ~180 MB; a TorchScript job imports it itself.
@@ -81,6 +81,9 @@ PRELOAD = (
     "modelyard.flavors",
     "modelyard.transform.worker",
 )
+# Called once after the preload ("module:function", by name: this module imports no
+# domain). skops.io without PyTorch, as the flavors load it.
+PRELOAD_CALLS = ("modelyard.flavors:import_skops",)
 # The server's thread-pool libraries, found once after the preload (a scan of the loaded
 # libraries: ~20 ms a job otherwise).
 _pools: Any = None
@@ -129,7 +132,7 @@ class WarmServer:
                 [
                     sys.executable,
                     "-m",
-                    "modelyard.jobs.warm",
+                    "modelyard.compute.warm",
                     str(self.root),
                     self.token,
                     str(me.pid),
@@ -210,9 +213,9 @@ def _preload() -> list[str]:
             print(f"warm: not preloaded: {name}: {exc!r}", flush=True)
         else:
             loaded.append(name)
-    from modelyard.flavors import _sklearn
-
-    _sklearn.import_skops()  # skops.io without PyTorch, as the flavors load it
+    for target in PRELOAD_CALLS:
+        module_name, _, function = target.partition(":")
+        getattr(importlib.import_module(module_name), function)()
     return loaded
 
 
@@ -325,7 +328,7 @@ def _dispatch(jobs_root: Path, raw: bytes, fifo_fd: int) -> None:
 
 
 def _supervise(directory: Path) -> None:
-    """In the supervisor process: what ``python -m modelyard.jobs.supervisor`` would do."""
+    """In the supervisor process: what ``python -m modelyard.compute.supervisor`` would do."""
     code = 1
     try:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -519,7 +522,7 @@ def _flush() -> None:
 def main(argv: list[str]) -> int:
     if len(argv) != 5:
         sys.stderr.write(
-            "usage: python -m modelyard.jobs.warm <jobs root> <token> <owner pid> "
+            "usage: python -m modelyard.compute.warm <jobs root> <token> <owner pid> "
             "<owner start time>\n"
         )
         return 2
