@@ -25,7 +25,7 @@ from modelyard.endpoints.placement import (
     RayPlacement,
     placement_kind,
 )
-from modelyard.endpoints.states import REPLICA, ROLLOUT, ROLLOUT_PHASE
+from modelyard.endpoints.states import REPLICA, ROLLOUT, ROLLOUT_PHASE, move_endpoint
 from modelyard.endpoints.store import EndpointRow, ReplicaRow, RolloutRow
 from modelyard.errors import ConfigurationError
 from modelyard.runtime import Runtime
@@ -171,3 +171,14 @@ def test_an_endpoint_created_by_another_process_wakes_the_controller(tmp_path: P
         controller.stop()
         runtime.close()
         stop_all_replicas(settings.home)
+
+
+def test_an_endpoint_being_deleted_cannot_come_back_into_service() -> None:
+    row = EndpointRow(id="ep_1", name="gone", status="Updating")
+    move_endpoint(row, "Updating")  # staying is no move
+    move_endpoint(row, "Deleting")
+    with pytest.raises(IllegalTransition, match="endpoint gone cannot go from Deleting"):
+        move_endpoint(row, "InService")
+    assert row.status == "Deleting"
+    with pytest.raises(IllegalTransition):
+        move_endpoint(EndpointRow(id="ep_2", name="new", status="Creating"), "Updating")

@@ -62,7 +62,7 @@ from modelyard.endpoints.processes import STOP_GRACE_S, ModelCache, Prober, root
 from modelyard.endpoints.replica_auth import ReplicaKeys
 from modelyard.endpoints.rollouts import RolloutReconciler
 from modelyard.endpoints.router import Router, invalidate_routers
-from modelyard.endpoints.states import LIVE, REPLICA
+from modelyard.endpoints.states import LIVE, REPLICA, move_endpoint
 from modelyard.endpoints.store import EndpointRow, ReplicaRow, RolloutRow
 
 log = logging.getLogger("modelyard.endpoints")
@@ -158,7 +158,8 @@ class ReplicaReconciler:
         self.drain_s = drain_s
         self.prober = Prober()
         self._queue_launch = launch  # queue the replica's launch key
-        self._adopted: set[str] = set()  # replica attempts this controller has looked at
+        # The attempt of each replica this controller launched or adopted.
+        self._adopted: dict[str, int] = {}
 
     def close(self) -> None:
         self.prober.close()
@@ -233,9 +234,8 @@ class ReplicaReconciler:
                 self._queue_launch(r.id)
             return False
         placement = self.placements.for_row(r)
-        attempt = f"{r.id}/{r.attempt}"
-        if attempt not in self._adopted:
-            self._adopted.add(attempt)
+        if self._adopted.get(r.id) != r.attempt:
+            self._adopted[r.id] = r.attempt
             alive = placement.adopt(r)
         else:
             alive = placement.alive(r)
@@ -287,7 +287,7 @@ class ReplicaReconciler:
                 with self.db.transaction() as session:
                     session.execute(delete(ReplicaRow).where(ReplicaRow.id == r.id))
                 placement.remove(r)
-                self._adopted.discard(attempt)
+                self._adopted.pop(r.id, None)
                 return True
             if _seconds_since(r.state_since) > STOP_GRACE_S + 10:
                 placement.kill(r)
@@ -354,7 +354,7 @@ class ReplicaReconciler:
         if stored is None:  # deleted or drained meanwhile
             placement.kill(_launched(r, attempt, started))
         else:
-            self._adopted.add(f"{r.id}/{attempt}")
+            self._adopted[r.id] = attempt
         return ep.name
 
     def delete(self, ep: EndpointRow, replicas: list[ReplicaRow]) -> bool:
@@ -569,7 +569,8 @@ class EndpointController(Controller):
                 status, message = "InService", ""
             if (status, message) == (row.status, row.message):
                 return False
-            row.status, row.message, row.updated_at = status, message, utcnow()
+            move_endpoint(row, status)
+            row.message, row.updated_at = message, utcnow()
             controller_event(session, ep.name, "status", message or status, status=status)
             return True
 

@@ -29,7 +29,7 @@ from modelyard.core.db import Database, utcnow
 from modelyard.endpoints.history import controller_event
 from modelyard.endpoints.router import Counters, Router, stats_of
 from modelyard.endpoints.schemas import Alarm, Strategy
-from modelyard.endpoints.states import ROLLOUT, ROLLOUT_PHASE
+from modelyard.endpoints.states import ROLLOUT, ROLLOUT_PHASE, move_endpoint
 from modelyard.endpoints.store import EndpointRow, MetricRow, ReplicaRow, RolloutRow
 
 log = logging.getLogger("modelyard.endpoints")
@@ -211,7 +211,8 @@ class RolloutReconciler:
             self._finish(row, "Completed")
             endpoint.variants = list(ro.to_variants)
             endpoint.traffic = normalised(ro.to_variants)
-            endpoint.status, endpoint.message = "InService", ""
+            move_endpoint(endpoint, "InService")
+            endpoint.message = ""
             endpoint.generation += 1
             endpoint.updated_at = utcnow()
             controller_event(
@@ -233,10 +234,8 @@ class RolloutReconciler:
             row.reason = reason
             endpoint.variants = list(ro.from_variants)
             endpoint.traffic = normalised(ro.from_variants)
-            endpoint.status, endpoint.message = (
-                "InService",
-                f"rollout {ro.id} rolled back: {reason}",
-            )
+            move_endpoint(endpoint, "InService")
+            endpoint.message = f"rollout {ro.id} rolled back: {reason}"
             endpoint.generation += 1
             endpoint.updated_at = utcnow()
             controller_event(

@@ -57,7 +57,7 @@ from modelyard.endpoints.schemas import (
     VariantSpec,
     VariantStats,
 )
-from modelyard.endpoints.states import ROLLOUT
+from modelyard.endpoints.states import ROLLOUT, move_endpoint
 from modelyard.endpoints.store import (
     CaptureFileRow,
     EndpointEventRow,
@@ -289,7 +289,8 @@ def update_endpoint(ctx: Context, req: UpdateEndpoint) -> Endpoint:
         by_id = {v.id: v for v in current}
         by_id.update({v.id: v for v in target})
         row.variants = _dump(list(by_id.values()))
-        row.status, row.message = "Updating", ""
+        move_endpoint(row, "Updating")
+        row.message = ""
     row.generation += 1
     row.updated_at = utcnow()
     session.add(rollout)
@@ -323,7 +324,8 @@ def delete_endpoint(ctx: Context, req: DeleteEndpoint) -> Endpoint:
             ROLLOUT.advance(ro, "Failed", what=f"rollout {ro.id}")
             ro.phase, ro.reason = "done", "the endpoint was deleted"
             ro.finished_at = ro.updated_at = utcnow()
-        row.status, row.message = "Deleting", ""
+        move_endpoint(row, "Deleting")
+        row.message = ""
         row.generation += 1
         row.updated_at = utcnow()
         record_event(

@@ -7,6 +7,11 @@ stopped it. ``Failed`` is a replica that could not start; ``Draining`` one leavi
 (the router no longer chooses it); ``Stopping`` one being stopped, whose row is deleted
 once its process is gone.
 
+An endpoint is ``Creating`` until every replica is ready (``InService``), or ``Failed``
+when a variant that takes traffic has only failed replicas (``InService`` again once they
+are ready); an update that rolls out a new model version makes it ``Updating`` until the
+rollout ends; ``Deleting`` stops its replicas, and then its row is removed.
+
 A rollout is ``InProgress`` until it ends ``Completed``, ``RolledBack`` (a replica could not
 start, or an alarm fired) or ``Failed`` (the endpoint was deleted). Its phase moves
 ``starting`` (the new replicas start) → ``baking`` (one bake per traffic step) → ``done``.
@@ -15,6 +20,26 @@ start, or an alarm fired) or ``Failed`` (the endpoint was deleted). Its phase mo
 from __future__ import annotations
 
 from modelyard.core.states import StateMachine
+from modelyard.endpoints.store import EndpointRow
+
+ENDPOINT = StateMachine(
+    "endpoint",
+    {
+        "Creating": {"InService", "Failed", "Deleting"},
+        "InService": {"Updating", "Failed", "Deleting"},
+        "Updating": {"InService", "Deleting"},
+        "Failed": {"InService", "Updating", "Deleting"},
+        "Deleting": set(),  # the row is removed once every replica stopped
+    },
+)
+
+
+def move_endpoint(row: EndpointRow, status: str) -> None:
+    """Set ``row.status`` (staying is no move) if :data:`ENDPOINT` allows it; else raise."""
+    if status != row.status:
+        ENDPOINT.check(row.status, status, what=f"endpoint {row.name}")
+        row.status = status
+
 
 REPLICA = StateMachine(
     "replica",
