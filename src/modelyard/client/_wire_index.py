@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "318e7fa2f1c17de9b047044e3250dc32ace1753c8509e08accc16f3b873dcf3c"
+SOURCE_DIGEST = "19196b4f1aff392e01fe9c6aa15ca3c11f5144adad969e6db295f634c9912024"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (
