@@ -5,7 +5,7 @@ of its state transitions — inside the transaction that makes the move (so it n
 commits) or just after that transaction committed — or at any side-effect point it
 declares, a new instance that takes over once the dead one's lease lapses drives every
 item to exactly one final state of its state machine, and no side effect (a launch) was
-made twice.
+made twice or left behind (made, then forgotten: a process nobody watches).
 
 To apply it to a controller, describe it as a :class:`Subject` (its state machines, how to
 build an instance with a short lease, how to create its desired state, how to read its
@@ -84,6 +84,9 @@ class Subject(Protocol):
 
     def launches(self, db: Database) -> Sequence[Hashable]:
         """One entry per side effect made (e.g. ``(item, attempt)``), duplicates included."""
+
+    def abandoned(self, db: Database) -> Sequence[Hashable]:
+        """Side effects made but never taken up (an attempt whose process nobody watches)."""
 
     def expected(self) -> tuple[Mapping[str, str], Sequence[Hashable]] | None:
         """The final states and the launches a run without crashes ends with, if known."""
@@ -260,13 +263,18 @@ class Result:
 
     states: dict[str, str]
     launches: list[Hashable]
+    abandoned: list[Hashable]
     moves: dict[str, list[tuple[str, str]]]
     hits: list[str]
 
 
 def _result(subject: Subject, db: Database, crasher: Crasher) -> Result:
     return Result(
-        dict(subject.states(db)), list(subject.launches(db)), dict(crasher.moves), crasher.hits
+        dict(subject.states(db)),
+        list(subject.launches(db)),
+        list(subject.abandoned(db)),
+        dict(crasher.moves),
+        crasher.hits,
     )
 
 
@@ -373,6 +381,7 @@ def check_converged(subject: Subject, result: Result) -> None:
     assert not not_final, f"items not in a final state: {not_final}"
     twice = {k: n for k, n in Counter(result.launches).items() if n > 1}
     assert not twice, f"side effects made more than once: {twice}"
+    assert not result.abandoned, f"side effects never taken up: {result.abandoned}"
     for what, moves in result.moves.items():
         for (_, to), (frm, _) in itertools.pairwise(moves):
             assert to == frm, f"{what} moved {moves}: not one path"
