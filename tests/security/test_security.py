@@ -114,15 +114,20 @@ def auth_server(tmp_path: Path) -> Iterator[tuple[LiveServer, str]]:
 
 def test_http_requires_a_token_when_auth_is_on(auth_server: tuple[LiveServer, str]) -> None:
     server, token = auth_server
-    anonymous = Client(RemoteTransport(server.url))
-    with pytest.raises(my.Unauthenticated, match="requires an API token"):
+    with (
+        Client(RemoteTransport(server.url)) as anonymous,
+        pytest.raises(my.Unauthenticated, match="requires an API token"),
+    ):
         anonymous.datasets.list()
-    with pytest.raises(my.Unauthenticated):
-        Client(RemoteTransport(server.url, "myt_tok-x_y")).datasets.list()
-    root = Client(RemoteTransport(server.url, token))
-    assert root.users.me().user == "root"
-    root.users.create("http-user", "viewer")
-    event = root.audit.list(limit=1).events[0]
+    with (
+        pytest.raises(my.Unauthenticated),
+        Client(RemoteTransport(server.url, "myt_tok-x_y")) as bad,
+    ):
+        bad.datasets.list()
+    with Client(RemoteTransport(server.url, token)) as root:
+        assert root.users.me().user == "root"
+        root.users.create("http-user", "viewer")
+        event = root.audit.list(limit=1).events[0]
     assert (event.actor, event.operation, event.origin) == (
         "root",
         "security.create_user",
