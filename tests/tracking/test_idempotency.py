@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,15 +172,25 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
     runtime.close()
 
 
-def _remote(server: LiveServer, hook: httpx.BaseTransport) -> Client:
-    return Client(RemoteTransport(server.url, transport=hook, backoff_s=0))
+@pytest.fixture
+def remote(server: LiveServer) -> Iterator[Callable[[httpx.BaseTransport], Client]]:
+    """Remote clients of ``server`` sending through a hook; closed after the test."""
+    made: list[Client] = []
+
+    def make(hook: httpx.BaseTransport) -> Client:
+        made.append(Client(RemoteTransport(server.url, transport=hook, backoff_s=0)))
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()
 
 
 def test_sdk_retries_a_batch_whose_answer_was_lost_without_duplicates(
-    server: LiveServer,
+    remote: Callable[[httpx.BaseTransport], Client],
 ) -> None:
     hook = DropFirstAnswer("/batch")
-    sdk = _remote(server, hook)
+    sdk = remote(hook)
     run = sdk.tracking.create_run("e")
     logged = sdk.tracking.log_batch(
         run.id,
@@ -192,25 +202,29 @@ def test_sdk_retries_a_batch_whose_answer_was_lost_without_duplicates(
     assert _points(sdk, run.id) == 7
     # The run logger's buffered points go through the same path.
     hook2 = DropFirstAnswer("/batch")
-    with _remote(server, hook2).tracking.start_run("e") as live_run:
+    with remote(hook2).tracking.start_run("e") as live_run:
         live_run.log_metric("acc", 0.9, step=1)
         run_id = live_run.id
     assert sdk.tracking.metric_history(run_id, "acc").total == 1
     assert len([p for p in hook2.sent if p.endswith("/batch")]) == 2
 
 
-def test_sdk_retries_a_dataset_registration_after_a_502(server: LiveServer) -> None:
+def test_sdk_retries_a_dataset_registration_after_a_502(
+    remote: Callable[[httpx.BaseTransport], Client],
+) -> None:
     for hook in (DropFirstAnswer("/datasets/d/versions"), DropFirstAnswer("/versions", status=502)):
-        sdk = _remote(server, hook)
+        sdk = remote(hook)
         version = sdk.datasets.register("d", pa.table({"x": [1, 2]}), profile=False)
         assert len([p for p in hook.sent if p.endswith("/versions")]) == 2
         assert sdk.datasets.get("d").latest_version == version.version
     assert version.version == 2  # two registrations, one version each
 
 
-def test_sdk_does_not_resend_a_write_without_a_key(server: LiveServer) -> None:
+def test_sdk_does_not_resend_a_write_without_a_key(
+    remote: Callable[[httpx.BaseTransport], Client],
+) -> None:
     hook = DropFirstAnswer("/experiments")
-    sdk = _remote(server, hook)
+    sdk = remote(hook)
     with pytest.raises(ServiceUnavailable, match="connection reset"):
         sdk.tracking.create_experiment("once")
     assert hook.sent == ["/api/v1/experiments"]
@@ -235,18 +249,21 @@ class FailFirst(httpx.BaseTransport):
             raise self.error("simulated", request=request)
         return self.inner.handle_request(request)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 def test_sdk_resends_any_write_that_never_left_but_not_a_timed_out_one(
-    server: LiveServer,
+    remote: Callable[[httpx.BaseTransport], Client],
 ) -> None:
     # The connection could not be opened: nothing reached the server, so even a write
     # without a key is sent again.
     hook = FailFirst("/experiments", httpx.ConnectError)
-    assert _remote(server, hook).tracking.create_experiment("e").name == "e"
+    assert remote(hook).tracking.create_experiment("e").name == "e"
     assert hook.sent.count("/api/v1/experiments") == 2
     # A keyed batch that timed out waiting for its answer is not: the caller hears at once.
     timeout = FailFirst("/batch", httpx.ReadTimeout)
-    sdk = _remote(server, timeout)
+    sdk = remote(timeout)
     run = sdk.tracking.create_run("e")
     with pytest.raises(ServiceUnavailable):
         sdk.tracking.log_batch(run.id, metrics=[{"key": "loss", "value": 1.0}])
