@@ -96,25 +96,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     "opened in the submit transaction",
     ("modelyard.tracking.service", "modelyard.artifacts.streams"): "run artifacts are "
     "served with the artifacts domain's streaming helper",
-    # The backends still build a job attempt's tree themselves (the SageMaker contract,
-    # the job's spec); next: the jobs domain hands them its program through the backend
-    # interface, and these go.
-    **{
-        (f"modelyard.compute.backends.{module}", f"modelyard.jobs.{target}"): "a backend "
-        "lays out a job attempt itself (jobs.contract, JobSpec): to move behind the "
-        "backend interface"
-        for module, target in [
-            ("base", "contract"),
-            ("base", "schemas"),
-            ("local", "contract"),
-            ("local", "schemas"),
-            ("ray", "schemas"),
-            ("ray_driver", "contract"),
-            ("ray_driver", "schemas"),
-            ("ray_worker", "contract"),
-            ("ray_worker", "schemas"),
-        ]
-    },
     # Private names across packages (issue 15, deliverable 6).
     ("modelyard.algorithms.random_cut_forest", "modelyard.flavors._sklearn"): "skops "
     "loaded the flavors' way (import_skops, now also exported by modelyard.flavors)",

@@ -47,11 +47,12 @@ from modelyard.compute.backends.ray_driver import (
     cluster_environments,
     combine_exits,
 )
-from modelyard.compute.backends.ray_worker import HostInfo, shard
+from modelyard.compute.backends.ray_worker import HostInfo
 from modelyard.core.artifacts import LocalArtifactStore
 from modelyard.endpoints.ray_replica import ReplicaTask, ReplicaWorker
 from modelyard.errors import InvalidInput
 from modelyard.jobs.schemas import ResolvedChannel, ResourceUsage
+from modelyard.jobs.workload import shard
 
 __all__ = [
     "test_capacity_and_validation",

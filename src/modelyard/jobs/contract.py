@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.compute.archive import extract_tar_gz, walk, write_tar_gz
+from modelyard.compute.backends.base import FAILURE_LIMIT as FAILURE_LIMIT
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.paths import safe_join
 from modelyard.jobs import builtins
 from modelyard.jobs.schemas import JobSpec, ModelArtifact, OutputFile, Program, ResolvedChannel
 
-FAILURE_LIMIT = 1024  # characters of output/failure kept, as SageMaker's FailureReason
 NETWORK_INTERFACE = "lo"
 _STRIPPED_ENV_PREFIXES = ("MODELYARD_", "SM_")
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
+from modelyard.compute.schemas import ModelArtifact as ModelArtifact
+from modelyard.compute.schemas import OutputFile as OutputFile
+from modelyard.compute.schemas import Resources as Resources
+from modelyard.compute.schemas import ResourceUsage as ResourceUsage
 from modelyard.core.names import BACKEND_URL as BACKEND_URL
 from modelyard.core.names import DATASET_NAME, DIGEST_PATTERN, EXPERIMENT_NAME
 from modelyard.core.names import JOB_ID as JOB_ID
@@ -21,6 +25,9 @@ from modelyard.core.names import JOB_NAME as JOB_NAME
 from modelyard.core.schema import Schema
 from modelyard.data.files import DatasetFile, StoredFile
 from modelyard.errors import Conflict
+
+if TYPE_CHECKING:
+    from modelyard.jobs.workload import JobWorkload
 
 CHANNEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 HYPERPARAMETER_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,255}$"
@@ -104,15 +111,6 @@ class RetryPolicy(Schema):
         "launch error) is retried until this many have run; a stopped job or one that hit "
         "its max runtime is not.",
     )
-
-
-class Resources(Schema):
-    cpus: int = Field(1, ge=1, le=1024, description="CPUs reserved per instance.")
-    memory_mb: int | None = Field(
-        None, ge=16, le=2**24, description="Memory reserved per instance (admission only)."
-    )
-    gpus: int = Field(0, ge=0, le=64)
-    instance_count: int = Field(1, ge=1, le=256, description="Hosts (1 on the local backend).")
 
 
 class ChannelInput(Schema):
@@ -240,12 +238,17 @@ class JobSpec(Schema):
         "job has one; where none is given, the algorithm's module or the entry point).",
     )
 
+    def workload(self) -> JobWorkload:
+        """What a compute backend runs for an attempt: the container contract."""
+        from modelyard.jobs.workload import JobWorkload  # it imports this module
 
-class ResourceUsage(Schema):
-    cpu_seconds: float = Field(description="User + system CPU time of the job's processes.")
-    peak_rss_bytes: int = Field(description="Largest resident set of any one of its processes.")
-    wall_seconds: float
-    gpu_seconds: float | None = Field(None, description="GPU time; null where no GPU is used.")
+        return JobWorkload(self)
+
+    def for_host(self, index: int, count: int) -> JobSpec:
+        """The spec as host ``index`` of ``count`` runs it: its share of sharded inputs."""
+        from modelyard.jobs.workload import host_inputs
+
+        return self.model_copy(update={"inputs": host_inputs(self, index, count)})
 
 
 class Attempt(Schema):
@@ -261,18 +264,6 @@ class Attempt(Schema):
     created_at: dt.datetime
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
-
-
-class OutputFile(Schema):
-    path: str
-    digest: str
-    size: int
-
-
-class ModelArtifact(Schema):
-    digest: str = Field(description="SHA-256 of model.tar.gz (deterministic: sorted, mtime 0).")
-    size: int
-    files: list[str] = Field(description="Paths inside the archive.")
 
 
 class JobSummary(Schema):

@@ -6,6 +6,10 @@ again after a control-plane restart must be recoverable from the :class:`Attempt
 (deterministic paths) and the ``ref`` dict it returned from :meth:`ComputeBackend.launch`
 (stored in the attempt row) — never from memory alone.
 
+What an attempt runs is not the backend's business: it asks the attempt's spec for its
+:class:`Workload` (a job's is :class:`modelyard.jobs.workload.JobWorkload`, the container
+contract) and calls it where the attempt runs, on this machine or on a Ray node.
+
 A conformance suite (``tests/jobs/test_job_backend.py``) runs against each backend.
 """
 
@@ -15,15 +19,92 @@ import abc
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import IO, Any, ClassVar, Literal, Protocol
 
+from modelyard.compute.schemas import ModelArtifact, OutputFile, Resources, ResourceUsage
 from modelyard.core.artifacts import ArtifactStore
-from modelyard.jobs.contract import Layout
-from modelyard.jobs.schemas import JobSpec, ModelArtifact, OutputFile, ResourceUsage
 
 BackendRef = dict[str, Any]
 ExitReason = Literal["exited", "stopped", "max_runtime", "spawn_error", "lost", "collect_error"]
 PollState = Literal["not_launched", "launching", "running", "exited"]
+FAILURE_LIMIT = 1024  # characters of an attempt's failure text kept (SageMaker's FailureReason)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What the supervisor starts (``launch.json``): the command, its environment and
+    working folder, and how long it may run."""
+
+    command: list[str]
+    env: dict[str, str]
+    cwd: str
+    max_runtime_s: int
+
+
+class Workload(abc.ABC):
+    """What an attempt runs, from the domain that submits it; the backends call it where
+    the attempt runs. It travels to a Ray node pickled (by reference: a module-level
+    class), so it holds plain values and pydantic models only.
+
+    ``root`` is the attempt's working tree (:attr:`AttemptPlan.work_dir` on that machine).
+    """
+
+    @abc.abstractmethod
+    def prepare(
+        self,
+        root: Path,
+        checkpoints: Path,
+        store: ArtifactStore,
+        *,
+        hosts: list[str],
+        host: str,
+        envs: Path,
+        setup_log: IO[bytes],
+    ) -> str:
+        """Lay out ``root`` (source, inputs, configuration; a Python environment under
+        ``envs`` when one is needed, its output in ``setup_log``); the Python interpreter
+        to run with. Raises :class:`~modelyard.errors.ModelyardError`,
+        :class:`~modelyard.compute.environments.EnvironmentBuildFailed` or an ``OSError``."""
+
+    @abc.abstractmethod
+    def launch(
+        self,
+        root: Path,
+        python: str,
+        *,
+        job_id: str,
+        job_name: str,
+        attempt: int,
+        hosts: list[str],
+        host: str,
+    ) -> Launch:
+        """What to start for host ``host`` of ``hosts``."""
+
+    @abc.abstractmethod
+    def collect(
+        self, root: Path, store: ArtifactStore, attempt_dir: Path, *, succeeded: bool
+    ) -> Collected:
+        """The failure text, and (when ``succeeded``) the model and outputs, stored."""
+
+    def cleanup(self, root: Path) -> None:
+        """Free what the ended attempt no longer needs (input copies)."""
+        return None
+
+
+class AttemptSpec(Protocol):
+    """What a backend reads of an attempt's spec (:class:`modelyard.jobs.schemas.JobSpec`
+    is one)."""
+
+    @property
+    def resources(self) -> Resources: ...
+
+    def workload(self) -> Workload:
+        """What the attempt runs."""
+        ...
+
+    def for_host(self, index: int, count: int) -> AttemptSpec:
+        """The spec as host ``index`` of ``count`` runs it (its share of sharded inputs)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -33,7 +114,7 @@ class AttemptPlan:
     job_id: str
     job_name: str
     attempt: int
-    spec: JobSpec
+    spec: AttemptSpec
     job_dir: Path  # <home>/jobs/<job id>, on the control plane's machine
 
     @property
@@ -42,9 +123,9 @@ class AttemptPlan:
         return self.job_dir / "attempts" / str(self.attempt)
 
     @property
-    def layout(self) -> Layout:
-        """The job's ``/opt/ml`` tree."""
-        return Layout(self.attempt_dir / "ml")
+    def work_dir(self) -> Path:
+        """The workload's tree (a job's ``/opt/ml``)."""
+        return self.attempt_dir / "ml"
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -123,7 +204,7 @@ class ComputeBackend(abc.ABC):
         self.home = home
 
     @classmethod
-    def validate(cls, url: str, spec: JobSpec) -> None:
+    def validate(cls, url: str, spec: AttemptSpec) -> None:
         """Refuse a job this backend can never run (raise InvalidInput); called at submit."""
         return None
 

@@ -1,11 +1,12 @@
 """The local backend: each attempt is a supervised process tree on this machine.
 
-``launch`` builds the contract tree under ``<home>/jobs/<job>/attempts/<n>/ml``, writes
-``launch.json`` and starts ``python -m modelyard.compute.supervisor <attempt dir>`` in a new
-session, so the attempt outlives the control plane. Everything else reads files the
-supervisor writes (see :mod:`modelyard.compute.supervisor`) and checks the supervisor's pid
-(with its start time, so a reused pid is not mistaken for it). Nothing is kept only in
-memory except the handles used to reap supervisors this process started.
+``launch`` has the attempt's workload build its tree under
+``<home>/jobs/<job>/attempts/<n>/ml``, writes ``launch.json`` and starts
+``python -m modelyard.compute.supervisor <attempt dir>`` in a new session, so the attempt
+outlives the control plane. Everything else reads files the supervisor writes (see
+:mod:`modelyard.compute.supervisor`) and checks the supervisor's pid (with its start
+time, so a reused pid is not mistaken for it). Nothing is kept only in memory except the
+handles used to reap supervisors this process started.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from modelyard.compute import warm
 from modelyard.compute.backends.base import (
     AttemptExit,
     AttemptPlan,
+    AttemptSpec,
     BackendRef,
     Capacity,
     Collected,
@@ -40,7 +42,8 @@ from modelyard.compute.backends.base import (
     LogLines,
     Poll,
 )
-from modelyard.compute.environments import EnvironmentBuildFailed, ensure_environment
+from modelyard.compute.environments import EnvironmentBuildFailed
+from modelyard.compute.schemas import ResourceUsage
 from modelyard.compute.supervisor import (
     LAUNCH,
     STATUS,
@@ -52,8 +55,6 @@ from modelyard.compute.supervisor import (
     write_json_atomic,
 )
 from modelyard.errors import InvalidInput, ModelyardError
-from modelyard.jobs import contract
-from modelyard.jobs.schemas import JobSpec, ResourceUsage
 
 HOST = "algo-1"
 READ_CHUNK = 1 << 20  # bytes of one stream read per poll
@@ -124,7 +125,7 @@ class LocalBackend(ComputeBackend):
             self._warm.close()
 
     @classmethod
-    def validate(cls, url: str, spec: JobSpec) -> None:
+    def validate(cls, url: str, spec: AttemptSpec) -> None:
         if url != "local":
             raise InvalidInput(f"the local backend takes no address: use 'local', not {url!r}")
         res = spec.resources
@@ -154,24 +155,22 @@ class LocalBackend(ComputeBackend):
     # -- launch -----------------------------------------------------------------------------
 
     def _prepare(self, plan: AttemptPlan, setup_log: Any) -> str:
-        """Build the contract tree; the Python interpreter the job runs with."""
-        spec, layout = plan.spec, plan.layout
-        contract.create_tree(layout, plan.checkpoint_dir)
-        if spec.source_digest is not None:
-            contract.extract_source(layout, spec.source_digest, self.artifacts)
-        contract.materialize_inputs(layout, spec.inputs, self.artifacts)
-        contract.write_config(layout, spec, [HOST], HOST)
-        if spec.requirements and contract.has_requirements(layout):
-            envs = self.home / "envs"
-            return str(ensure_environment(layout.code / "requirements.txt", envs, setup_log))
-        return sys.executable
+        """Have the workload build its tree; the Python interpreter the job runs with."""
+        return plan.spec.workload().prepare(
+            plan.work_dir,
+            plan.checkpoint_dir,
+            self.artifacts,
+            hosts=[HOST],
+            host=HOST,
+            envs=self.home / "envs",
+            setup_log=setup_log,
+        )
 
     def launch(self, plan: AttemptPlan) -> BackendRef:
         directory = plan.attempt_dir
         if directory.exists():  # a launch that never got to launch.json left this behind
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
-        spec, layout = plan.spec, plan.layout
         with open(directory / STDOUT, "ab") as setup_log:
             try:
                 python = self._prepare(plan, setup_log)
@@ -179,25 +178,25 @@ class LocalBackend(ComputeBackend):
                 raise LaunchFailed(f"preparing the attempt failed: {exc}") from exc
             except (OSError, tarfile.TarError, subprocess.SubprocessError) as exc:
                 raise LaunchFailed(f"preparing the attempt failed: {exc!r}") from exc
-        env = contract.environment(
-            layout,
-            spec,
+        start = plan.spec.workload().launch(
+            plan.work_dir,
+            python,
             job_id=plan.job_id,
             job_name=plan.job_name,
             attempt=plan.attempt,
             hosts=[HOST],
-            current_host=HOST,
+            host=HOST,
         )
-        command = contract.command(spec, layout, python)
+        command = start.command
         # The job starts while launch.json goes to disk: it is durable before this returns
         # (and so before the launch is recorded), which is all a restart relies on.
         write_json_atomic(
             directory / LAUNCH,
             {
                 "command": command,
-                "env": env,
-                "cwd": str(layout.code if spec.entry_point else layout.root),
-                "max_runtime_s": spec.max_runtime_s,
+                "env": start.env,
+                "cwd": start.cwd,
+                "max_runtime_s": start.max_runtime_s,
                 "stop_grace_s": self.stop_grace_s,
             },
             durable=False,
@@ -367,12 +366,9 @@ class LocalBackend(ComputeBackend):
     # -- results ----------------------------------------------------------------------------
 
     def collect(self, plan: AttemptPlan, ref: BackendRef, *, succeeded: bool) -> Collected:
-        layout = plan.layout
-        failure = contract.read_failure(layout)
-        if not succeeded:
-            return Collected(None, [], failure)
-        model, outputs = contract.harvest(layout, self.artifacts, plan.attempt_dir)
-        return Collected(model, outputs, failure)
+        return plan.spec.workload().collect(
+            plan.work_dir, self.artifacts, plan.attempt_dir, succeeded=succeeded
+        )
 
     def cleanup(self, plan: AttemptPlan, ref: BackendRef) -> None:
-        shutil.rmtree(plan.layout.data, ignore_errors=True)
+        plan.spec.workload().cleanup(plan.work_dir)

@@ -59,6 +59,7 @@ from urllib.parse import urlsplit
 import modelyard
 from modelyard.compute.backends.base import (
     AttemptPlan,
+    AttemptSpec,
     BackendRef,
     Capacity,
     Collected,
@@ -69,7 +70,6 @@ from modelyard.compute.backends.base import (
 )
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.errors import ConfigurationError, InvalidInput
-from modelyard.jobs.schemas import JobSpec
 
 DEFAULT_CLIENT_PORT = 10001
 # A driver process that failed to start is not tried again for this long.
@@ -324,7 +324,7 @@ class RayBackend(ComputeBackend):
         self._lock = threading.Lock()
 
     @classmethod
-    def validate(cls, url: str, spec: JobSpec) -> None:
+    def validate(cls, url: str, spec: AttemptSpec) -> None:
         ray_address(url)
         if importlib.util.find_spec("ray") is None:
             raise InvalidInput("the Ray backend needs Ray: pip install 'modelyard[ray]'")

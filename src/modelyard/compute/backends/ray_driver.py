@@ -43,8 +43,10 @@ from ray.util.placement_group import (
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from modelyard.compute.backends.base import (
+    FAILURE_LIMIT,
     AttemptExit,
     AttemptPlan,
+    AttemptSpec,
     BackendRef,
     Capacity,
     Collected,
@@ -64,9 +66,8 @@ from modelyard.compute.backends.ray_worker import (
     HostTask,
     HostWorker,
 )
+from modelyard.compute.schemas import ResourceUsage
 from modelyard.errors import ConfigurationError
-from modelyard.jobs.contract import FAILURE_LIMIT
-from modelyard.jobs.schemas import JobSpec, ResourceUsage
 
 NAMESPACE = "modelyard"
 
@@ -185,7 +186,7 @@ class RayDriver:
     # -- names ------------------------------------------------------------------------------
 
     @staticmethod
-    def hosts(spec: JobSpec) -> list[str]:
+    def hosts(spec: AttemptSpec) -> list[str]:
         return [f"algo-{i + 1}" for i in range(spec.resources.instance_count)]
 
     def group_name(self, plan: AttemptPlan) -> str:
@@ -295,7 +296,7 @@ class RayDriver:
             job_id=plan.job_id,
             job_name=plan.job_name,
             attempt=plan.attempt,
-            spec=plan.spec.model_dump(mode="json"),
+            spec=plan.spec,
             hosts=self.hosts(plan.spec),
             index=index,
             store_url=self.store_url,

@@ -4,10 +4,11 @@
 node Ray places it on. The actor is a thin shell around the local backend's machinery, so
 a job runs the same way on every backend:
 
-- ``prepare`` lays out the contract tree (:mod:`modelyard.jobs.contract`) under the node's
-  work folder, fetches the source and this host's inputs from the artifact store itself,
-  builds the per-job environment when the source has a ``requirements.txt``, and reports
-  the node's address (plus, on algo-1 of a multi-host job, an XGBoost tracker);
+- ``prepare`` has the attempt's workload (a job's: the contract tree of
+  :mod:`modelyard.jobs.contract`) lay out its tree under the node's work folder, fetching
+  the source and this host's inputs from the artifact store itself and building the
+  per-job environment when the source has a ``requirements.txt``, and reports the node's
+  address (plus, on algo-1 of a multi-host job, an XGBoost tracker);
 - ``start`` writes ``launch.json`` and starts ``python -m modelyard.compute.supervisor`` —
   the very supervisor the local backend uses;
 - ``poll``, ``read_logs``, ``stop``, ``collect`` and ``cleanup`` are the local backend's
@@ -49,21 +50,19 @@ import modelyard
 from modelyard.compute.backends.base import (
     AttemptExit,
     AttemptPlan,
+    AttemptSpec,
     BackendRef,
     Collected,
     LogLines,
     Poll,
 )
 from modelyard.compute.backends.local import LocalBackend
-from modelyard.compute.environments import EnvironmentBuildFailed, ensure_environment
+from modelyard.compute.environments import EnvironmentBuildFailed
 from modelyard.compute.supervisor import LAUNCH, STDOUT, write_json_atomic
 from modelyard.core.artifacts import open_store
 from modelyard.errors import ModelyardError
-from modelyard.jobs import contract
-from modelyard.jobs.schemas import JobSpec, ResolvedChannel
 
 WORKDIR_ENV = "MODELYARD_RAY_WORKDIR"
-SHARDED = "ShardedByS3Key"
 # Environment variables of the multi-host contract (see docs/jobs.md, "Running on Ray").
 HOST_ADDRESSES_ENV = "MODELYARD_HOST_ADDRESSES"
 XGB_TRACKER_URI_ENV = "MODELYARD_XGB_TRACKER_URI"
@@ -78,12 +77,13 @@ _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") el
 
 @dataclass(frozen=True)
 class HostTask:
-    """What one host of an attempt needs; only plain values, so it pickles across versions."""
+    """What one host of an attempt needs: plain values and the attempt's spec (a pydantic
+    model of the domain that submitted it, pickled by reference)."""
 
     job_id: str
     job_name: str
     attempt: int
-    spec: dict[str, Any]  # JobSpec.model_dump(mode="json")
+    spec: AttemptSpec  # the whole attempt's: the host's share is spec.for_host(index, …)
     hosts: list[str]
     index: int  # this host is hosts[index]
     store_url: str
@@ -124,24 +124,6 @@ def work_root() -> Path:
     """This node's folder for attempts: ``$MODELYARD_RAY_WORKDIR`` or the temp folder."""
     configured = os.environ.get(WORKDIR_ENV)
     return Path(configured) if configured else Path(tempfile.gettempdir()) / "modelyard-ray"
-
-
-def shard(channel: ResolvedChannel, index: int, count: int) -> ResolvedChannel:
-    """Host ``index`` of ``count``'s share of a channel: every ``count``-th file by path.
-
-    As SageMaker's ShardedByS3Key: each host gets about 1/count of the files (none when
-    there are fewer files than hosts).
-    """
-    files = sorted(channel.files, key=lambda f: f.path)[index::count]
-    return channel.model_copy(update={"files": files})
-
-
-def host_inputs(spec: JobSpec, index: int, count: int) -> list[ResolvedChannel]:
-    """The channels as host ``index`` sees them: sharded ones cut, the others whole."""
-    return [
-        shard(ch, index, count) if count > 1 and ch.distribution == SHARDED else ch
-        for ch in spec.inputs
-    ]
 
 
 def free_port() -> int:
@@ -185,11 +167,7 @@ class HostWorker:
         self.task = task
         os.environ.update(task.store_env)
         self.store = open_store(task.store_url)
-        self.spec = JobSpec.model_validate(task.spec)
-        count = len(task.hosts)
-        host_spec = self.spec.model_copy(
-            update={"inputs": host_inputs(self.spec, task.index, count)}
-        )
+        host_spec = task.spec.for_host(task.index, len(task.hosts))
         self.root = work_root()
         self.plan = AttemptPlan(
             job_id=task.job_id,
@@ -290,17 +268,16 @@ class HostWorker:
         if directory.exists():  # an earlier actor of this attempt left it behind
             shutil.rmtree(directory)
         directory.mkdir(parents=True)
-        spec, layout = plan.spec, plan.layout
         with open(directory / STDOUT, "ab") as setup_log:
-            contract.create_tree(layout, plan.checkpoint_dir)
-            if spec.source_digest is not None:
-                contract.extract_source(layout, spec.source_digest, self.store)
-            contract.materialize_inputs(layout, spec.inputs, self.store)
-            contract.write_config(layout, spec, task.hosts, task.host)
-            if spec.requirements and contract.has_requirements(layout):
-                requirements = layout.code / "requirements.txt"
-                return str(ensure_environment(requirements, self.root / "envs", setup_log))
-        return sys.executable
+            return plan.spec.workload().prepare(
+                plan.work_dir,
+                plan.checkpoint_dir,
+                self.store,
+                hosts=task.hosts,
+                host=task.host,
+                envs=self.root / "envs",
+                setup_log=setup_log,
+            )
 
     def _start_tracker(self, ip: str) -> dict[str, str] | None:
         """XGBoost's collective tracker for the job's hosts, if XGBoost is installed here."""
@@ -321,24 +298,22 @@ class HostWorker:
             if self._phase != "prepared":
                 return {}
             plan, task = self.plan, self.task
-            spec, layout = plan.spec, plan.layout
-            env = contract.environment(
-                layout,
-                spec,
+            start = plan.spec.workload().launch(
+                plan.work_dir,
+                self._python,
                 job_id=task.job_id,
                 job_name=task.job_name,
                 attempt=task.attempt,
                 hosts=task.hosts,
-                current_host=task.host,
+                host=task.host,
             )
-            env.update(extra_env)
             write_json_atomic(
                 plan.attempt_dir / LAUNCH,
                 {
-                    "command": contract.command(spec, layout, self._python),
-                    "env": env,
-                    "cwd": str(layout.code if spec.entry_point else layout.root),
-                    "max_runtime_s": spec.max_runtime_s,
+                    "command": start.command,
+                    "env": {**start.env, **extra_env},
+                    "cwd": start.cwd,
+                    "max_runtime_s": start.max_runtime_s,
                     "stop_grace_s": task.stop_grace_s,
                 },
             )
