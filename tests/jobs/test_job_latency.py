@@ -15,7 +15,13 @@ from modelyard.core.artifacts import LocalArtifactStore
 from modelyard.data.schemas import StoredFile
 from modelyard.errors import ArtifactCorrupted
 from modelyard.jobs import contract
-from modelyard.jobs.controller import Controller, change_generation, job_changed, wait_for_change
+from modelyard.jobs.controller import (
+    WATCH,
+    JobsController,
+    change_generation,
+    job_changed,
+    wait_for_change,
+)
 from modelyard.jobs.schemas import ResolvedChannel
 from testkit import make_settings
 
@@ -75,45 +81,56 @@ class _Backend:
         return Poll("running", ref)
 
 
-def _pausing(controller: Controller, backend: _Backend) -> tuple[threading.Thread, threading.Event]:
-    controller._watched = [(cast(Any, backend), cast(AttemptPlan, None), {"pid": 1})]
-    done = threading.Event()
+class _Watching(JobsController):
+    """The controller's exit watch, run by hand; the jobs it would reconcile are recorded."""
 
-    def pause() -> None:
-        controller._pause(600.0)
-        done.set()
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(cast(Any, None), cast(Any, None), make_settings(tmp_path), tail_s=600.0)
+        self.woken: list[str] = []
 
-    thread = threading.Thread(target=pause, daemon=True)
-    thread.start()
-    return thread, done
+    def enqueue(self, *keys: str) -> None:
+        self.woken += keys
+
+
+def _watching(tmp_path: Path, backend: _Backend) -> _Watching:
+    controller = _Watching(tmp_path)
+    controller._watch_attempt("job-1", cast(Any, backend), cast(AttemptPlan, None), {"pid": 1})
+    assert controller.woken == [WATCH]  # the first attempt watched starts the watch
+    controller.woken.clear()
+    return controller
 
 
 def test_the_controller_stops_waiting_when_a_watched_attempt_ends(tmp_path: Path) -> None:
-    controller = Controller(cast(Any, None), cast(Any, None), make_settings(tmp_path), poll_s=600.0)
     backend = _Backend()
-    thread, done = _pausing(controller, backend)
+    controller = _watching(tmp_path, backend)
+    again = controller.reconcile(WATCH)
     assert backend.polled.wait(30)
+    # still running: the watch goes on, the job waits for its next tail (600 s away)
+    assert again is not None and again < 1.0
+    assert controller.woken == []
     backend.polled.clear()
-    assert backend.polled.wait(30)  # polled again: the first "running" did not end the wait
-    assert not done.is_set()  # still running: the controller keeps waiting for its pass
+    assert controller.reconcile(WATCH) is not None
+    assert backend.polled.wait(30)  # polled again: the first "running" did not end the watch
+    assert controller.woken == []
 
     backend.ended = True
-    assert done.wait(30), "the exit watch did not cut the wait short"
-    thread.join(30)
+    assert controller.reconcile(WATCH) is None  # nothing left to watch
+    assert controller.woken == ["job-1"], "the exit watch did not cut the wait short"
 
 
 def test_a_failing_poll_does_not_turn_the_watch_into_a_busy_loop(tmp_path: Path) -> None:
-    controller = Controller(cast(Any, None), cast(Any, None), make_settings(tmp_path), poll_s=600.0)
     backend = _Backend(raises=True)
-    thread, done = _pausing(controller, backend)
+    controller = _watching(tmp_path, backend)
+    again = controller.reconcile(WATCH)
     assert backend.polled.wait(30)
     backend.polled.clear()
+    assert again is not None and again >= controller.watch_s  # not at once: no busy loop
+    assert controller.reconcile(WATCH) is not None
     assert backend.polled.wait(30)  # polled again: the error ended neither wait nor watch
-    assert not done.is_set()
+    assert controller.woken == []
 
-    controller.wake()
-    assert done.wait(30)
-    thread.join(30)
+    controller._forget("job-1")  # the job's own reconcile saw it end
+    assert controller.reconcile(WATCH) is None
 
 
 def test_a_change_after_the_mark_wakes_a_waiter_even_if_it_came_first() -> None:

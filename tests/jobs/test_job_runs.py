@@ -23,7 +23,7 @@ import modelyard as my
 from modelyard.client.sdk import Client
 from modelyard.client.transport import EmbeddedTransport
 from modelyard.errors import Conflict
-from modelyard.jobs.controller import Controller
+from modelyard.jobs.controller import JobsController
 from modelyard.jobs.schemas import GetJob, JobFailed, SubmitJob
 
 WORKER = """
@@ -318,11 +318,14 @@ def test_one_controller_per_home(tmp_path: Path) -> None:
         assert isinstance(first.transport, EmbeddedTransport)
         assert isinstance(second.transport, EmbeddedTransport)
         first.transport.runtime.start_background()
-        other = Controller.for_runtime(second.transport.runtime)
-        assert other.start() is False  # the first one holds the home's lock
-        # ...and the second client's jobs still run, on the first one's controller.
-        job = estimator(second, tmp_path, "print('ran')\n").fit(logs=False)
-        assert job.state == "Completed"
+        other = JobsController.for_runtime(second.transport.runtime)
+        try:
+            assert other.start() is False  # the first one holds the database's lease
+            # ...and the second client's jobs still run, on the first one's controller.
+            job = estimator(second, tmp_path, "print('ran')\n").fit(logs=False)
+            assert job.state == "Completed"
+        finally:
+            other.stop()
 
 
 def test_a_failed_launch_whose_log_cannot_be_read_either_still_fails_the_job(
@@ -337,11 +340,11 @@ def test_a_failed_launch_whose_log_cannot_be_read_either_still_fails_the_job(
     def refuse(self: LocalBackend, plan: object) -> None:
         raise LaunchFailed("the cluster at ray://gone:10001 is unreachable")
 
-    def unreadable(self: Controller, *args: object, **kwargs: object) -> None:
+    def unreadable(self: JobsController, *args: object, **kwargs: object) -> None:
         raise ConnectionError("no answer from the cluster")
 
     monkeypatch.setattr(LocalBackend, "launch", refuse)
-    monkeypatch.setattr(Controller, "_tail", unreadable)
+    monkeypatch.setattr(JobsController, "_tail", unreadable)
     with my.connect(home=tmp_path / "home") as client:
         job = estimator(client, tmp_path, "print('never runs')\n").fit(wait=False)
         ended = wait_for(

@@ -44,12 +44,12 @@ The kit owns the rest:
 - **Hooks**: :meth:`Controller.activated` runs each time this process takes the lease,
   before any reconcile may start (e.g. to name itself where its children look).
 
-How today's controllers map onto it (their migration is the next step): the endpoints
-controller's keys are endpoint names (replicas, rollouts and autoscaling reconcilers of
-one endpoint); the jobs controller's admission is one key (``"admit"``: FIFO over the
-backends' capacity is a decision across jobs), each running attempt another (its id:
-launch and finalize on the pool, ``reconcile`` returning the poll interval while it
-runs). Both file locks become the lease.
+How the controllers map onto it: the jobs controller (:mod:`modelyard.jobs.controller`)
+has one key for admission (``"admit"``: FIFO over the backends' capacity is a decision
+across jobs) and one per job with an active attempt (the job's id: launch, tail and
+finalize its current attempt, ``reconcile`` returning the poll interval while it runs);
+the endpoints controller's keys are endpoint names (replicas, rollouts and autoscaling
+reconcilers of one endpoint); the job-kind finishers' are job ids.
 """
 
 from __future__ import annotations

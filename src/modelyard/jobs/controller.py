@@ -1,43 +1,51 @@
-"""The jobs controller: a loop that makes running attempts match the jobs table.
+"""The jobs controller: makes running attempts match the jobs table, on the controller kit.
 
-Each pass (every 0.2 s while anything is active, else every second, at once after a
-submit or stop commits, and at once when a running attempt's backend reports it ended):
+A :class:`~modelyard.core.controllers.Controller` (lease, work queue, workers, retries,
+outbox wake-ups and resync are the kit's) with three kinds of key:
 
-1. every Starting/Running attempt is polled through its backend: its new log lines (and
-   the metrics in them) are stored; a requested stop is sent; an attempt that ended is
-   finalized — logs drained, ``model/`` and ``output/`` stored as artifacts, the state
-   machine advanced (retrying per the job's policy);
-2. Pending jobs are admitted oldest first while their CPUs, memory and GPUs fit in their
-   backend's capacity, and their attempts launched.
+- ``"admit"``: Pending jobs are admitted oldest first while their CPUs, memory and GPUs
+  fit in their backend's capacity (strict FIFO per backend: a decision across jobs, so
+  one key), each admitted job getting a new attempt (Starting). Queued by the outbox
+  event ``job.submitted`` (from any process on the database), after every attempt that
+  ends (capacity freed, or a retry waits), and by each resync; while a job waits for
+  capacity (or its backend is unreachable) it looks again every ``admit_s``.
+- a job id: its current attempt, polled through its backend. Launched if nothing runs
+  yet; while it runs its new log lines (and the metrics in them) are stored every
+  ``tail_s`` and a requested stop is sent; once it ended it is finalized — logs drained,
+  ``model/`` and ``output/`` stored as artifacts, the state machine
+  (:mod:`modelyard.jobs.states`) advanced, retrying per the job's policy. Queued when
+  admitted, by the outbox event ``job.stop_requested``, by the exit watch, and by each
+  resync for every job with an active attempt. Launching and finalizing run on the kit's
+  workers, so a slow venv build or a large model upload holds up no other job.
+- ``"watch"``: the exit watch. Between two of a job's reconciles it polls the attempts it
+  saw running with their backend's ``poll`` alone (no database work), as often as keeps
+  that watch under ``watch_share`` of one core (every ``watch_s``, 20 ms, for a local
+  process; less often where a poll is a remote call), and queues the job of one that
+  ended, so it is finalized within tens of milliseconds rather than at its next tail.
 
-Launching and finalizing run on a small thread pool so a slow venv build or a large model
-upload does not hold up the other jobs' logs. Between passes the loop watches the
-attempts it saw running with their backend's ``poll`` alone (no database work), as often
-as keeps that watch under ~2% of one core (every 20 ms for a local process, less often
-where a poll is a remote call), so an attempt that ended is finalized within tens of
-milliseconds rather than at the next pass. Every job state change the controller commits
-is announced in-process (:func:`job_changed`), so an embedded client waiting on a job
-wakes at once instead of at its next poll. Nothing lives only in memory: after a crash
-the next controller finds every attempt again through the rows and the backend (see
-:mod:`modelyard.compute.backends.local`), so a job is re-attached, finalized, or failed as
-lost and retried — never left Running.
+Every job state change the controller commits is announced in-process
+(:func:`job_changed`), so an embedded client waiting on a job wakes at once instead of at
+its next poll. The controller acts as ``system:jobs`` (:data:`ledger.CONTROLLER`), the
+actor of the events and audit records of its changes. Nothing lives only in memory: after
+a crash (or on another process taking over the lease) the controller finds every attempt
+again through the rows and the backend (see :mod:`modelyard.compute.backends.local`), so a
+job is re-attached, finalized, or failed as lost and retried — never left Running.
 
-One controller runs per ``MODELYARD_HOME`` (an exclusive file lock): a second process on
-the same home (an embedded client beside ``modelyard up``) leaves the jobs to the first.
+One controller runs per database (the kit's lease): a second process on it (an embedded
+client beside ``modelyard up``, or a second ``modelyard up``) stands by and takes over
+when the first stops or dies. Job folders live under ``<home>/jobs``, so processes that
+share a database and run local jobs share the home as well.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -54,6 +62,7 @@ from modelyard.compute.backends.base import (
 )
 from modelyard.config import Settings
 from modelyard.core.artifacts import ArtifactStore
+from modelyard.core.controllers import Controller
 from modelyard.core.db import Database
 from modelyard.jobs import ledger
 from modelyard.jobs.ledger import ActiveAttempt
@@ -62,14 +71,8 @@ from modelyard.jobs.schemas import TERMINAL_STATES
 
 log = logging.getLogger("modelyard.jobs")
 
-_controllers: weakref.WeakSet[Controller] = weakref.WeakSet()
-
-
-def notify() -> None:
-    """Wake every controller in this process (called after a submit or stop commits)."""
-    for controller in list(_controllers):
-        controller.wake()
-    job_changed()
+ADMIT = "admit"
+WATCH = "watch"
 
 
 # Job changes in this process: a counter bumped (and waiters woken) after a job's state or
@@ -103,9 +106,12 @@ def wait_for_change(since: int, timeout: float) -> bool:
         return _changes.wait_for(lambda: _generation != since, timeout)
 
 
-def notify_after_commit(session: Session) -> None:
-    """Call :func:`notify` once ``session``'s transaction has committed."""
-    event.listen(session, "after_commit", lambda _s: notify(), once=True)
+def announce_after_commit(session: Session) -> None:
+    """Call :func:`job_changed` once ``session``'s transaction has committed.
+
+    (The controller itself is woken by the outbox event the same transaction writes.)
+    """
+    event.listen(session, "after_commit", lambda _s: job_changed(), once=True)
 
 
 class ControlPlane(Protocol):
@@ -120,8 +126,22 @@ def jobs_root(settings: Settings) -> Path:
     return settings.home / "jobs"
 
 
-class Controller:
-    """Reconciles jobs with their attempts; :meth:`start` runs it in a thread."""
+def _admit_keys(_payload: dict[str, Any]) -> list[str]:
+    return [ADMIT]
+
+
+def _job_keys(payload: dict[str, Any]) -> list[str]:
+    return [str(payload["job"])] if payload.get("job") else []
+
+
+Watched = tuple[ComputeBackend, AttemptPlan, BackendRef]
+
+
+class JobsController(Controller):
+    """Reconciles jobs with their attempts; :meth:`start` runs it on the kit's threads."""
+
+    name = "jobs"
+    events = {"job.submitted": _admit_keys, "job.stop_requested": _job_keys}
 
     def __init__(
         self,
@@ -129,145 +149,70 @@ class Controller:
         artifacts: ArtifactStore,
         settings: Settings,
         *,
-        poll_s: float = 0.2,
-        idle_s: float = 1.0,
-        workers: int = 4,
+        tail_s: float = 0.2,
+        admit_s: float = 1.0,
+        workers: int = 8,
         watch_s: float = 0.02,
         watch_share: float = 0.02,
+        resync_s: float = 30.0,
+        **kit: Any,
     ) -> None:
-        self.db = db
+        super().__init__(db, workers=workers, resync_s=resync_s, **kit)
         self.artifacts = artifacts
         self.settings = settings
         self.root = jobs_root(settings)
-        self.poll_s = poll_s
-        self.idle_s = idle_s
-        # The exit watch between passes: at most every watch_s, and never more often than
-        # keeps its polls under watch_share of one core (a poll's cost is measured).
+        self.tail_s = tail_s
+        self.admit_s = admit_s
+        # The exit watch: at most every watch_s, and never more often than keeps its polls
+        # under watch_share of one core (a poll's cost is measured).
         self.watch_s = watch_s
         self.watch_share = watch_share
-        self._watched: list[tuple[ComputeBackend, AttemptPlan, BackendRef]] = []
+        self._guard = threading.Lock()
+        self._watched: dict[str, Watched] = {}  # job id -> its running attempt
         self._poll_cost: dict[str, float] = {}
-        self._workers = workers
         self._backends: dict[str, ComputeBackend] = {}
         self._extractors: dict[str, MetricExtractor] = {}
-        self._busy: set[str] = set()
         self._stop_sent: set[str] = set()
-        self._guard = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock_file: IO[bytes] | None = None
 
     @classmethod
-    def for_runtime(cls, runtime: ControlPlane) -> Controller:
-        return cls(runtime.db, runtime.artifacts, runtime.settings)
+    def for_runtime(cls, runtime: ControlPlane, **kwargs: Any) -> JobsController:
+        return cls(runtime.db, runtime.artifacts, runtime.settings, **kwargs)
 
-    # -- lifecycle -------------------------------------------------------------------------
+    # -- what the kit asks -------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    def keys(self) -> Iterable[str]:
+        return [ADMIT, *dict.fromkeys(a.job_id for a in ledger.active_attempts(self.db))]
 
-    def _acquire(self) -> bool:
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.root / "controller.lock", "wb")  # noqa: SIM115 (held while running)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._lock_file = handle
-        return True
+    def reconcile(self, key: str) -> float | None:
+        if key == ADMIT:
+            return self._admit()
+        if key == WATCH:
+            return self._watch()
+        return self._reconcile_job(key)
 
-    def start(self) -> bool:
-        """Start the loop thread; False if another controller owns this home."""
-        if self.running:
-            return True
-        if not self._acquire():
-            log.info("another jobs controller runs on %s; leaving the jobs to it", self.root)
-            return False
-        self._stopping.clear()
-        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="modelyard-jobs")
-        self._thread = threading.Thread(target=self._loop, name="modelyard-jobs", daemon=True)
-        _controllers.add(self)
-        self._thread.start()
-        return True
+    def stop(self, timeout: float = 600.0) -> None:
+        """Stop; in-flight launches and finalizations finish first (attempts keep running).
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the loop and wait for in-flight launches/finalizations; attempts keep running."""
-        _controllers.discard(self)
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        The lease is released only after them (up to ``timeout``), so a standby taking
+        over never launches an attempt whose launch is still under way here.
+        """
+        super().stop(timeout)
+
+    def close(self) -> None:
         for backend in self._backends.values():
             try:
                 backend.close()  # e.g. the local backend's warm server
             except Exception:
                 log.exception("closing the %s backend failed", backend.url)
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        self._backends = {}
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                active = self.run_once()
-            except Exception:
-                log.exception("jobs controller pass failed; retrying")
-                active = False
-            self._pause(self.poll_s if active else self.idle_s)
-            self._wake.clear()
-
-    def _pause(self, seconds: float) -> None:
-        """Wait ``seconds`` or until woken, or until a watched attempt stops running."""
-        deadline = time.monotonic() + seconds
-        watched = self._watched
-        while (left := deadline - time.monotonic()) > 0:
-            if not watched:
-                self._wake.wait(left)
-                return
-            interval = max(self.watch_s, self._watch_cost(watched) / self.watch_share)
-            if self._wake.wait(min(interval, left)) or self._stopping.is_set():
-                return
-            if time.monotonic() >= deadline:  # the pass itself polls next
-                return
-            if self._any_ended(watched):
-                return
-
-    def _watch_cost(self, watched: list[tuple[ComputeBackend, AttemptPlan, BackendRef]]) -> float:
-        """Seconds of one round of polls over ``watched``, from each backend's last cost."""
-        return sum(self._poll_cost.get(backend.url, 0.0) for backend, _, _ in watched)
-
-    def _any_ended(self, watched: list[tuple[ComputeBackend, AttemptPlan, BackendRef]]) -> bool:
-        for backend, plan, ref in watched:
-            started = time.perf_counter()
-            try:
-                state = backend.poll(plan, ref).state
-            except Exception:  # the next pass polls it again and reports the error
-                state = "running"
-            finally:
-                cost = time.perf_counter() - started
-                previous = self._poll_cost.get(backend.url, cost)
-                self._poll_cost[backend.url] = 0.8 * previous + 0.2 * cost
-            if state != "running":
-                return True
-        return False
-
-    # -- one pass ---------------------------------------------------------------------------
+    # -- helpers -------------------------------------------------------------------------------
 
     def backend(self, url: str) -> ComputeBackend:
-        if url not in self._backends:
-            self._backends[url] = backend_class(url)(url, self.artifacts, self.settings.home)
-        return self._backends[url]
+        with self._guard:
+            if url not in self._backends:
+                self._backends[url] = backend_class(url)(url, self.artifacts, self.settings.home)
+            return self._backends[url]
 
     def plan(self, active: ActiveAttempt) -> AttemptPlan:
         return AttemptPlan(
@@ -278,42 +223,75 @@ class Controller:
             job_dir=self.root / active.job_id,
         )
 
-    def run_once(self) -> bool:
-        """One reconcile pass; True while any attempt is active (poll again soon)."""
-        self._watched = []
-        attempts = ledger.active_attempts(self.db)
-        used: dict[str, dict[str, int]] = {}
-        for active in attempts:
-            for key, value in ledger.job_usage(active.spec).items():
-                used.setdefault(active.backend, {}).setdefault(key, 0)
-                used[active.backend][key] += value
-            with self._guard:
-                if active.attempt_id in self._busy:
-                    continue
-            try:
-                self._reconcile(active)
-            except Exception:
-                log.exception("reconciling attempt %s of job %s", active.number, active.job_id)
-        launched = self._admit(used)
-        return bool(attempts) or launched
+    # -- admission ------------------------------------------------------------------------------
 
-    def _reconcile(self, active: ActiveAttempt) -> None:
+    def _admit(self) -> float | None:
+        """Claim Pending jobs oldest first while they fit; strict FIFO per backend.
+
+        Each claimed job's key is queued (its reconcile launches the attempt). Returns
+        ``admit_s`` while a job is left waiting (for capacity, or a backend to answer).
+        """
+        used: dict[str, dict[str, int]] = {}
+        for active in ledger.active_attempts(self.db):
+            for k, value in ledger.job_usage(active.spec).items():
+                used.setdefault(active.backend, {}).setdefault(k, 0)
+                used[active.backend][k] += value
+        waiting = False
+        blocked: set[str] = set()
+        pending = ledger.pending_jobs(self.db)
+        for job in pending:
+            if job.backend in blocked:
+                continue
+            try:
+                capacity = self.backend(job.backend).capacity()
+            except Exception:
+                log.exception("backend %s is unavailable", job.backend)
+                blocked.add(job.backend)
+                waiting = True
+                continue
+            need = ledger.job_usage(job.spec)
+            have = used.setdefault(job.backend, {"cpus": 0, "memory_mb": 0, "gpus": 0})
+            limits = {"cpus": capacity.cpus, "memory_mb": capacity.memory_mb, "gpus": capacity.gpus}
+            busy = any(have.get(k, 0) > 0 for k in limits)
+            if busy and any(have.get(k, 0) + need[k] > limits[k] for k in limits):
+                blocked.add(job.backend)
+                waiting = True
+                continue
+            claimed = ledger.claim(self.db, job.job_id)
+            job_changed()  # Starting, or Stopped if its stop was requested meanwhile
+            if claimed is None:
+                continue
+            for k in limits:
+                have[k] = have.get(k, 0) + need[k]
+            self.enqueue(claimed.job_id)
+        if len(pending) >= ledger.PENDING_PAGE:
+            waiting = True  # more wait behind this page
+        return self.admit_s if waiting else None
+
+    # -- one job's current attempt -----------------------------------------------------------
+
+    def _reconcile_job(self, job_id: str) -> float | None:
+        active = ledger.active_attempt(self.db, job_id)
+        if active is None:  # ended (or never admitted): nothing to do
+            self._forget(job_id)
+            return None
         plan = self.plan(active)
         backend = self.backend(active.backend)
         poll = backend.poll(plan, active.ref)
         if poll.state == "launching":
-            return
+            return self.tail_s
         if poll.state == "not_launched":
             if active.state == "Running":
                 lost = AttemptExit("lost", message="the attempt's working folder disappeared")
-                self._submit(active, self._finalize, active, Poll("exited", active.ref, lost))
-            elif active.stop_requested:
+                self._finalize(active, Poll("exited", active.ref, lost))
+                return None
+            if active.stop_requested:
                 stopped = AttemptExit("stopped", message="stopped before it started")
-                ledger.finish_attempt(self.db, active.attempt_id, stopped, None)
-                job_changed()
-            else:
-                self._submit(active, self._launch, active)
-            return
+                state = ledger.finish_attempt(self.db, active.attempt_id, stopped, None)
+                self._ended(active, state)
+                return None
+            self._launch(active)
+            return 0.0  # look at it again at once: tail it, or see that the launch failed
         if poll.state == "running":
             if active.state == "Starting" or not active.ref:
                 ledger.record_launch(self.db, active.attempt_id, poll.ref)
@@ -322,59 +300,10 @@ class Controller:
             if active.stop_requested and active.attempt_id not in self._stop_sent:
                 backend.stop(plan, poll.ref)
                 self._stop_sent.add(active.attempt_id)
-            self._watched.append((backend, plan, poll.ref))
-            return
-        self._submit(active, self._finalize, active, poll)
-
-    def _admit(self, used: dict[str, dict[str, int]]) -> bool:
-        """Claim Pending jobs oldest first while they fit; strict FIFO per backend."""
-        launched = False
-        blocked: set[str] = set()
-        for job in ledger.pending_jobs(self.db):
-            if job.backend in blocked:
-                continue
-            try:
-                capacity = self.backend(job.backend).capacity()
-            except Exception:
-                log.exception("backend %s is unavailable", job.backend)
-                blocked.add(job.backend)
-                continue
-            need = ledger.job_usage(job.spec)
-            have = used.setdefault(job.backend, {"cpus": 0, "memory_mb": 0, "gpus": 0})
-            limits = {"cpus": capacity.cpus, "memory_mb": capacity.memory_mb, "gpus": capacity.gpus}
-            busy = any(have.get(k, 0) > 0 for k in limits)
-            if busy and any(have.get(k, 0) + need[k] > limits[k] for k in limits):
-                blocked.add(job.backend)
-                continue
-            active = ledger.claim(self.db, job.job_id)
-            job_changed()  # Starting, or Stopped if its stop was requested meanwhile
-            if active is None:
-                continue
-            for k in limits:
-                have[k] = have.get(k, 0) + need[k]
-            self._submit(active, self._launch, active)
-            launched = True
-        return launched
-
-    # -- work on the pool -------------------------------------------------------------------
-
-    def _submit(self, active: ActiveAttempt, fn: Callable[..., None], *args: Any) -> None:
-        with self._guard:
-            if active.attempt_id in self._busy or self._pool is None:
-                return
-            self._busy.add(active.attempt_id)
-
-        def run() -> None:
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("attempt %s of job %s", active.number, active.job_id)
-            finally:
-                with self._guard:
-                    self._busy.discard(active.attempt_id)
-                self._wake.set()
-
-        self._pool.submit(run)
+            self._watch_attempt(job_id, backend, plan, poll.ref)
+            return self.tail_s
+        self._finalize(active, poll)
+        return None
 
     def _launch(self, active: ActiveAttempt) -> None:
         plan = self.plan(active)
@@ -400,10 +329,7 @@ class Controller:
                 "reading the log of failed attempt %s of job %s", active.number, active.job_id
             )
         exit = AttemptExit("spawn_error", message=message)
-        state = ledger.finish_attempt(self.db, active.attempt_id, exit, None)
-        job_changed()
-        if state in TERMINAL_STATES:
-            self._extractors.pop(active.job_id, None)
+        self._ended(active, ledger.finish_attempt(self.db, active.attempt_id, exit, None))
 
     def _finalize(self, active: ActiveAttempt, poll: Poll) -> None:
         plan = self.plan(active)
@@ -421,15 +347,69 @@ class Controller:
             exit = replace(
                 exit, reason="collect_error", message=f"storing the job's results failed: {exc}"
             )
-        state = ledger.finish_attempt(self.db, active.attempt_id, exit, collected)
-        job_changed()
-        self._stop_sent.discard(active.attempt_id)
-        if state in TERMINAL_STATES:
-            self._extractors.pop(active.job_id, None)
+        self._ended(active, ledger.finish_attempt(self.db, active.attempt_id, exit, collected))
         try:
             backend.cleanup(plan, ref)
         except Exception:
             log.exception("cleaning up attempt %s of job %s", active.number, active.job_id)
+
+    def _ended(self, active: ActiveAttempt, state: str | None) -> None:
+        """After an attempt's end was recorded (``state``: the job's new state)."""
+        job_changed()
+        self._stop_sent.discard(active.attempt_id)
+        with self._guard:
+            self._watched.pop(active.job_id, None)
+        if state in TERMINAL_STATES:
+            self._extractors.pop(active.job_id, None)
+        self.enqueue(ADMIT)  # its capacity is free; or the job waits for its retry
+
+    def _forget(self, job_id: str) -> None:
+        with self._guard:
+            self._watched.pop(job_id, None)
+        self._extractors.pop(job_id, None)
+
+    # -- the exit watch -------------------------------------------------------------------------
+
+    def _watch_attempt(
+        self, job_id: str, backend: ComputeBackend, plan: AttemptPlan, ref: BackendRef
+    ) -> None:
+        with self._guard:
+            fresh = job_id not in self._watched
+            self._watched[job_id] = (backend, plan, ref)
+        if fresh:
+            self.enqueue(WATCH)
+
+    def _watch(self) -> float | None:
+        """Poll each watched attempt once; queue the jobs of those that ended.
+
+        Seconds until the next round while anything is watched, else None (a job seen
+        running queues the watch again).
+        """
+        with self._guard:
+            watched = list(self._watched.items())
+        ended: list[str] = []
+        for job_id, (backend, plan, ref) in watched:
+            started = time.perf_counter()
+            try:
+                state = backend.poll(plan, ref).state
+            except Exception:  # the job's own reconcile polls it again and reports the error
+                state = "running"
+            finally:
+                cost = time.perf_counter() - started
+                previous = self._poll_cost.get(backend.url, cost)
+                self._poll_cost[backend.url] = 0.8 * previous + 0.2 * cost
+            if state != "running":
+                ended.append(job_id)
+        with self._guard:
+            for job_id in ended:
+                self._watched.pop(job_id, None)
+            left = [backend for backend, _, _ in self._watched.values()]
+        if ended:
+            self.enqueue(*ended)
+        if not left:
+            return None
+        round_cost = sum(self._poll_cost.get(backend.url, 0.0) for backend in left)
+        return max(self.watch_s, round_cost / self.watch_share)
 
     # -- logs -------------------------------------------------------------------------------
 
@@ -469,6 +449,6 @@ class Controller:
             offsets = self._tail(active, backend, plan, ref, offsets, final=True)
 
 
-def make_controller(runtime: ControlPlane) -> Controller:
+def make_controller(runtime: ControlPlane) -> JobsController:
     """The background service the jobs domain declares (started by ``modelyard up``)."""
-    return Controller.for_runtime(runtime)
+    return JobsController.for_runtime(runtime)

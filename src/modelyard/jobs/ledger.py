@@ -1,5 +1,9 @@
 """The controller's reads and writes of the jobs tables.
 
+The controller acts as :data:`CONTROLLER` (user ``system:jobs``, role ``system``): the
+events its changes write carry that actor, and each attempt it ends is audited as
+``jobs.finish_attempt`` by it (origin ``controller:jobs``), in the same transaction.
+
 Each function is one short transaction that locks the job row first, so it cannot
 interleave with an operation on the same job (``jobs.stop``) in a way that loses either
 change. Each is safe to repeat after a crash: a finished attempt is never finished twice,
@@ -17,6 +21,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from modelyard.compute.backends.base import AttemptExit, BackendRef, Collected
+from modelyard.core.controllers import system_principal
 from modelyard.core.db import Database, utcnow
 from modelyard.core.events import write_events
 from modelyard.core.ids import new_id
@@ -24,7 +29,12 @@ from modelyard.jobs.metrics import ExtractedMetric
 from modelyard.jobs.schemas import TERMINAL_STATES, JobSpec
 from modelyard.jobs.states import advance
 from modelyard.jobs.store import AttemptRow, JobRow, LogLineRow, MetricRow
+from modelyard.security.service import record_audit
 from modelyard.tracking import recording
+
+# What the jobs controller may do: read and write jobs (it calls no other domain).
+CONTROLLER = system_principal("jobs", ("jobs.read", "jobs.write"))
+ORIGIN = "controller:jobs"
 
 
 @dataclass(frozen=True)
@@ -50,16 +60,23 @@ class PendingJob:
     spec: JobSpec
 
 
-def end_job_run(session: Session, job: JobRow, usage: dict[str, Any] | None = None) -> None:
+def end_job_run(
+    session: Session,
+    job: JobRow,
+    usage: dict[str, Any] | None = None,
+    *,
+    actor: str = CONTROLLER.user,
+) -> None:
     """End the job's tracked run with the job's final state, usage, model and outputs.
 
     Called at every move to a final state, in its transaction, so it also writes the
     outbox event ``job.completed``, ``job.failed`` or ``job.stopped`` (payload: ``job``,
-    ``kind``, ``state``) that other domains react to (the transform finisher).
+    ``kind``, ``state``; actor: who ended it) that other domains react to (the transform
+    finisher).
     """
     write_events(
         session,
-        "modelyard.jobs",
+        actor,
         [(f"job.{job.state.lower()}", {"job": job.id, "kind": job.kind, "state": job.state})],
     )
     model = (job.model["digest"], int(job.model["size"])) if job.model else None
@@ -95,6 +112,37 @@ def _active(att: AttemptRow, job: JobRow) -> ActiveAttempt:
     )
 
 
+def active_attempt(db: Database, job_id: str) -> ActiveAttempt | None:
+    """The job's Starting or Running attempt (a job has at most one), or None."""
+    with db.transaction(write=False) as session:
+        row = session.execute(
+            select(AttemptRow, JobRow)
+            .join(JobRow, JobRow.id == AttemptRow.job_id)
+            .where(AttemptRow.job_id == job_id, AttemptRow.state.in_(("Starting", "Running")))
+            .order_by(AttemptRow.number.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else _active(row[0], row[1])
+
+
+def _audit_end(session: Session, job: JobRow, att: AttemptRow | None, reason: str | None) -> None:
+    detail: dict[str, Any] = {"job_state": job.state}
+    if att is not None:
+        detail |= {"attempt": att.number, "attempt_state": att.state}
+    if reason:
+        detail["reason"] = reason[:500]
+    record_audit(
+        session,
+        principal=CONTROLLER,
+        operation="jobs.finish_attempt",
+        target=f"job:{job.id}",
+        origin=ORIGIN,
+        result="ok",
+        request_id=new_id("req"),
+        detail=detail,
+    )
+
+
 def active_attempts(db: Database) -> list[ActiveAttempt]:
     with db.transaction(write=False) as session:
         rows = session.execute(
@@ -106,7 +154,10 @@ def active_attempts(db: Database) -> list[ActiveAttempt]:
         return [_active(att, job) for att, job in rows]
 
 
-def pending_jobs(db: Database, limit: int = 200) -> list[PendingJob]:
+PENDING_PAGE = 200  # the Pending jobs one admission pass looks at
+
+
+def pending_jobs(db: Database, limit: int = PENDING_PAGE) -> list[PendingJob]:
     """Pending jobs, oldest first (the admission order)."""
     with db.transaction(write=False) as session:
         rows = session.scalars(
@@ -133,6 +184,7 @@ def claim(db: Database, job_id: str) -> ActiveAttempt | None:
             advance(job, "Stopped", what=f"job {job.id}")
             job.ended_at = now
             end_job_run(session, job)
+            _audit_end(session, job, None, "stopped before an attempt started")
             return None
         job.attempt_count += 1
         att = AttemptRow(
@@ -293,6 +345,7 @@ def finish_attempt(
             job.outputs = [o.model_dump() for o in collected.outputs] if collected else []
             job.ended_at = now
             end_job_run(session, job, att.usage)
+            _audit_end(session, job, att, None)
             return job.state
         if exit.reason == "stopped" or job.stop_requested:
             advance(att, "Stopped", what=what, attempt=True)
@@ -301,6 +354,7 @@ def finish_attempt(
             job.state_reason = f"stopped during attempt {att.number}"
             job.ended_at = now
             end_job_run(session, job, att.usage)
+            _audit_end(session, job, att, None)
             return job.state
         if exit.reason == "max_runtime":
             reason = (
@@ -324,6 +378,7 @@ def finish_attempt(
             job.state_reason = f"attempt {att.number} failed"
             job.ended_at = now
             end_job_run(session, job, att.usage)
+        _audit_end(session, job, att, reason)
         return job.state
 
 

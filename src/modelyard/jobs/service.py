@@ -26,7 +26,7 @@ from modelyard.core.paths import safe_relpath
 from modelyard.data import service as data_service
 from modelyard.data.schemas import GetDataset, GetVersion, StoredFile
 from modelyard.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from modelyard.jobs.controller import make_controller, notify_after_commit
+from modelyard.jobs.controller import announce_after_commit, make_controller
 from modelyard.jobs.kinds import kind_for, make_finishers
 from modelyard.jobs.ledger import end_job_run
 from modelyard.jobs.schemas import (
@@ -177,7 +177,7 @@ def submit_job(ctx: Context, req: SubmitJob) -> Job:
     _open_run(ctx, session, row, req, used_versions)
     ctx.audit_target = f"job:{job_id}"
     ctx.emit("job.submitted", {"job": job_id, "kind": req.kind, "backend": req.backend})
-    notify_after_commit(session)
+    announce_after_commit(session)
     return _job_out(session, row)
 
 
@@ -386,9 +386,9 @@ def stop(ctx: Context, req: GetJob) -> Job:
     if job.state == "Pending":
         advance(job, "Stopped", what=f"job {job.id}")
         job.ended_at = now
-        end_job_run(session, job)
+        end_job_run(session, job, actor=ctx.principal.user)
     ctx.emit("job.stop_requested", {"job": job.id})
-    notify_after_commit(session)
+    announce_after_commit(session)
     return _job_out(session, job)
 
 
