@@ -218,6 +218,7 @@ class Controller:
         self._kit_active = False
         self._kit_stopping = threading.Event()
         self._kit_tick = threading.Event()
+        self._kit_poked = False  # poll the outbox at the next tick, not at next_poll
         self._kit_resync_due = True
         self._kit_next_renew = 0.0
         self._kit_valid_until = 0.0  # monotonic; workers take no key after it
@@ -360,6 +361,8 @@ class Controller:
             return True
 
     def _kit_tick_now(self) -> None:
+        """The outbox was poked (events committed in this process): poll it now."""
+        self._kit_poked = True
         self._kit_tick.set()
 
     def _kit_event_handler(self, keys_of: KeysOf) -> Callable[[Event], None]:
@@ -386,13 +389,16 @@ class Controller:
     def _kit_manage(self) -> None:
         next_resync = next_poll = time.monotonic()
         while not self._kit_stopping.is_set():
+            self._kit_tick.clear()  # a tick from here on wakes the wait below
             now = time.monotonic()
             if self._kit_active:
                 if self._kit_resync_due or now >= next_resync:
                     ok = self._kit_run_resync()
                     next_resync = time.monotonic() + (self.resync_s if ok else self.backoff_s)
-                if now >= next_poll or self._kit_tick.is_set():
-                    self._kit_tick.clear()
+                # Only a poke (events committed here) polls the outbox early: other ticks
+                # (a re-check scheduled, a resync asked for) must not add database reads.
+                if now >= next_poll or self._kit_poked:
+                    self._kit_poked = False
                     try:
                         self.outbox.poll_once()
                     except Exception:
@@ -431,6 +437,7 @@ class Controller:
             else:
                 log.warning("controller %s: lost its lease; standing by", self.name)
             self._kit_set_active(held)
+            self._kit_poked = held  # taking over: read the outbox at once
             self._kit_tick.set()
         self._kit_next_renew = time.monotonic() + self.lease.ttl_s / 3
 

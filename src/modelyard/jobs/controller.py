@@ -22,6 +22,8 @@ outbox wake-ups and resync are the kit's) with three kinds of key:
   that watch under ``watch_share`` of one core (every ``watch_s``, 20 ms, for a local
   process; less often where a poll is a remote call), and queues the job of one that
   ended, so it is finalized within tens of milliseconds rather than at its next tail.
+  One reconcile of it watches for up to a second (it holds one worker while attempts
+  run).
 
 Every job state change the controller commits is announced in-process
 (:func:`job_changed`), so an embedded client waiting on a job wakes at once instead of at
@@ -167,6 +169,7 @@ class JobsController(Controller):
         # under watch_share of one core (a poll's cost is measured).
         self.watch_s = watch_s
         self.watch_share = watch_share
+        self.watch_round_s = 1.0
         self._guard = threading.Lock()
         self._watched: dict[str, Watched] = {}  # job id -> its running attempt
         self._poll_cost: dict[str, float] = {}
@@ -380,10 +383,24 @@ class JobsController(Controller):
             self.enqueue(WATCH)
 
     def _watch(self) -> float | None:
-        """Poll each watched attempt once; queue the jobs of those that ended.
+        """Watch for up to ``watch_round_s``: a round of polls every interval, in this call
+        (a kit re-check per round would cost more than the polls themselves).
 
         Seconds until the next round while anything is watched, else None (a job seen
-        running queues the watch again).
+        running queues the watch again). Returns early once this controller is no longer
+        active (stopping, or its lease lost).
+        """
+        until = time.monotonic() + self.watch_round_s
+        while True:
+            interval = self._watch_round()
+            if interval is None or not self.active or time.monotonic() + interval >= until:
+                return interval
+            time.sleep(interval)
+
+    def _watch_round(self) -> float | None:
+        """Poll each watched attempt once; queue the jobs of those that ended.
+
+        Seconds until the next round while anything is watched, else None.
         """
         with self._guard:
             watched = list(self._watched.items())
