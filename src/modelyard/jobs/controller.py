@@ -159,6 +159,9 @@ class JobsController(Controller):
         resync_s: float = 30.0,
         **kit: Any,
     ) -> None:
+        # A failing reconcile (a backend that does not answer) is retried within seconds:
+        # the job's log tailing must not pause for the kit's default minute.
+        kit.setdefault("max_backoff_s", 10.0)
         super().__init__(db, workers=workers, resync_s=resync_s, **kit)
         self.artifacts = artifacts
         self.settings = settings
