@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelyard.client.wire import Entry
 
 # SHA-256 of the service modules this was generated from (wire.sources_digest).
-SOURCE_DIGEST = "19196b4f1aff392e01fe9c6aa15ca3c11f5144adad969e6db295f634c9912024"
+SOURCE_DIGEST = "6b6972f3c7e400638e7840b6f492bc004bc0deb945511fca4633c816aa2837d8"
 
 INDEX: dict[str, Entry] = {
     "artifacts.download": (
