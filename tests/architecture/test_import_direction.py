@@ -88,6 +88,9 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("modelyard.endpoints.history", "modelyard.security.service"): "the endpoints "
     "controller writes the audit events of its decisions with security's record_audit, "
     "in the decision's transaction (for the controller kit to offer)",
+    ("modelyard.jobs.ledger", "modelyard.security.service"): "the jobs controller audits "
+    "each attempt end with security's record_audit, in the transaction of the change (for "
+    "the controller kit to offer)",
     # A function API that fills another domain's records in the caller's transaction
     # (docs/architecture.md, "Lineage"); to be exported from tracking/__init__.
     ("modelyard.jobs.ledger", "modelyard.tracking.recording"): "a job's tracked run is "
