@@ -160,6 +160,7 @@ class ReplicaReconciler:
         self._queue_launch = launch  # queue the replica's launch key
         # The attempt of each replica this controller launched or adopted.
         self._adopted: dict[str, int] = {}
+        self._launching: set[str] = set()  # replicas whose launch runs in this process
 
     def close(self) -> None:
         self.prober.close()
@@ -169,9 +170,12 @@ class ReplicaReconciler:
     def set(self, ep: str, rid: str, expect: str, **values: Any) -> ReplicaRow | None:
         """Change a replica row if it is still in state ``expect``; the row, or None. A new
         state must be a move :data:`REPLICA` allows (else it raises, changing nothing)."""
+        expect_attempt = values.pop("expect_attempt", None)
         with self.db.transaction() as session:
             row = session.get(ReplicaRow, rid)
             if row is None or row.state != expect:
+                return None
+            if expect_attempt is not None and row.attempt != expect_attempt:
                 return None
             state = values.pop("state", row.state)
             for key, value in values.items():
@@ -233,6 +237,8 @@ class ReplicaReconciler:
             if _launch_due(r) and _variant(ep, r.variant_id) is not None:
                 self._queue_launch(r.id)
             return False
+        if r.state == "Starting" and r.port is None:
+            return self._unrecorded(ep, r)
         placement = self.placements.for_row(r)
         if self._adopted.get(r.id) != r.attempt:
             self._adopted[r.id] = r.attempt
@@ -315,47 +321,88 @@ class ReplicaReconciler:
         with self.db.transaction(write=False) as session:
             r = session.get(ReplicaRow, rid)
             ep = session.get(EndpointRow, r.endpoint_id) if r is not None else None
-        # Launch only a row still Pending and due: launching again would rewrite a running
-        # attempt's launch.json (a new port) under its supervisor.
+        # Launch only a row still Pending and due.
         if r is None or ep is None or r.state != "Pending" or not _launch_due(r):
             return ep.name if ep is not None else None
         variant = _variant(ep, r.variant_id)
         if variant is None:
             return ep.name
         attempt = r.attempt + 1
+        # The attempt is recorded before it is launched: a controller that dies in between
+        # leaves a Starting row without a port, which the next one stops and counts as a
+        # failed start, so no attempt is ever launched twice.
+        self._launching.add(r.id)
+        try:
+            moved = self.set(
+                ep.name,
+                r.id,
+                "Pending",
+                state="Starting",
+                attempt=attempt,
+                port=None,
+                supervisor_pid=None,
+                supervisor_started=None,
+                pid=None,
+            )
+            if moved is None:  # deleted or drained meanwhile
+                return ep.name
+            self._launch(ep, r, attempt, variant)
+        finally:
+            self._launching.discard(r.id)
+        return ep.name
+
+    def _launch(
+        self, ep: EndpointRow, r: ReplicaRow, attempt: int, variant: dict[str, Any]
+    ) -> None:
         placement = self.placements.for_row(r)
         try:
             started = placement.launch(r, attempt, variant)
         except Exception as exc:
             log.warning("launching replica %s (%s): %s", r.id, r.placement, exc, exc_info=True)
             failures = r.failures + 1
-            self.set(
+            self._set_attempt(
                 ep.name,
                 r.id,
-                "Pending",
+                attempt,
                 state="Failed" if failures >= MAX_FAILURES else "Pending",
                 failures=failures,
-                attempt=attempt,
                 message=f"could not start the replica: {exc}",
             )
-            return ep.name
-        stored = self.set(
+            return
+        stored = self._set_attempt(
             ep.name,
             r.id,
-            "Pending",
-            state="Starting",
-            attempt=attempt,
+            attempt,
             host=started.host,
             port=started.port,
             supervisor_pid=started.supervisor_pid,
             supervisor_started=started.supervisor_started,
             pid=started.pid,
         )
-        if stored is None:  # deleted or drained meanwhile
+        if stored is None:  # deleted, drained or given up meanwhile
             placement.kill(_launched(r, attempt, started))
         else:
             self._adopted[r.id] = attempt
-        return ep.name
+
+    def _set_attempt(self, ep: str, rid: str, attempt: int, **values: Any) -> ReplicaRow | None:
+        """:meth:`set` on a row still ``Starting`` its attempt ``attempt``."""
+        return self.set(ep, rid, "Starting", expect_attempt=attempt, **values)
+
+    def _unrecorded(self, ep: EndpointRow, r: ReplicaRow) -> bool:
+        """A ``Starting`` attempt without a port: launching here, or launched by a
+        controller that stopped before recording it (stopped now, a failed start)."""
+        if r.id in self._launching:
+            return False
+        with self.db.transaction(write=False) as session:
+            fresh = session.get(ReplicaRow, r.id)
+            if fresh is None or fresh.state != "Starting" or fresh.attempt != r.attempt:
+                return False
+            if fresh.port is not None:
+                return False  # recorded since it was read
+        self.placements.for_row(r).kill(r)
+        return self._failed_start(
+            ep, r, "the control plane that launched this attempt stopped before recording it"
+        )
 
     def delete(self, ep: EndpointRow, replicas: list[ReplicaRow]) -> bool:
         """Stop every replica of a ``Deleting`` endpoint, then remove the endpoint."""

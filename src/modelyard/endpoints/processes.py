@@ -315,9 +315,14 @@ class Replicas:
 
     def server_pid(self, replica_id: str, attempt: int) -> int | None:
         """The attempt's model server, while it runs (a pid reused since is not it)."""
+        return self._file_pid(replica_id, attempt, "child_pid")
+
+    def _file_pid(self, replica_id: str, attempt: int, key: str) -> int | None:
+        """A pid ``supervisor.json`` names (``pid``: the supervisor; ``child_pid``: the
+        model server), while that process runs."""
         path = self.attempt_dir(replica_id, attempt) / SUPERVISOR
         sup = self._read(path) or {}
-        pid = sup.get("child_pid")
+        pid = sup.get(key)
         if not isinstance(pid, int):
             return None
         try:
@@ -365,8 +370,11 @@ class Replicas:
                 os.kill(pid, signal.SIGTERM)
 
     def kill(self, replica_id: str, attempt: int, pid: int | None, started: float | None) -> None:
-        """SIGKILL the supervisor and the server's process group."""
+        """SIGKILL the supervisor and the server's process group. Without ``pid`` (a launch
+        that was never recorded) the supervisor is the one its ``supervisor.json`` names."""
         child = self.server_pid(replica_id, attempt)
+        if pid is None:
+            pid, started = self._file_pid(replica_id, attempt, "pid"), None
         if pid is not None and self.alive(pid, started):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
