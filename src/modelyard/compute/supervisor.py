@@ -33,8 +33,9 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Protocol
@@ -50,6 +51,21 @@ POLL_S = 0.05
 _stop_signalled = False
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+# Supervisors this process started whose backend closed while they still ran (an attempt
+# or a replica outlives the controller that launched it): held here until they exit, so a
+# running child's Popen is never dropped (CPython warns "subprocess ... is still running")
+# and an exited one is reaped.
+_outliving: list[subprocess.Popen[bytes]] = []
+_outliving_lock = threading.Lock()
+
+
+def outlive(children: Iterable[subprocess.Popen[bytes]]) -> None:
+    """Keep ``children`` until they exit (and reap those started earlier that have)."""
+    with _outliving_lock:
+        _outliving.extend(children)
+        _outliving[:] = [proc for proc in _outliving if proc.poll() is None]
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:

@@ -38,7 +38,15 @@ import psutil
 
 import modelyard
 from modelyard.compute.archive import extract_tar_gz, list_tar_gz
-from modelyard.compute.supervisor import LAUNCH, STATUS, STDERR, STOP, SUPERVISOR, write_json_atomic
+from modelyard.compute.supervisor import (
+    LAUNCH,
+    STATUS,
+    STDERR,
+    STOP,
+    SUPERVISOR,
+    outlive,
+    write_json_atomic,
+)
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.core.paths import safe_component
 from modelyard.errors import InvalidInput
@@ -221,7 +229,10 @@ class Replicas:
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        """Nothing to release (the children are reaped as they exit)."""
+        """Hand the replicas still running to :func:`outlive` (they outlive the controller)."""
+        with self._lock:
+            children, self._children = list(self._children.values()), {}
+        outlive(children)
 
     def attempt_dir(self, replica_id: str, attempt: int) -> Path:
         return self.folder / replica_id / str(attempt)

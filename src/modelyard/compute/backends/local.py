@@ -52,6 +52,7 @@ from modelyard.compute.supervisor import (
     STOP,
     SUPERVISOR,
     make_durable,
+    outlive,
     write_json_atomic,
 )
 from modelyard.errors import InvalidInput, ModelyardError
@@ -121,6 +122,9 @@ class LocalBackend(ComputeBackend):
         self._warm = warm.WarmServer(home / "jobs") if warm.enabled() else None
 
     def close(self) -> None:
+        with self._lock:
+            children, self._children = list(self._children.values()), {}
+        outlive(children)  # attempts keep running after the controller stops
         if self._warm is not None:
             self._warm.close()
 
