@@ -15,7 +15,8 @@ What is checked here, for every fenced block of every page (nothing here runs th
 What runs: the pages' own blocks are executed by tests/algorithms/test_algorithm_docs.py,
 tests/flavors/test_flavor_docs.py, tests/transform/test_transform_docs.py,
 tests/e2e/test_sagemaker_model_to_endpoint.py (docs/serving.md) and tests/jobs/test_kinds.py
-(docs/architecture.md, "How to add a job kind"), listed in RUN_ELSEWHERE and checked to
+(docs/architecture.md, "How to add a job kind"), tests/core/test_architecture_docs.py (its
+controller and event examples), listed in RUN_ELSEWHERE and checked to
 exist.
 """
 
@@ -41,6 +42,7 @@ RUN_ELSEWHERE = [
     "tests/transform/test_transform_docs.py",
     "tests/e2e/test_sagemaker_model_to_endpoint.py",
     "tests/jobs/test_kinds.py",
+    "tests/core/test_architecture_docs.py",
 ]
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 # A local address; not one inside another scheme's URL (postgresql://user@localhost:5432).

@@ -65,15 +65,16 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+from pydantic import BaseModel
 from sqlalchemy import delete, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modelyard.core.control_store import ControllerLeaseRow
 from modelyard.core.db import Database, utcnow
-from modelyard.core.operations import Principal
+from modelyard.core.operations import Operation, Principal
 from modelyard.core.outbox import Event, OutboxConsumer
 
 log = logging.getLogger("modelyard.controllers")
@@ -522,3 +523,37 @@ class Controller:
                     self.enqueue_after(key, again)
             finally:
                 self._kit_done(key)
+
+
+class OperationsHost(Protocol):
+    """What a controller that calls operations needs from the runtime (``Runtime`` is one)."""
+
+    db: Database
+    operations: dict[str, Operation[Any, Any]]
+
+    def execute(
+        self, op: Operation[Any, Any], req: BaseModel, principal: Principal, *, origin: str
+    ) -> Any: ...
+
+
+class OperationController(Controller):
+    """A controller that acts through the platform's operations, as its own principal.
+
+    It declares ``permissions`` (exactly what its calls need) besides what every
+    controller declares; :meth:`call` runs an operation as ``system:<name>`` with those
+    permissions: checked by the runtime as for any caller, and audited with origin
+    ``controller:<name>``. So a controller can do only what it declared, and the audit log
+    says which controller did it.
+    """
+
+    permissions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, runtime: OperationsHost, **kwargs: Any) -> None:
+        super().__init__(runtime.db, **kwargs)
+        self.runtime = runtime
+        self.principal = system_principal(self.name, self.permissions)
+
+    def call(self, operation: str, req: BaseModel) -> Any:
+        """Run the operation named ``operation`` with ``req`` as this controller."""
+        op = self.runtime.operations[operation]
+        return self.runtime.execute(op, req, self.principal, origin=f"controller:{self.name}")

@@ -52,15 +52,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel
 from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from modelyard.compute.archive import list_tar_gz
 from modelyard.core.artifacts import ArtifactStore
-from modelyard.core.controllers import Controller, system_principal
-from modelyard.core.db import Database, utcnow
-from modelyard.core.operations import Context, Operation, Principal
+from modelyard.core.controllers import OperationController, OperationsHost, system_principal
+from modelyard.core.db import utcnow
+from modelyard.core.operations import Context
 from modelyard.core.paths import safe_relpath
 from modelyard.errors import AlreadyExists, InvalidInput, ModelyardError
 from modelyard.jobs import builtins
@@ -215,23 +214,34 @@ PROCESSING = register_kind(Kind("processing", program=user_program, validate=che
 # -- finishers --------------------------------------------------------------------------------
 
 
-class FinisherHost(Protocol):
+class FinisherHost(OperationsHost, Protocol):
     """What a finisher needs from the runtime."""
 
-    db: Database
     artifacts: ArtifactStore
-    operations: dict[str, Operation[Any, Any]]
 
-    def execute(
-        self, op: Operation[Any, Any], req: BaseModel, principal: Principal, *, origin: str
-    ) -> Any: ...
+
+class _Recent:
+    """A set of the last ``size`` keys added (oldest forgotten first)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: dict[str, None] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def add(self, key: str) -> None:
+        self._keys.pop(key, None)
+        self._keys[key] = None
+        while len(self._keys) > self.size:
+            del self._keys[next(iter(self._keys))]
 
 
 def _keys_of_kind(kind: str, payload: dict[str, Any]) -> list[str]:
     return [str(payload["job"])] if payload.get("kind") == kind else []
 
 
-class JobFinisher(Controller):
+class JobFinisher(OperationController):
     """The finisher of one kind (see the module docstring): subclass it, declare ``name``
     (the controller's and its principal's), ``kind``, ``permissions`` (what ``finish``'s
     operations need), optionally ``states`` (default: every final state), and implement
@@ -251,21 +261,19 @@ class JobFinisher(Controller):
         if not self.kind:
             raise TypeError(f"{type(self).__name__} must set the class attribute 'kind'")
         kwargs.setdefault("workers", 2)
-        super().__init__(runtime.db, resync_s=resync_s, **kwargs)
-        self.runtime = runtime
-        self.principal = system_principal(self.name, {"jobs.read", *self.permissions})
-        self._done: set[str] = set()  # finished here or found finished: never read again
+        super().__init__(runtime, resync_s=resync_s, **kwargs)
+        self.runtime: FinisherHost = runtime
+        if "jobs.read" not in self.permissions:  # finish() is handed the job, read as itself
+            self.principal = system_principal(self.name, {"jobs.read", *self.permissions})
+        # Jobs finished here or found finished: not read again. Bounded: the job_finishes
+        # row is what counts, this only saves a read in the moments after a job finished.
+        self._done = _Recent(10_000)
 
     # -- what a kind implements -----------------------------------------------------------
 
     def finish(self, job: Job) -> None:
         """React to ``job`` having ended (idempotent: it may be called again after a crash)."""
         raise NotImplementedError
-
-    def call(self, operation: str, req: BaseModel) -> Any:
-        """Run the operation ``operation`` as this finisher (permission-checked, audited)."""
-        op = self.runtime.operations[operation]
-        return self.runtime.execute(op, req, self.principal, origin=f"controller:{self.name}")
 
     # -- the controller ---------------------------------------------------------------------
 
