@@ -68,6 +68,41 @@ def outlive(children: Iterable[subprocess.Popen[bytes]]) -> None:
         _outliving[:] = [proc for proc in _outliving if proc.poll() is None]
 
 
+# modelyard's own source folder (the parent of the package), put first on a child's
+# PYTHONPATH: a supervisor, driver or replica runs this checkout's modelyard, installed or not.
+SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with :data:`SOURCE_ROOT` first on
+    ``PYTHONPATH``."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SOURCE_ROOT, env.get("PYTHONPATH")]))
+    return env
+
+
+def spawn(
+    directory: Path,
+    env: dict[str, str] | None = None,
+    *,
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a supervisor for the attempt folder ``directory`` (its ``launch.json`` written),
+    in a session of its own, its own output appended to ``supervisor.log`` there; ``env``
+    defaults to :func:`child_environment`. Raises ``OSError`` when it cannot start."""
+    with open(directory / "supervisor.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "modelyard.compute.supervisor", str(directory)],
+            cwd=directory,
+            env=child_environment() if env is None else env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            preexec_fn=preexec_fn,
+        )
+
+
 def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True) -> None:
     """Write ``data`` as JSON so a reader sees the old file or the whole new one.
 

@@ -36,7 +36,6 @@ from typing import Any
 import httpx
 import psutil
 
-import modelyard
 from modelyard.compute.archive import extract_tar_gz, list_tar_gz
 from modelyard.compute.supervisor import (
     LAUNCH,
@@ -44,7 +43,9 @@ from modelyard.compute.supervisor import (
     STDERR,
     STOP,
     SUPERVISOR,
+    child_environment,
     outlive,
+    spawn,
     write_json_atomic,
 )
 from modelyard.core.artifacts import ArtifactStore
@@ -81,10 +82,7 @@ def free_port() -> int:
 def server_environment() -> dict[str, str]:
     """This process's environment, with modelyard's source folder first on PYTHONPATH (a
     replica runs this checkout's ``modelyard``, installed or not)."""
-    src_root = str(Path(modelyard.__file__).resolve().parents[1])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, env.get("PYTHONPATH")]))
-    return env
+    return child_environment()
 
 
 def server_command(
@@ -278,16 +276,7 @@ class Replicas:
                 "stop_grace_s": STOP_GRACE_S,
             },
         )
-        with open(directory / "supervisor.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "modelyard.compute.supervisor", str(directory)],
-                cwd=directory,
-                env=supervisor_env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        proc = spawn(directory, supervisor_env)
         with self._lock:
             self._children[proc.pid] = proc
         try:

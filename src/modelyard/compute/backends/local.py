@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -28,7 +27,6 @@ from typing import Any
 
 import psutil
 
-import modelyard
 from modelyard.compute import warm
 from modelyard.compute.backends.base import (
     AttemptExit,
@@ -53,6 +51,7 @@ from modelyard.compute.supervisor import (
     SUPERVISOR,
     make_durable,
     outlive,
+    spawn,
     write_json_atomic,
 )
 from modelyard.errors import InvalidInput, ModelyardError
@@ -212,24 +211,10 @@ class LocalBackend(ComputeBackend):
         ):
             make_durable(directory / LAUNCH)
             return self._warm_ref(directory)
-        src_root = str(Path(modelyard.__file__).resolve().parents[1])
-        sup_env = dict(os.environ)
-        sup_env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [src_root, os.environ.get("PYTHONPATH")])
-        )
-        with open(directory / "supervisor.log", "ab") as sup_log:
-            try:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "modelyard.compute.supervisor", str(directory)],
-                    cwd=directory,
-                    env=sup_env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=sup_log,
-                    stderr=sup_log,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise LaunchFailed(f"could not start the supervisor: {exc}") from exc
+        try:
+            proc = spawn(directory)
+        except OSError as exc:
+            raise LaunchFailed(f"could not start the supervisor: {exc}") from exc
         with self._lock:
             self._children[str(directory)] = proc
         make_durable(directory / LAUNCH)

@@ -56,7 +56,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import modelyard
 from modelyard.compute.backends.base import (
     AttemptPlan,
     AttemptSpec,
@@ -68,6 +67,7 @@ from modelyard.compute.backends.base import (
     LogLines,
     Poll,
 )
+from modelyard.compute.supervisor import child_environment
 from modelyard.core.artifacts import ArtifactStore
 from modelyard.errors import ConfigurationError, InvalidInput
 
@@ -168,9 +168,7 @@ class _Driver:
 
     def _start(self) -> None:
         socket_path = str(self.folder / "driver.sock")
-        src_root = str(Path(modelyard.__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, env.get("PYTHONPATH")]))
+        env = child_environment()
         env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         # The driver gives up (ends) 10 s after the cluster became unreachable, not 60 s:
         # calls stuck meanwhile wait that long, and a new driver takes over.

@@ -46,7 +46,6 @@ from typing import Any, Literal
 
 import psutil
 
-import modelyard
 from modelyard.compute.backends.base import (
     AttemptExit,
     AttemptPlan,
@@ -58,7 +57,7 @@ from modelyard.compute.backends.base import (
 )
 from modelyard.compute.backends.local import LocalBackend
 from modelyard.compute.environments import EnvironmentBuildFailed
-from modelyard.compute.supervisor import LAUNCH, STDOUT, write_json_atomic
+from modelyard.compute.supervisor import LAUNCH, STDOUT, spawn, write_json_atomic
 from modelyard.core.artifacts import open_store
 from modelyard.errors import ModelyardError
 
@@ -327,21 +326,7 @@ class HostWorker:
             return dict(self._ref)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        directory = self.plan.attempt_dir
-        src_root = str(Path(modelyard.__file__).resolve().parents[1])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src_root, env.get("PYTHONPATH")]))
-        with open(directory / "supervisor.log", "ab") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "modelyard.compute.supervisor", str(directory)],
-                cwd=directory,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                preexec_fn=die_with_spawner,
-            )
+        return spawn(self.plan.attempt_dir, preexec_fn=die_with_spawner)
 
     # -- watch ------------------------------------------------------------------------------
 
